@@ -1,0 +1,85 @@
+"""Multi-head self-attention with one fused QKV projection.
+
+The block keeps three projection matrices (checkpoint names ``proj_query``, ``proj_key``,
+``proj_value``, as in GluonNLP and in Google's BERT) but multiplies the input by all three in a
+single GEMM: the weights are interleaved head by head into a ``(3 C, C)`` matrix, the layout that
+MXNet's ``interleaved_matmul_selfatt_qk`` / ``_valatt`` operators read without any transpose.
+"""
+from mxnet.gluon import HybridBlock, nn
+
+__all__ = ['SelfAttention']
+
+
+class SelfAttention(HybridBlock):
+    """Scaled dot-product self-attention over ``H`` heads, masking keys past ``valid_length``.
+
+    Parameters
+    ----------
+    units : int
+        Model width C (input and output).
+    num_heads : int
+        Number of heads H; the head width is C / H.
+    dropout : float
+        Dropout on the attention weights.
+
+    Inputs
+    ------
+    x : (T, B, C)
+        Hidden states, time-major.
+    valid_length : (B * H,)
+        Number of real (non-padding) tokens of each sequence, repeated for each head.
+        Keys at positions >= valid_length get zero attention weight.
+
+    Outputs
+    -------
+    context : (T, B, C)
+        Attention-weighted values, heads concatenated (not yet through the output projection).
+    weights : (B, H, T, T)
+        Attention weights (query, key) of every head.
+    """
+
+    def __init__(self, units, num_heads, dropout=0.0, weight_initializer=None, prefix=None,
+                 params=None):
+        super().__init__(prefix=prefix, params=params)
+        self._units = units
+        self._num_heads = num_heads
+        with self.name_scope():
+            for name in ('query', 'key', 'value'):
+                setattr(self, f'{name}_weight', self.params.get(
+                    f'{name}_weight', shape=(units, units), init=weight_initializer,
+                    allow_deferred_init=True))
+                setattr(self, f'{name}_bias', self.params.get(
+                    f'{name}_bias', shape=(units,), init='zeros', allow_deferred_init=True))
+            self.dropout = nn.Dropout(dropout)
+
+    def _collect_params_with_prefix(self, prefix=''):
+        # Checkpoint names are those of three Dense layers: proj_query.weight, proj_query.bias,
+        # ... (GluonNLP and TF BERT), although the block holds the raw matrices to fuse them.
+        if prefix:
+            prefix += '.'
+        names = {}
+        for attr, param in self._reg_params.items():
+            which, kind = attr.split('_')
+            names[f'{prefix}proj_{which}.{kind}'] = param
+        for name, child in self._children.items():
+            names.update(child._collect_params_with_prefix(prefix + name))
+        return names
+
+    def hybrid_forward(self, F, x, valid_length, query_weight, key_weight, value_weight,
+                       query_bias, key_bias, value_bias):
+        heads = self._num_heads
+        # (C, C) x 3 -> (H, 3, C/H, C) -> (3C, C): rows interleaved [q_h, k_h, v_h] per head.
+        weights = [F.expand_dims(F.reshape(w, shape=(-4, heads, -1, 0)), axis=1)
+                   for w in (query_weight, key_weight, value_weight)]
+        qkv_weight = F.reshape(F.concat(*weights, dim=1), shape=(-1, self._units))
+        biases = [F.reshape(b, shape=(heads, 1, -1)) for b in (query_bias, key_bias, value_bias)]
+        qkv_bias = F.reshape(F.concat(*biases, dim=1), shape=(-1,))
+        qkv = F.FullyConnected(x, qkv_weight, qkv_bias, num_hidden=3 * self._units,
+                               flatten=False)                                   # (T, B, 3C)
+        scores = F.contrib.interleaved_matmul_selfatt_qk(qkv, heads=heads)      # (B*H, T, T)
+        lengths = F.broadcast_like(F.reshape(valid_length, shape=(-1, 1)), scores,
+                                   lhs_axes=(1,), rhs_axes=(1,))                # (B*H, T)
+        weights = F.softmax(scores, length=lengths, use_length=True, axis=-1)
+        context = F.contrib.interleaved_matmul_selfatt_valatt(
+            qkv, self.dropout(weights), heads=heads)                            # (T, B, C)
+        return context, F.reshape(weights, shape=(-4, -1, heads, 0, 0))

@@ -1,0 +1,207 @@
+"""BERTModel (encoder + pooler + optional NSP and MLM heads) and BERTClassifier."""
+import re
+
+import mxnet as mx
+from mxnet.gluon import HybridBlock, nn
+
+from ..errors import InputError
+from . import checkpoint
+from .config import BERTConfig, get_config
+from .encoder import BERTEncoder
+from .heads import BERTPooler, MLMDecoder, NSClassifier
+from .init import TruncNorm
+
+__all__ = ['BERTModel', 'BERTClassifier']
+
+# Structural name -> GluonNLP 0.10 checkpoint name. GluonNLP keeps the embeddings and the
+# heads beside its encoder; gluonbert's BERTEncoder owns the embeddings and NSClassifier owns
+# the pooler. Names are rewritten once, where Gluon collects them, so save_parameters,
+# load_parameters and every wrapper (BERTClassifier: bert.word_embed.0.weight) agree.
+_GLUONNLP_NAMES = [
+    (re.compile(r'^encoder\.(word_embed|token_type_embed)\.'), r'\1.'),
+    (re.compile(r'^nsp\.(pooler|classifier)\.'), r'\1.'),
+]
+
+
+class _CheckpointNames:
+    """Mixin: GluonNLP-compatible parameter names and loading with clear errors."""
+
+    def load_parameters(self, filename, ctx=None, allow_missing=False, ignore_extra=False,
+                        cast_dtype=False, dtype_source='current'):
+        """Loads a ``.params`` file saved by gluonbert or GluonNLP (see
+        :func:`gluonbert.model.checkpoint.load_parameters`)."""
+        checkpoint.load_parameters(self, filename, ctx=ctx, allow_missing=allow_missing,
+                                   ignore_extra=ignore_extra, cast_dtype=cast_dtype)
+
+    def save_parameters(self, filename, deduplicate=False):
+        """Saves parameters under GluonNLP names, atomically (temp file + rename)."""
+        checkpoint.save_parameters(self, filename)
+
+
+class BERTModel(_CheckpointNames, HybridBlock):
+    """BERT: the encoder, the ``[CLS]`` pooler, and optionally the pretraining heads.
+
+    Parameters
+    ----------
+    config : BERTConfig or str
+        Sizes, or the name of a configuration (``'bert_12_768_12'``, ...).
+    use_pooler : bool
+        Compute the pooled ``[CLS]`` vector.
+    use_decoder : bool
+        Add the masked-LM head (:class:`MLMDecoder`, tied to the word embedding).
+    use_classifier : bool
+        Add the next-sentence head (:class:`NSClassifier`); implies ``use_pooler``.
+    output_all_encodings, output_attention : bool
+        See :class:`BERTEncoder`.
+
+    Inputs
+    ------
+    inputs : (B, T) int
+        Token ids.
+    token_types : (B, T) int
+        Segment ids.
+    valid_length : (B,) int, optional
+        Real lengths; all ``T`` if omitted.
+    masked_positions : (B, P) int, optional
+        Positions for the MLM head (required with ``use_decoder``).
+
+    Outputs
+    -------
+    In this order, each only when enabled (a single output is returned bare), as GluonNLP's
+    ``BERTModel``:
+
+    sequence : (B, T, C), or the list of every layer's (B, T, C) with ``output_all_encodings``
+    attention_weights : list of L arrays (B, H, T, T), with ``output_attention``
+    pooled : (B, C), with ``use_pooler``
+    nsp_scores : (B, 2), with ``use_classifier``
+    mlm_scores : (B, P, V), with ``use_decoder``
+    """
+
+    def __init__(self, config, use_pooler=True, use_decoder=True, use_classifier=True,
+                 output_all_encodings=False, output_attention=False, prefix=None, params=None):
+        super().__init__(prefix=prefix, params=params)
+        self.config = config = get_config(config)
+        self._use_pooler = use_pooler or use_classifier
+        self._use_decoder = use_decoder
+        self._use_classifier = use_classifier
+        self._output_all_encodings = output_all_encodings
+        self._output_attention = output_attention
+        with self.name_scope():
+            self.encoder = BERTEncoder(config, output_all_encodings, output_attention)
+            if use_classifier:
+                self.nsp = NSClassifier(config.units)
+            elif use_pooler:
+                self.pooler = BERTPooler(config.units, prefix='pooler_')
+            if use_decoder:
+                self.decoder = MLMDecoder(config.units, config.vocab_size,
+                                          self.encoder.word_embedding, config.layer_norm_eps,
+                                          prefix='decoder_')
+
+    @property
+    def num_outputs(self):
+        return (1 + self._output_attention + self._use_pooler + self._use_classifier
+                + self._use_decoder)
+
+    def _collect_params_with_prefix(self, prefix=''):
+        names = super()._collect_params_with_prefix()
+        if prefix:
+            prefix += '.'
+        renamed = {}
+        for name, param in names.items():
+            for pattern, replacement in _GLUONNLP_NAMES:
+                name = pattern.sub(replacement, name)
+            renamed[prefix + name] = param
+        return renamed
+
+    def __call__(self, inputs, token_types, valid_length=None, masked_positions=None):
+        return super().__call__(inputs, token_types, valid_length, masked_positions)
+
+    def forward(self, inputs, token_types, valid_length=None, masked_positions=None):
+        if isinstance(inputs, mx.nd.NDArray):
+            if valid_length is None:
+                valid_length = mx.nd.full((inputs.shape[0],), inputs.shape[1] if inputs.ndim > 1
+                                          else 0, ctx=inputs.context, dtype='int32')
+            if self._use_decoder and masked_positions is None:
+                raise InputError('this BERTModel has an MLM head (use_decoder=True): pass '
+                                 'masked_positions (B, P), or build it with use_decoder=False')
+        args = (inputs, token_types, valid_length)
+        if self._use_decoder:
+            args += (masked_positions,)
+        return super().forward(*args)
+
+    def hybrid_forward(self, F, inputs, token_types, valid_length, masked_positions=None):
+        encoded = self.encoder(inputs, token_types, valid_length)
+        extra = list(encoded[1:]) if isinstance(encoded, (list, tuple)) else []
+        sequence = encoded[0] if extra else encoded
+        outputs = [extra.pop(0) if self._output_all_encodings else sequence]
+        if self._output_attention:
+            outputs.append(extra.pop(0))
+        if self._use_classifier:
+            nsp_scores, pooled = self.nsp(sequence)
+            outputs += [pooled, nsp_scores]
+        elif self._use_pooler:
+            outputs.append(self.pooler(sequence))
+        if self._use_decoder:
+            outputs.append(self.decoder(sequence, masked_positions))
+        return tuple(outputs) if len(outputs) > 1 else outputs[0]
+
+
+class BERTClassifier(_CheckpointNames, HybridBlock):
+    """Sentence(-pair) classification: dropout and a Dense layer on BERT's pooled output.
+
+    Parameters
+    ----------
+    bert : BERTModel
+        With ``use_pooler=True`` (its other heads, if any, are computed and ignored: build it
+        with ``use_decoder=False, use_classifier=False`` for speed).
+    num_classes : int
+        Number of labels K.
+    dropout : float
+        Dropout before the output layer (0 disables it; checkpoint name ``classifier.0`` then,
+        ``classifier.1`` otherwise, as in GluonNLP).
+
+    Inputs
+    ------
+    inputs, token_types : (B, T) int
+    valid_length : (B,) int, optional
+
+    Outputs
+    -------
+    scores : (B, K)
+        Unnormalised class logits.
+    """
+
+    def __init__(self, bert, num_classes=2, dropout=0.0, prefix=None, params=None):
+        super().__init__(prefix=prefix, params=params)
+        if not isinstance(bert, BERTModel) or not bert._use_pooler:
+            raise InputError('BERTClassifier needs a gluonbert BERTModel built with '
+                             'use_pooler=True')
+        self.bert = bert
+        self._pooled_index = 1 + bert._output_attention
+        with self.name_scope():
+            self.classifier = nn.HybridSequential(prefix='classifier_')
+            with self.classifier.name_scope():
+                if dropout:
+                    self.classifier.add(nn.Dropout(rate=dropout))
+                self.classifier.add(nn.Dense(num_classes, in_units=bert.config.units,
+                                             weight_initializer=TruncNorm(0.02)))
+
+    @property
+    def config(self):
+        return self.bert.config
+
+    def __call__(self, inputs, token_types, valid_length=None):
+        return super().__call__(inputs, token_types, valid_length)
+
+    def forward(self, inputs, token_types, valid_length=None):
+        if isinstance(inputs, mx.nd.NDArray) and valid_length is None:
+            valid_length = mx.nd.full((inputs.shape[0],), inputs.shape[1], ctx=inputs.context,
+                                      dtype='int32')
+        if isinstance(inputs, mx.nd.NDArray) and self.bert._use_decoder:
+            raise InputError('BERTClassifier: the wrapped BERTModel has an MLM head; build it '
+                             'with use_decoder=False')
+        return super().forward(inputs, token_types, valid_length)
+
+    def hybrid_forward(self, F, inputs, token_types, valid_length):
+        outputs = self.bert(inputs, token_types, valid_length)
+        return self.classifier(outputs[self._pooled_index])

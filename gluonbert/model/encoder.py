@@ -1,0 +1,169 @@
+"""BERTEncoder: token, segment and position embeddings, then a stack of transformer cells."""
+import mxnet as mx
+from mxnet.gluon import HybridBlock, nn
+
+from ..errors import InputError
+from .config import BERTConfig
+from .init import TruncNorm
+from .transformer import TransformerCell
+
+__all__ = ['BERTEncoder', 'check_token_inputs']
+
+
+def _init():
+    """BERT's initialiser: N(0, 0.02) truncated at two standard deviations."""
+    return TruncNorm(stdev=0.02)
+
+
+class BERTEncoder(HybridBlock):
+    """Embeds token ids and encodes them with ``L`` post-LN transformer cells.
+
+    ``embedding = LayerNorm(word[token] + segment[segment_id] + position[t])``, dropout, then
+    the cells. Attention ignores keys at positions ``>= valid_length``; outputs at those
+    positions are set to zero (as GluonNLP does).
+
+    Internally the cells run time-major, ``(T, B, C)``, the layout of MXNet's fused attention
+    operators: the ids are transposed once on the way in and the encodings once on the way out.
+
+    Parameters
+    ----------
+    config : BERTConfig
+        Sizes; see :class:`gluonbert.model.BERTConfig`.
+    output_all_encodings : bool
+        Also return the output of every cell.
+    output_attention : bool
+        Also return every cell's attention weights.
+
+    Inputs
+    ------
+    token_ids : (B, T) int
+        WordPiece ids, each in ``[0, vocab_size)``; ``T <= max_length``.
+    segment_ids : (B, T) int
+        0 for sentence A, 1 for sentence B.
+    valid_length : (B,) int
+        Number of real tokens of each sequence (the rest is padding).
+
+    Outputs
+    -------
+    sequence : (B, T, C)
+        Encoding of every token from the last cell.
+    all_encodings : list of L arrays (B, T, C)
+        Only with ``output_all_encodings``: every cell's output (padding zeroed).
+    attention_weights : list of L arrays (B, H, T, T)
+        Only with ``output_attention``.
+    """
+
+    def __init__(self, config, output_all_encodings=False, output_attention=False,
+                 prefix=None, params=None):
+        super().__init__(prefix=prefix, params=params)
+        if not isinstance(config, BERTConfig):
+            raise TypeError(f'BERTEncoder expects a BERTConfig, got {type(config).__name__}')
+        self.config = config
+        self._output_all_encodings = output_all_encodings
+        self._output_attention = output_attention
+        c = config
+        with self.name_scope():
+            # word_embed / token_type_embed are one-element sequences so that parameter names
+            # read word_embed.0.weight, as in GluonNLP checkpoints.
+            self.word_embed = nn.HybridSequential(prefix='word_embed_')
+            with self.word_embed.name_scope():
+                self.word_embed.add(nn.Embedding(c.vocab_size, c.units, weight_initializer=_init()))
+            self.token_type_embed = nn.HybridSequential(prefix='token_type_embed_')
+            with self.token_type_embed.name_scope():
+                self.token_type_embed.add(nn.Embedding(c.token_type_vocab_size, c.units,
+                                                       weight_initializer=_init()))
+            self.position_weight = self.params.get('position_weight', shape=(c.max_length, c.units),
+                                                   init=_init())
+            self.layer_norm = nn.LayerNorm(epsilon=c.layer_norm_eps, in_channels=c.units)
+            self.dropout = nn.Dropout(c.dropout)
+            self.transformer_cells = nn.HybridSequential()
+            with self.transformer_cells.name_scope():
+                for i in range(c.num_layers):
+                    self.transformer_cells.add(TransformerCell(
+                        c.units, c.hidden_size, c.num_heads, c.dropout, c.layer_norm_eps,
+                        weight_initializer=_init(), prefix=f'transformer{i}_'))
+
+    @property
+    def word_embedding(self):
+        """The ``nn.Embedding`` holding the (V, C) word table (tied to the MLM output layer)."""
+        return self.word_embed[0]
+
+    def forward(self, token_ids, segment_ids, valid_length):
+        if isinstance(token_ids, mx.nd.NDArray):
+            check_token_inputs(self.config, token_ids, segment_ids, valid_length)
+        return super().forward(token_ids, segment_ids, valid_length)
+
+    def hybrid_forward(self, F, token_ids, segment_ids, valid_length, position_weight):
+        # Time-major from here on: transposing the ids is cheaper than the (B, T, C) floats.
+        x = (self.word_embed(F.transpose(token_ids))
+             + self.token_type_embed(F.transpose(segment_ids)))                 # (T, B, C)
+        positions = F.slice_like(position_weight, x, axes=(0,))                # (T, C)
+        x = F.broadcast_add(x, F.expand_dims(positions, axis=1))
+        x = self.dropout(self.layer_norm(x))
+
+        valid_length = F.cast(valid_length, dtype='float32')
+        heads = self.config.num_heads
+        head_lengths = F.reshape(F.repeat(F.reshape(valid_length, shape=(-1, 1)), heads, axis=1),
+                                 shape=(-1,))
+        head_lengths = F.cast(head_lengths, dtype='int32')                      # (B*H,)
+        encodings, attentions = [], []
+        for cell in self.transformer_cells:
+            x, weights = cell(x, head_lengths)
+            if self._output_all_encodings:
+                encodings.append(x)
+            attentions.append(weights)
+
+        def to_batch_major(h):
+            h = F.SequenceMask(h, sequence_length=valid_length, use_sequence_length=True, axis=0)
+            return F.transpose(h, axes=(1, 0, 2))
+
+        sequence = to_batch_major(x)
+        if not (self._output_all_encodings or self._output_attention):
+            return sequence
+        outputs = [sequence]
+        if self._output_all_encodings:
+            outputs.append([to_batch_major(h) for h in encodings])
+        if self._output_attention:
+            outputs.append(attentions)
+        return tuple(outputs)
+
+
+def check_token_inputs(config, token_ids, segment_ids, valid_length=None):
+    """Raises :class:`InputError` when arrays do not fit ``config``.
+
+    Checks shapes (free) and value ranges (one small reduction each, on the ids only).
+
+    Parameters
+    ----------
+    config : BERTConfig
+    token_ids : (B, T) NDArray
+    segment_ids : (B, T) NDArray
+    valid_length : (B,) NDArray or None
+    """
+    if token_ids.ndim != 2:
+        raise InputError(f'token_ids has shape {token_ids.shape}; expected (batch, length)')
+    batch, length = token_ids.shape
+    if segment_ids.shape != token_ids.shape:
+        raise InputError(f'segment_ids has shape {segment_ids.shape} but token_ids has shape '
+                         f'{token_ids.shape}; expected the same (batch, length)')
+    if length > config.max_length:
+        raise InputError(f'sequence length {length} exceeds the position table of '
+                         f'{config.max_length} rows (config.max_length); truncate the inputs')
+    if valid_length is not None and valid_length.shape != (batch,):
+        raise InputError(f'valid_length has shape {valid_length.shape}; expected ({batch},)')
+    for name, ids, limit in (('token_ids', token_ids, config.vocab_size),
+                             ('segment_ids', segment_ids, config.token_type_vocab_size)):
+        if ids.size == 0:
+            continue
+        low, high = (float(v) for v in mx.nd.concat(ids.min().reshape(1),
+                                                    ids.max().reshape(1), dim=0).asnumpy())
+        if low < 0 or high >= limit:
+            bad = high if high >= limit else low
+            raise InputError(f'{name} contains {int(bad)}; expected ids in [0, {limit}) '
+                             f'(vocab_size={config.vocab_size}, '
+                             f'token_type_vocab_size={config.token_type_vocab_size})')
+    if valid_length is not None and valid_length.size:
+        lengths = valid_length.asnumpy()
+        if lengths.min() < 1 or lengths.max() > length:
+            raise InputError(f'valid_length contains {lengths.min()}..{lengths.max()}; '
+                             f'expected values in [1, {length}]')

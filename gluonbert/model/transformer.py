@@ -1,0 +1,92 @@
+"""One post-LayerNorm transformer cell of BERT: self-attention, then a GELU feed-forward net.
+
+Child names (``attention_cell``, ``proj``, ``layer_norm``, ``ffn.ffn_1``, ``ffn.ffn_2``,
+``ffn.layer_norm``) are the checkpoint names of GluonNLP's ``BERTEncoderCell``.
+"""
+from mxnet.gluon import HybridBlock, nn
+
+from .attention import SelfAttention
+
+__all__ = ['PositionwiseFFN', 'TransformerCell']
+
+
+class PositionwiseFFN(HybridBlock):
+    """``LayerNorm(x + Dropout(W2 GELU(W1 x + b1) + b2))``, applied at every position.
+
+    Parameters
+    ----------
+    units : int
+        Model width C.
+    hidden_size : int
+        Inner width (4 C in BERT).
+    dropout : float
+        Dropout on the output before the residual sum.
+    layer_norm_eps : float
+        LayerNorm epsilon.
+
+    Inputs
+    ------
+    x : (T, B, C)
+
+    Outputs
+    -------
+    y : (T, B, C)
+    """
+
+    def __init__(self, units, hidden_size, dropout=0.0, layer_norm_eps=1e-12,
+                 weight_initializer=None, prefix=None, params=None):
+        super().__init__(prefix=prefix, params=params)
+        with self.name_scope():
+            self.ffn_1 = nn.Dense(hidden_size, flatten=False, in_units=units,
+                                  weight_initializer=weight_initializer, prefix='ffn_1_')
+            self.ffn_2 = nn.Dense(units, flatten=False, in_units=hidden_size,
+                                  weight_initializer=weight_initializer, prefix='ffn_2_')
+            self.dropout = nn.Dropout(dropout)
+            self.layer_norm = nn.LayerNorm(epsilon=layer_norm_eps, in_channels=units)
+
+    def hybrid_forward(self, F, x):
+        h = F.LeakyReLU(self.ffn_1(x), act_type='gelu')  # exact (erf) GELU, as in BERT
+        return self.layer_norm(x + self.dropout(self.ffn_2(h)))
+
+
+class TransformerCell(HybridBlock):
+    """Self-attention sub-layer then feed-forward sub-layer, each with residual + LayerNorm.
+
+    Parameters
+    ----------
+    units, hidden_size, num_heads : int
+        Width C, feed-forward width, number of attention heads.
+    dropout : float
+        Dropout on attention weights and on both sub-layer outputs.
+    layer_norm_eps : float
+        LayerNorm epsilon.
+
+    Inputs
+    ------
+    x : (T, B, C)
+    valid_length : (B * H,)
+        Real length of each sequence, repeated per head (see :class:`SelfAttention`).
+
+    Outputs
+    -------
+    y : (T, B, C)
+    attention_weights : (B, H, T, T)
+    """
+
+    def __init__(self, units, hidden_size, num_heads, dropout=0.0, layer_norm_eps=1e-12,
+                 weight_initializer=None, prefix=None, params=None):
+        super().__init__(prefix=prefix, params=params)
+        with self.name_scope():
+            self.attention_cell = SelfAttention(units, num_heads, dropout=dropout,
+                                                weight_initializer=weight_initializer)
+            self.proj = nn.Dense(units, flatten=False, in_units=units,
+                                 weight_initializer=weight_initializer, prefix='proj_')
+            self.dropout = nn.Dropout(dropout)
+            self.layer_norm = nn.LayerNorm(epsilon=layer_norm_eps, in_channels=units)
+            self.ffn = PositionwiseFFN(units, hidden_size, dropout, layer_norm_eps,
+                                       weight_initializer=weight_initializer)
+
+    def hybrid_forward(self, F, x, valid_length):
+        context, weights = self.attention_cell(x, valid_length)
+        h = self.layer_norm(x + self.dropout(self.proj(context)))
+        return self.ffn(h), weights
