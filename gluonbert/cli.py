@@ -41,5 +41,157 @@ def main(argv=None):
     return int(result or 0)
 
 
+@_command
+def _add_download(sub):
+    parser = sub.add_parser('download', help='download a data set (MRPC) with sha1 checks',
+                            description='Download the MSR Paraphrase Corpus and GLUE\'s dev ids, '
+                            'check their sha1s and build GLUE\'s train.tsv/dev.tsv/test.tsv.')
+    parser.add_argument('dataset', choices=['mrpc'], help='data set to download')
+    parser.add_argument('--dir', required=True, help='target directory')
+    parser.add_argument('--base-url', default=None,
+                        help='mirror holding the files by name (official sha1s still checked)')
+    parser.add_argument('--timeout', type=float, default=30.0, help='socket timeout, seconds')
+
+    def run(args):
+        import logging
+        from .data.download import download_mrpc
+        logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
+        result = download_mrpc(args.dir, base_url=args.base_url, timeout=args.timeout)
+        print(f'MRPC in {args.dir}: {result["split"]}')
+        for path in result['files']:
+            print(f'  {path}')
+    parser.set_defaults(run=run)
+
+
+@_command
+def _add_prepare_pretraining(sub):
+    from .data.pretraining import PretrainingDataConfig
+    default = PretrainingDataConfig()
+    parser = sub.add_parser(
+        'prepare-pretraining', help='make MLM+NSP pretraining shards (.npz) from raw text',
+        description='Raw text (one sentence per line, blank line between documents; or '
+        'WikiText) -> masked-LM + next-sentence examples in .npz shards.')
+    parser.add_argument('--input', required=True, help='text file(s), comma separated')
+    parser.add_argument('--vocab', required=True,
+                        help='GluonNLP .vocab JSON, HuggingFace vocab.txt or model directory')
+    parser.add_argument('--output-dir', required=True, help='directory for the shards')
+    parser.add_argument('--cased', action='store_true',
+                        help='keep case (default: lower-case, for uncased vocabularies)')
+    parser.add_argument('--max-seq-length', type=int, default=default.max_seq_length)
+    parser.add_argument('--max-predictions-per-seq', type=int,
+                        default=default.max_predictions_per_seq)
+    parser.add_argument('--masked-lm-prob', type=float, default=default.masked_lm_prob)
+    parser.add_argument('--short-seq-prob', type=float, default=default.short_seq_prob)
+    parser.add_argument('--dupe-factor', type=int, default=default.dupe_factor)
+    parser.add_argument('--whole-word-mask', action='store_true')
+    parser.add_argument('--seed', type=int, default=default.seed)
+    parser.add_argument('--examples-per-shard', type=int, default=default.examples_per_shard)
+    parser.add_argument('--nsp-pool-documents', type=int, default=default.nsp_pool_documents,
+                        help='documents kept for drawing random next sentences')
+    parser.add_argument('--shuffle-buffer', type=int, default=default.shuffle_buffer,
+                        help='examples held for shuffling before they are written')
+    parser.add_argument('--format', dest='input_format', default=default.input_format,
+                        choices=['auto', 'sentences', 'wikitext'], help='input layout')
+    parser.add_argument('--num-workers', type=int, default=1, help='worker processes')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='replace shards of an earlier run in --output-dir')
+
+    def run(args):
+        from .data.pretraining import prepare_pretraining_data
+        fields = ('max_seq_length', 'max_predictions_per_seq', 'masked_lm_prob',
+                  'short_seq_prob', 'dupe_factor', 'whole_word_mask', 'seed',
+                  'examples_per_shard', 'nsp_pool_documents', 'shuffle_buffer', 'input_format')
+        config = PretrainingDataConfig(**{name: getattr(args, name) for name in fields})
+        inputs = [p for p in args.input.split(',') if p]
+        manifest = prepare_pretraining_data(inputs, args.vocab, args.output_dir, config,
+                                            num_workers=args.num_workers, lower=not args.cased,
+                                            overwrite=args.overwrite)
+        print(f'{manifest["num_examples"]} examples from {manifest["num_documents"]} documents '
+              f'in {len(manifest["shards"])} shards in {args.output_dir} '
+              f'({manifest["examples_per_second"]:.0f} examples/s; masked fraction '
+              f'{manifest["masked_fraction"]:.4f}, NotNext fraction '
+              f'{manifest["not_next_fraction"]:.4f})')
+    parser.set_defaults(run=run)
+
+
+@_command
+def _add_convert(sub):
+    p = sub.add_parser(
+        'convert', help='convert BERT weights between HuggingFace and gluonbert/GluonNLP',
+        description='--from-hf DIR --out DIR [--target-vocab FILE]: a HuggingFace BERT '
+                    'directory to model.params/model.vocab/vocab.txt/gluonbert_config.json. '
+                    '--to-hf PARAMS --vocab VOCAB [--config CONFIG_JSON] --out DIR: gluonbert '
+                    'or GluonNLP parameters to a HuggingFace directory.')
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument('--from-hf', metavar='DIR', help='HuggingFace model directory')
+    source.add_argument('--to-hf', metavar='PARAMS', help='gluonbert/GluonNLP .params file')
+    p.add_argument('--out', metavar='DIR', required=True, help='output directory')
+    p.add_argument('--target-vocab', metavar='FILE',
+                   help='(--from-hf) vocabulary whose ids the output uses; rows are matched '
+                        'by token string')
+    p.add_argument('--ignore-extra', action='store_true',
+                   help='(--from-hf) skip checkpoint names that are not BERT parameters')
+    p.add_argument('--vocab', metavar='VOCAB', help='(--to-hf) .vocab JSON or vocab.txt')
+    p.add_argument('--config', metavar='CONFIG_JSON',
+                   help='(--to-hf) gluonbert_config.json or HuggingFace config.json '
+                        '(default: gluonbert_config.json beside PARAMS)')
+    case = p.add_mutually_exclusive_group()
+    case.add_argument('--lower-case', dest='do_lower_case', action='store_true', default=None,
+                      help='(--to-hf) the tokenizer lower-cases (uncased model)')
+    case.add_argument('--cased', dest='do_lower_case', action='store_false',
+                      help='(--to-hf) the tokenizer keeps case')
+    p.set_defaults(run=_run_convert)
+
+
+def _run_convert(args):
+    from .errors import InputError
+    from .model import convert
+    if args.from_hf:
+        for flag in ('vocab', 'config', 'do_lower_case'):
+            if getattr(args, flag) is not None:
+                raise InputError(f'--{flag.replace("_", "-")} applies to --to-hf only')
+        result = convert.convert_hf_to_gluon(args.from_hf, args.out,
+                                             target_vocab=args.target_vocab,
+                                             ignore_extra=args.ignore_extra)
+        print(f'wrote {result.params}, {result.vocab_json}, {result.vocab_txt}, '
+              f'{result.config_file} (heads: {", ".join(result.heads) or "none"})')
+        return 0
+    if args.target_vocab or args.ignore_extra:
+        raise InputError('--target-vocab and --ignore-extra apply to --from-hf only')
+    if not args.vocab:
+        raise InputError('--to-hf needs --vocab (the .vocab JSON or vocab.txt of the model)')
+    out = convert.convert_gluon_to_hf(args.to_hf, args.vocab, args.out, config=args.config,
+                                      do_lower_case=args.do_lower_case)
+    print(f'wrote {out}')
+    return 0
+
+
+@_command
+def _add_launch(sub):
+    p = sub.add_parser(
+        'launch', help='run a command as the workers of an MXNet distributed-kvstore job',
+        description='Starts a scheduler, SERVERS parameter servers and WORKERS copies of the '
+                    'command after --, with the DMLC_* variables of MXNet\'s kvstore; prefixes '
+                    'their output with the role; stops everything and exits non-zero as soon as '
+                    'any process dies.')
+    p.add_argument('-n', '--num-workers', type=int, required=True)
+    p.add_argument('-s', '--num-servers', type=int, default=1)
+    p.add_argument('-H', '--hosts', help='hosts file (one host or host:ssh_port per line); '
+                   'omit to run every process on this machine')
+    p.add_argument('--port', type=int, help='scheduler port (default: a free one)')
+    p.add_argument('command', nargs=argparse.REMAINDER,
+                   help='-- then the worker command, e.g. -- gluonbert pretrain --kvstore '
+                        'dist_sync ...')
+    p.set_defaults(run=_run_launch)
+
+
+def _run_launch(args):
+    from .train.launcher import LaunchConfig, launch, read_hosts
+    command = args.command[1:] if args.command[:1] == ['--'] else args.command
+    hosts = read_hosts(args.hosts) if args.hosts else None
+    config = LaunchConfig(args.num_workers, args.num_servers, hosts=hosts, port=args.port)
+    return launch(command, config)
+
+
 if __name__ == '__main__':
     sys.exit(main())

@@ -5,7 +5,7 @@ import numpy as np
 __all__ = ['TruncNorm']
 
 
-@mx.init.register
+@mx.init.alias('gluonbert_truncnorm')  # GluonNLP registers its own class as 'truncnorm'
 class TruncNorm(mx.init.Initializer):
     """``N(0, stdev)`` with draws beyond ``2 * stdev`` redrawn (TF's ``truncated_normal``).
 
@@ -15,6 +15,9 @@ class TruncNorm(mx.init.Initializer):
     def __init__(self, stdev=0.02):
         super().__init__(stdev=stdev)
         self._stdev = stdev
+
+    def dumps(self):
+        return f'["gluonbert_truncnorm", {{"stdev": {self._stdev}}}]'
 
     def _init_weight(self, name, arr):
         # Draw on the CPU with MXNet's generator (seeded by mx.random.seed), fix the tails.

@@ -1,0 +1,543 @@
+"""Pretraining examples (masked LM + next sentence prediction) from raw text, as sharded ``.npz``.
+
+The construction follows Devlin et al. and google-research/bert's
+``create_pretraining_data.py``:
+
+* Each document (see :mod:`gluonbert.data.corpus`) is cut into chunks of whole sentences
+  filling ``max_seq_length - 3`` tokens; with probability ``short_seq_prob`` a document uses a
+  shorter target length, drawn uniformly from ``[2, max_seq_length - 3]`` (as in Google's code,
+  once per document).
+* A chunk is split at a random sentence boundary into A and B. With probability 0.5 (always
+  when the chunk is a single sentence) B is replaced by text from a random *other* document,
+  and the sentences not used are put back for the next chunk. The pair is truncated to fit by
+  removing tokens from the front or the back (at random) of the longer side.
+* ``[CLS] A [SEP] B [SEP]`` is masked by :class:`~gluonbert.data.masking.Masker`.
+* The whole corpus is processed ``dupe_factor`` times with different masks.
+
+Deviations needed to stream a corpus larger than memory (Google keeps every document in RAM):
+
+* The random "other document" is drawn from a bounded pool: the next ``nsp_pool_documents``
+  documents (read ahead) and the last ``nsp_pool_documents`` processed ones, not from the whole
+  corpus.
+* The ``dupe_factor`` copies of a document are made one after the other, and examples are
+  shuffled through a bounded buffer of ``shuffle_buffer`` examples instead of globally.
+  The loader shuffles again within shards every epoch.
+* With ``num_workers`` > 1, document ``k`` goes to worker ``k % num_workers``; each worker has
+  its own pool, its own random stream (from ``seed`` and its index) and writes its own shards,
+  so the output depends on ``num_workers``.
+
+Shard format (``part-<worker>-<index>.npz``, ``np.load(path, allow_pickle=False)``), with N
+examples, ``T = max_seq_length`` and ``P = max_predictions_per_seq``:
+
+==================  ========  =======  =================================================
+key                 shape     dtype    meaning
+==================  ========  =======  =================================================
+input_ids           (N, T)    int32    ``[CLS] A [SEP] B [SEP]``, masked, padded with [PAD]
+segment_ids         (N, T)    int32    0 for ``[CLS] A [SEP]`` and padding, 1 for ``B [SEP]``
+valid_length        (N,)      int32    number of real tokens
+masked_positions    (N, P)    int32    masked positions, increasing, padded with 0
+masked_ids          (N, P)    int32    original ids at those positions, padded with 0
+masked_weights      (N, P)    float32  1.0 for a real prediction, 0.0 for padding
+nsp_label           (N,)      int32    0 = IsNext (B follows A), 1 = NotNext (B is random)
+==================  ========  =======  =================================================
+
+``nsp_label`` uses Google's and GluonNLP's convention. Every shard is written atomically; a
+``pretraining_data.json`` manifest (config, shards, counts) is written last.
+"""
+import collections
+import dataclasses
+import json
+import logging
+import os
+import time
+import traceback
+
+import numpy as np
+
+from ..errors import ConfigError, DataFormatError
+from .corpus import iter_documents
+from .fileio import atomic_write
+from .masking import Masker
+
+__all__ = ['PretrainingDataConfig', 'SHARD_KEYS', 'MANIFEST_NAME', 'create_instances',
+           'ShardWriter', 'prepare_pretraining_data', 'write_shard']
+
+_LOG = logging.getLogger(__name__)
+
+#: Keys of a pretraining shard, in the order batches are yielded.
+SHARD_KEYS = ('input_ids', 'segment_ids', 'valid_length', 'masked_positions', 'masked_ids',
+              'masked_weights', 'nsp_label')
+MANIFEST_NAME = 'pretraining_data.json'
+FORMAT_VERSION = 'gluonbert-pretraining-npz-v1'
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainingDataConfig:
+    """How pretraining examples are made.
+
+    Parameters
+    ----------
+    max_seq_length : int
+        Length T of every example, ``[CLS]``/``[SEP]`` included.
+    max_predictions_per_seq : int
+        Masked positions per example at most, P.
+    masked_lm_prob : float
+        Fraction of tokens masked.
+    short_seq_prob : float
+        Probability that a document uses a shorter target length.
+    dupe_factor : int
+        Times each document is used, with different masks and pairs.
+    whole_word_mask : bool
+        Mask whole words (a token and its ``##`` pieces) together.
+    seed : int
+        Random seed; the same seed, input and ``num_workers`` give identical shards.
+    examples_per_shard : int
+        Examples per ``.npz`` shard (the last shard of a worker may hold fewer).
+    nsp_pool_documents : int
+        Documents read ahead and kept behind for drawing "random next" sentences.
+    shuffle_buffer : int
+        Examples held in the output shuffle buffer (1 disables shuffling).
+    input_format : {'auto', 'sentences', 'wikitext'}
+        Layout of the text files (see :mod:`gluonbert.data.corpus`).
+    """
+    max_seq_length: int = 128
+    max_predictions_per_seq: int = 20
+    masked_lm_prob: float = 0.15
+    short_seq_prob: float = 0.1
+    dupe_factor: int = 1
+    whole_word_mask: bool = False
+    seed: int = 12345
+    examples_per_shard: int = 10000
+    nsp_pool_documents: int = 1000
+    shuffle_buffer: int = 10000
+    input_format: str = 'auto'
+
+    def __post_init__(self):
+        checks = (('max_seq_length', self.max_seq_length >= 5, '>= 5'),
+                  ('max_predictions_per_seq', self.max_predictions_per_seq >= 1, '>= 1'),
+                  ('masked_lm_prob', 0 < self.masked_lm_prob < 1, 'in (0, 1)'),
+                  ('short_seq_prob', 0 <= self.short_seq_prob <= 1, 'in [0, 1]'),
+                  ('dupe_factor', self.dupe_factor >= 1, '>= 1'),
+                  ('examples_per_shard', self.examples_per_shard >= 1, '>= 1'),
+                  ('nsp_pool_documents', self.nsp_pool_documents >= 1, '>= 1'),
+                  ('shuffle_buffer', self.shuffle_buffer >= 1, '>= 1'),
+                  ('input_format', self.input_format in ('auto', 'sentences', 'wikitext'),
+                   "'auto', 'sentences' or 'wikitext'"))
+        for name, ok, expected in checks:
+            if not ok:
+                raise ConfigError(f'PretrainingDataConfig.{name}={getattr(self, name)!r}: '
+                                  f'expected {expected}')
+        if self.max_predictions_per_seq > self.max_seq_length:
+            raise ConfigError(f'max_predictions_per_seq={self.max_predictions_per_seq} exceeds '
+                              f'max_seq_length={self.max_seq_length}')
+
+
+class _DocumentPool:
+    """Documents to draw "random next" segments from: read-ahead window plus recent history."""
+
+    def __init__(self, capacity):
+        self.capacity = capacity
+        self.ahead = collections.deque()
+        self.behind = collections.deque(maxlen=capacity)
+
+    def random_other(self, rng, current):
+        count = len(self.ahead) + len(self.behind)
+        if count == 0:
+            return current  # a one-document corpus: Google's code also falls back to itself
+        index = int(rng.integers(count))
+        if index < len(self.ahead):
+            return self.ahead[index]
+        return self.behind[index - len(self.ahead)]
+
+
+def _truncate_pair(tokens_a, tokens_b, max_tokens, rng):
+    """Drops tokens from the front or back (at random) of the longer side until both fit."""
+    a0, a1, b0, b1 = 0, len(tokens_a), 0, len(tokens_b)
+    while (a1 - a0) + (b1 - b0) > max_tokens:
+        if a1 - a0 > b1 - b0:
+            if rng.random() < 0.5:
+                a0 += 1
+            else:
+                a1 -= 1
+        else:
+            if rng.random() < 0.5:
+                b0 += 1
+            else:
+                b1 -= 1
+    return tokens_a[a0:a1], tokens_b[b0:b1]
+
+
+def _concat(segments):
+    return np.concatenate(segments) if len(segments) > 1 else segments[0]
+
+
+def create_instances(document, pool, rng, config, masker, special):
+    """Makes the examples of one document (Google's ``create_instances_from_document``).
+
+    Parameters
+    ----------
+    document : list of np.ndarray (int32)
+        The document's sentences as token ids; none empty.
+    pool : _DocumentPool
+        Other documents for "random next" segments.
+    rng : np.random.Generator
+    config : PretrainingDataConfig
+    masker : Masker
+    special : dict
+        ``{'cls': id, 'sep': id, 'pad': id}``.
+
+    Outputs
+    -------
+    list of dict
+        Unpadded examples: ``ids``, ``segments`` (np.int32), ``positions``, ``originals``
+        and ``nsp_label`` (0 IsNext, 1 NotNext).
+    """
+    max_tokens = config.max_seq_length - 3
+    target = max_tokens
+    if rng.random() < config.short_seq_prob:
+        target = int(rng.integers(2, max_tokens + 1))
+    examples, chunk, length, i = [], [], 0, 0
+    while i < len(document):
+        chunk.append(document[i])
+        length += len(document[i])
+        if i == len(document) - 1 or length >= target:
+            a_end = 1 if len(chunk) < 2 else int(rng.integers(1, len(chunk)))
+            tokens_a = _concat(chunk[:a_end])
+            if len(chunk) == 1 or rng.random() < 0.5:
+                is_random = 1
+                target_b = target - len(tokens_a)
+                other = pool.random_other(rng, document)
+                start = int(rng.integers(len(other)))
+                picked, picked_len = [], 0
+                for segment in other[start:]:
+                    picked.append(segment)
+                    picked_len += len(segment)
+                    if picked_len >= target_b:
+                        break
+                tokens_b = _concat(picked)
+                i -= len(chunk) - a_end  # put the unused sentences back
+            else:
+                is_random = 0
+                tokens_b = _concat(chunk[a_end:])
+            tokens_a, tokens_b = _truncate_pair(tokens_a, tokens_b, max_tokens, rng)
+            ids = np.concatenate([[special['cls']], tokens_a, [special['sep']], tokens_b,
+                                  [special['sep']]]).astype(np.int32)
+            segments = np.zeros(len(ids), dtype=np.int32)
+            segments[len(tokens_a) + 2:] = 1
+            masked = masker.mask(ids, rng)
+            examples.append({'ids': masked.input_ids, 'segments': segments,
+                             'positions': masked.positions, 'originals': masked.originals,
+                             'nsp_label': is_random})
+            chunk, length = [], 0
+        i += 1
+    return examples
+
+
+def write_shard(path, arrays):
+    """Writes one shard atomically (``np.savez`` to a temporary file, then ``os.replace``).
+
+    Parameters
+    ----------
+    path : str
+        Output ``.npz`` file.
+    arrays : dict of np.ndarray
+        The :data:`SHARD_KEYS` arrays.
+    """
+    with atomic_write(path, 'wb') as fobj:
+        np.savez(fobj, **{key: arrays[key] for key in SHARD_KEYS})
+
+
+class ShardWriter:
+    """Collects examples into fixed-width arrays and writes a shard every ``examples_per_shard``.
+
+    Parameters
+    ----------
+    output_dir : str
+        Directory of the shards.
+    prefix : str
+        Shard names are ``<prefix>-<index:05d>.npz``.
+    config : PretrainingDataConfig
+    pad_id : int
+        Padding id of ``input_ids``.
+    """
+
+    def __init__(self, output_dir, prefix, config, pad_id):
+        self.output_dir, self.prefix = output_dir, prefix
+        self.size, self.pad_id = config.examples_per_shard, int(pad_id)
+        self.seq_len, self.num_pred = config.max_seq_length, config.max_predictions_per_seq
+        self.shards = []  # (file name, number of examples)
+        self._reset()
+
+    def _reset(self):
+        n, t, p = self.size, self.seq_len, self.num_pred
+        self._arrays = {
+            'input_ids': np.full((n, t), self.pad_id, dtype=np.int32),
+            'segment_ids': np.zeros((n, t), dtype=np.int32),
+            'valid_length': np.zeros((n,), dtype=np.int32),
+            'masked_positions': np.zeros((n, p), dtype=np.int32),
+            'masked_ids': np.zeros((n, p), dtype=np.int32),
+            'masked_weights': np.zeros((n, p), dtype=np.float32),
+            'nsp_label': np.zeros((n,), dtype=np.int32)}
+        self._count = 0
+
+    def add(self, example):
+        """Adds one example (a dict from :func:`create_instances`)."""
+        row, arr = self._count, self._arrays
+        length, num = len(example['ids']), len(example['positions'])
+        arr['input_ids'][row, :length] = example['ids']
+        arr['segment_ids'][row, :length] = example['segments']
+        arr['valid_length'][row] = length
+        arr['masked_positions'][row, :num] = example['positions']
+        arr['masked_ids'][row, :num] = example['originals']
+        arr['masked_weights'][row, :num] = 1.0
+        arr['nsp_label'][row] = example['nsp_label']
+        self._count += 1
+        if self._count == self.size:
+            self.flush()
+
+    def flush(self):
+        """Writes the examples collected so far (if any) as the next shard."""
+        if self._count == 0:
+            return
+        name = f'{self.prefix}-{len(self.shards):05d}.npz'
+        arrays = {key: value[:self._count] for key, value in self._arrays.items()}
+        write_shard(os.path.join(self.output_dir, name), arrays)
+        self.shards.append((name, self._count))
+        _LOG.info('wrote %s (%d examples)', name, self._count)
+        self._reset()
+
+
+def _tokenize_document(sentences, tokenizer, vocab):
+    """Sentences -> id arrays; a literal ``<unk>`` (WikiText's unknown word) becomes ``[UNK]``."""
+    unk = vocab[vocab.unknown_token]
+    out = []
+    for sentence in sentences:
+        parts = sentence.split('<unk>')
+        ids = vocab.to_indices(tokenizer(parts[0]))
+        for part in parts[1:]:
+            ids.append(unk)
+            ids.extend(vocab.to_indices(tokenizer(part)))
+        if ids:
+            out.append(np.array(ids, dtype=np.int32))
+    return out
+
+
+def _run_worker(inputs, vocab, lower, output_dir, config, worker, num_workers, report=None):
+    """Produces the shards of one worker; ``report(num_documents, num_examples)`` for progress."""
+    from .tokenizer import get_tokenizer, load_vocab
+    if isinstance(vocab, str):
+        vocab = load_vocab(vocab)
+    tokenizer = get_tokenizer(vocab, lower=lower)
+    masker = Masker.from_vocab(vocab, config.masked_lm_prob, config.max_predictions_per_seq,
+                               config.whole_word_mask)
+    special = {'cls': vocab[vocab.cls_token], 'sep': vocab[vocab.sep_token],
+               'pad': vocab[vocab.padding_token]}
+    rng = np.random.default_rng(np.random.SeedSequence([config.seed, worker, num_workers]))
+    writer = ShardWriter(output_dir, f'part-{worker:03d}', config, special['pad'])
+    pool = _DocumentPool(config.nsp_pool_documents)
+    buffer = []
+    stats = {'documents': 0, 'examples': 0, 'nsp_not_next': 0, 'masked': 0, 'tokens': 0}
+
+    def emit(example):
+        stats['examples'] += 1
+        stats['nsp_not_next'] += example['nsp_label']
+        stats['masked'] += len(example['positions'])
+        stats['tokens'] += len(example['ids'])
+        if config.shuffle_buffer <= 1:
+            writer.add(example)
+            return
+        buffer.append(example)
+        if len(buffer) >= config.shuffle_buffer:
+            index = int(rng.integers(len(buffer)))
+            buffer[index], buffer[-1] = buffer[-1], buffer[index]
+            writer.add(buffer.pop())
+
+    def process(document):
+        for _ in range(config.dupe_factor):
+            for example in create_instances(document, pool, rng, config, masker, special):
+                emit(example)
+        pool.behind.append(document)
+        stats['documents'] += 1
+        if report is not None:
+            report(1, stats['examples'])
+
+    for index, sentences in enumerate(iter_documents(inputs, config.input_format)):
+        if index % num_workers != worker:
+            continue
+        document = _tokenize_document(sentences, tokenizer, vocab)
+        if not document:
+            continue
+        pool.ahead.append(document)
+        if len(pool.ahead) > config.nsp_pool_documents:
+            process(pool.ahead.popleft())
+    while pool.ahead:
+        process(pool.ahead.popleft())
+    for index in rng.permutation(len(buffer)):
+        writer.add(buffer[index])
+    writer.flush()
+    stats['shards'] = writer.shards
+    return stats
+
+
+def _worker_main(queue, *args):
+    """Entry point of a worker process: sends progress, then ('done', stats) or ('error', ...)."""
+    worker = args[5]
+    handler = logging.FileHandler(os.path.join(args[3], 'prepare_pretraining.log'))
+    handler.setFormatter(logging.Formatter(f'%(asctime)s %(levelname)s [worker {worker}] '
+                                           '%(message)s'))
+    _LOG.addHandler(handler)
+    _LOG.setLevel(logging.INFO)
+    try:
+        def report(docs, examples):
+            queue.put(('progress', worker, docs, examples))
+        stats = _run_worker(*args, report=report)
+        queue.put(('done', worker, stats))
+    except DataFormatError as err:
+        where = f'{err.path}:{err.line}' if err.line is not None else f'{err.path}'
+        message = str(err)[len(where) + 2:]
+        queue.put(('data_error', worker, (err.path, err.line, message)))
+    except BaseException:  # noqa: B902 -- reported to the parent, which raises
+        queue.put(('error', worker, traceback.format_exc()))
+
+
+def _check_output_dir(output_dir, overwrite):
+    os.makedirs(output_dir, exist_ok=True)
+    old = sorted(n for n in os.listdir(output_dir)
+                 if (n.startswith('part-') and n.endswith('.npz')) or n == MANIFEST_NAME)
+    if old and not overwrite:
+        raise ConfigError(f'{output_dir} already holds pretraining data ({old[0]}, ... '
+                          f'{len(old)} files); expected an empty directory, or pass overwrite')
+    for name in old:
+        os.remove(os.path.join(output_dir, name))
+
+
+def _vocab_description(vocab):
+    return vocab if isinstance(vocab, str) else f'<BERTVocab of {len(vocab)} tokens>'
+
+
+def prepare_pretraining_data(inputs, vocab, output_dir, config=None, num_workers=1, lower=True,
+                             overwrite=False, progress=True):
+    """Turns text files into sharded pretraining examples (see the module docstring).
+
+    Parameters
+    ----------
+    inputs : str or sequence of str
+        Text files (one sentence per line and blank lines between documents, or WikiText).
+    vocab : str or gluonnlp.vocab.BERTVocab
+        Vocabulary, or its path (any format :func:`~gluonbert.data.tokenizer.load_vocab` reads).
+    output_dir : str
+        Directory for the shards, the manifest and ``prepare_pretraining.log``.
+    config : PretrainingDataConfig or None
+        Defaults to ``PretrainingDataConfig()``.
+    num_workers : int
+        Worker processes; 1 works in this process.
+    lower : bool
+        Lower-case text (uncased vocabularies).
+    overwrite : bool
+        Delete shards of an earlier run in ``output_dir`` instead of refusing.
+    progress : bool
+        Show a tqdm progress bar.
+
+    Outputs
+    -------
+    dict
+        The manifest written to ``output_dir/pretraining_data.json``: ``shards`` (file and
+        ``num_examples`` each), ``num_examples``, ``num_documents``, ``seconds``,
+        ``examples_per_second``, the config and the measured masked and NotNext fractions.
+    """
+    from tqdm import tqdm
+    config = config or PretrainingDataConfig()
+    inputs = [inputs] if isinstance(inputs, str) else list(inputs)
+    if not inputs:
+        raise ConfigError('prepare_pretraining_data: no input files given')
+    for path in inputs:
+        if not os.path.isfile(path):
+            raise DataFormatError(path, None, 'input file not found')
+    if num_workers < 1:
+        raise ConfigError(f'num_workers={num_workers}: expected >= 1')
+    _check_output_dir(output_dir, overwrite)
+    handler = logging.FileHandler(os.path.join(output_dir, 'prepare_pretraining.log'))
+    handler.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(message)s'))
+    _LOG.addHandler(handler)
+    _LOG.setLevel(logging.INFO)
+    start = time.time()
+    try:
+        _LOG.info('inputs=%s vocab=%s num_workers=%d config=%s', inputs,
+                  _vocab_description(vocab), num_workers, config)
+        args = (inputs, vocab, lower, output_dir, config)
+        with tqdm(unit='doc', desc='pretraining data', disable=not progress) as bar:
+            if num_workers == 1:
+                def report(docs, examples):
+                    bar.update(docs)
+                    bar.set_postfix(examples=examples, refresh=False)
+                results = [_run_worker(*args, 0, 1, report=report)]
+            else:
+                results = _run_processes(args, num_workers, bar)
+        seconds = time.time() - start
+        manifest = _write_manifest(output_dir, inputs, vocab, config, num_workers, lower,
+                                   results, seconds)
+        _LOG.info('%d examples from %d documents in %.1f s (%.0f examples/s)',
+                  manifest['num_examples'], manifest['num_documents'], seconds,
+                  manifest['examples_per_second'])
+    finally:
+        _LOG.removeHandler(handler)
+        handler.close()
+    return manifest
+
+
+def _run_processes(args, num_workers, bar):
+    import multiprocessing
+    ctx = multiprocessing.get_context('spawn')
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_worker_main, args=(queue,) + args + (w, num_workers),
+                         daemon=True) for w in range(num_workers)]
+    for proc in procs:
+        proc.start()
+    results, examples = {}, [0] * num_workers
+    try:
+        while len(results) < num_workers:
+            kind, worker, *payload = queue.get()
+            if kind == 'progress':
+                examples[worker] = payload[1]
+                bar.update(payload[0])
+                bar.set_postfix(examples=sum(examples), refresh=False)
+            elif kind == 'done':
+                results[worker] = payload[0]
+            elif kind == 'data_error':
+                raise DataFormatError(*payload[0])
+            else:
+                raise RuntimeError(f'pretraining worker {worker} failed:\n{payload[0]}')
+    finally:
+        for proc in procs:
+            if proc.is_alive() and len(results) < num_workers:
+                proc.terminate()
+            proc.join()
+    return [results[w] for w in range(num_workers)]
+
+
+def _write_manifest(output_dir, inputs, vocab, config, num_workers, lower, results, seconds):
+    shards = [{'file': name, 'num_examples': count}
+              for stats in results for name, count in stats['shards']]
+    total = sum(s['examples'] for s in results)
+    tokens = sum(s['tokens'] for s in results)
+    manifest = {
+        'format': FORMAT_VERSION,
+        'inputs': [os.path.abspath(p) for p in inputs],
+        'vocab': os.path.abspath(vocab) if isinstance(vocab, str) else None,
+        'vocab_size': None if isinstance(vocab, str) else len(vocab),
+        'lower': lower,
+        'num_workers': num_workers,
+        'config': dataclasses.asdict(config),
+        'nsp_label': '0 = IsNext (B follows A), 1 = NotNext (B from another document)',
+        'shards': shards,
+        'num_examples': total,
+        'num_documents': sum(s['documents'] for s in results),
+        'masked_fraction': (sum(s['masked'] for s in results) / tokens) if tokens else 0.0,
+        'not_next_fraction': (sum(s['nsp_not_next'] for s in results) / total) if total else 0.0,
+        'seconds': round(seconds, 3),
+        'examples_per_second': round(total / seconds, 1) if seconds > 0 else 0.0,
+    }
+    with atomic_write(os.path.join(output_dir, MANIFEST_NAME), 'w', newline='\n') as fobj:
+        json.dump(manifest, fobj, indent=2)
+        fobj.write('\n')
+    return manifest

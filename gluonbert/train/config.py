@@ -1,0 +1,234 @@
+"""Configuration of training runs as small dataclasses (no MXNet import here).
+
+:class:`OptimizerConfig` is shared; :class:`PretrainConfig` and :class:`FinetuneConfig` hold a
+run's data, model, devices and schedule. Each validates its values when built and raises
+:class:`~gluonbert.errors.ConfigError` naming the field, the value and what was expected.
+"""
+import dataclasses
+from typing import Optional
+
+from ..errors import ConfigError
+
+__all__ = ['OptimizerConfig', 'DeviceConfig', 'PretrainConfig', 'FinetuneConfig']
+
+OPTIMIZERS = ('bertadam', 'lamb')
+
+
+def _check(ok, owner, name, value, expected):
+    if not ok:
+        raise ConfigError(f'{owner}.{name}={value!r}: expected {expected}')
+
+
+@dataclasses.dataclass
+class OptimizerConfig:
+    """Optimiser settings shared by pretraining and fine-tuning.
+
+    Parameters
+    ----------
+    name : {'bertadam', 'lamb'}
+        ``bertadam``: Adam with decoupled weight decay and no bias correction (BERT's
+        ``AdamWeightDecay``). ``lamb``: MXNet's LAMB (layer-wise adaptive rates, large batches).
+    lr : float
+        Peak learning rate, reached at the end of the warm-up.
+    weight_decay : float
+        Decoupled weight decay of weight matrices and embeddings (not biases, not LayerNorm).
+    warmup_ratio : float
+        Fraction of the updates spent warming up linearly from 0 to ``lr``; the rate then
+        decays linearly to 0 at the last update.
+    max_grad_norm : float
+        Clip the global L2 norm of the gradient to this value (0: no clipping).
+    accumulate : int
+        Micro-batches whose gradients add up before one update.
+    beta1, beta2, epsilon : float
+        Adam moments' decay rates and denominator epsilon.
+    """
+    name: str = 'bertadam'
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    accumulate: int = 1
+    beta1: float = 0.9
+    beta2: float = 0.999
+    epsilon: float = 1e-6
+
+    def __post_init__(self):
+        o = 'OptimizerConfig'
+        _check(self.name in OPTIMIZERS, o, 'name', self.name, f'one of {list(OPTIMIZERS)}')
+        _check(self.lr > 0, o, 'lr', self.lr, 'a positive learning rate')
+        _check(0.0 <= self.warmup_ratio <= 1.0, o, 'warmup_ratio', self.warmup_ratio,
+               '0 <= ratio <= 1')
+        _check(self.weight_decay >= 0, o, 'weight_decay', self.weight_decay, '>= 0')
+        _check(self.max_grad_norm >= 0, o, 'max_grad_norm', self.max_grad_norm, '>= 0')
+        _check(isinstance(self.accumulate, int) and self.accumulate >= 1, o, 'accumulate',
+               self.accumulate, 'an integer >= 1')
+
+
+@dataclasses.dataclass
+class DeviceConfig:
+    """Where to train.
+
+    Parameters
+    ----------
+    gpus : str or None
+        Comma-separated GPU ids (``'0,1'``).
+    cpus : int or None
+        Number of CPU contexts (default: one CPU context when neither is given).
+    kvstore : str
+        ``'device'`` or ``'local'`` on one host; a ``dist_*`` type for several hosts.
+    dtype : {'float32', 'float16'}
+        float16 uses MXNet AMP with dynamic loss scaling (GPU only).
+    """
+    gpus: Optional[str] = None
+    cpus: Optional[int] = None
+    kvstore: str = 'device'
+    dtype: str = 'float32'
+
+    def __post_init__(self):
+        _check(self.dtype in ('float32', 'float16'), 'DeviceConfig', 'dtype', self.dtype,
+               "'float32' or 'float16'")
+
+
+@dataclasses.dataclass
+class PretrainConfig:
+    """A pretraining run (masked LM + next sentence prediction).
+
+    Parameters
+    ----------
+    data : str
+        A directory of ``.npz`` shards (or comma-separated shard files), or raw text file(s)
+        (comma-separated ``.txt``), which are turned into shards under ``out_dir/data``.
+    out_dir : str
+        Run directory: ``train.log``, ``checkpoints/``, ``model.params``, ``loss_curve.png``.
+    model : str
+        Named BERT configuration (``bert_2_128_2``, ``bert_tiny_test``, ...).
+    model_config : str or None
+        A JSON file (gluonbert BERTConfig fields, or a HuggingFace ``config.json``) used
+        instead of ``model``.
+    vocab : str or None
+        Vocabulary (``vocab.txt``, GluonNLP ``.vocab`` or HF model directory). Needed for raw
+        text and for dynamic masking; ``vocab_size`` of the model is set from it.
+    lower : bool
+        Lower-case raw text (uncased vocabularies).
+    max_seq_length, max_predictions_per_seq : int
+        Example length and MLM predictions per example (raw text preparation).
+    dynamic_masking : bool
+        Re-draw MLM masks for every batch (needs ``vocab``).
+    batch_size : int
+        Sentence pairs per micro-batch on this worker, split over its devices.
+    num_steps : int
+        Optimiser updates in the whole run.
+    dropout : float or None
+        Overrides the configuration's dropout.
+    log_interval, checkpoint_interval, keep_checkpoints : int
+        Steps between log lines and between checkpoints; checkpoints kept.
+    resume : bool
+        Continue from the newest valid checkpoint in ``out_dir/checkpoints``.
+    seed : int
+    progress : bool
+        Show the console progress bar.
+    """
+    data: str
+    out_dir: str = 'runs/pretrain'
+    model: str = 'bert_2_128_2'
+    model_config: Optional[str] = None
+    vocab: Optional[str] = None
+    lower: bool = True
+    max_seq_length: int = 128
+    max_predictions_per_seq: int = 20
+    dynamic_masking: bool = True
+    batch_size: int = 64
+    num_steps: int = 1000
+    dropout: Optional[float] = None
+    log_interval: int = 10
+    checkpoint_interval: int = 200
+    keep_checkpoints: int = 3
+    resume: bool = False
+    seed: int = 0
+    progress: bool = True
+    optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+    devices: DeviceConfig = dataclasses.field(default_factory=DeviceConfig)
+
+    def __post_init__(self):
+        p = 'PretrainConfig'
+        for name in ('batch_size', 'num_steps', 'log_interval', 'checkpoint_interval',
+                     'keep_checkpoints', 'max_seq_length', 'max_predictions_per_seq'):
+            value = getattr(self, name)
+            _check(isinstance(value, int) and value >= 1, p, name, value, 'an integer >= 1')
+
+
+@dataclasses.dataclass
+class FinetuneConfig:
+    """A sentence-pair classification fine-tuning run (MRPC or a GLUE-format TSV task).
+
+    Exactly one starting point: ``model`` + ``dataset`` (GluonNLP model zoo), ``hf_dir`` (a
+    HuggingFace directory, converted into ``cache_dir``), ``from_converted`` (a directory
+    written by ``gluonbert convert``), or ``pretrained_checkpoint`` (a gluonbert pretraining
+    run directory or one of its ``step-*`` checkpoints).
+
+    Parameters
+    ----------
+    data_dir : str or None
+        MRPC files (GLUE ``train.tsv``/``dev.tsv`` or ``msr_paraphrase_train.txt``, split by
+        ``load_mrpc``); None: the sample in ``data/paraphrase_sample``.
+    text_a, text_b, label_column : str or None
+        Columns (header names) of a non-MRPC GLUE-format task; None for MRPC.
+    labels : str or None
+        Comma-separated class labels of a non-MRPC task (default ``'0,1'``).
+    out_dir : str
+    model, dataset, hf_dir, from_converted, pretrained_checkpoint, cache_dir : str or None
+        Starting point (see above); ``cache_dir`` defaults to ``out_dir/converted``.
+    max_seq_length, batch_size, epochs : int
+    eval_batch_size : int
+    dropout : float
+        Dropout inside BERT and before the classifier.
+    early_stop : int or None
+        Stop after this many epochs without a better dev accuracy.
+    dev_fraction, split_seed : float, int
+        Dev share and seed of the split when only the MSR training file is there.
+    log_interval : int
+    seed : int
+    progress : bool
+    """
+    data_dir: Optional[str] = None
+    text_a: Optional[str] = None
+    text_b: Optional[str] = None
+    label_column: Optional[str] = None
+    labels: Optional[str] = None
+    out_dir: str = 'runs/finetune'
+    model: Optional[str] = None
+    dataset: Optional[str] = None
+    hf_dir: Optional[str] = None
+    from_converted: Optional[str] = None
+    pretrained_checkpoint: Optional[str] = None
+    cache_dir: Optional[str] = None
+    max_seq_length: int = 128
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    epochs: int = 3
+    dropout: float = 0.1
+    early_stop: Optional[int] = None
+    dev_fraction: float = 0.1
+    split_seed: int = 0
+    log_interval: int = 10
+    seed: int = 2
+    progress: bool = True
+    optimizer: OptimizerConfig = dataclasses.field(
+        default_factory=lambda: OptimizerConfig(lr=5e-5, warmup_ratio=0.1))
+    devices: DeviceConfig = dataclasses.field(default_factory=DeviceConfig)
+
+    def __post_init__(self):
+        f = 'FinetuneConfig'
+        for name in ('max_seq_length', 'batch_size', 'eval_batch_size', 'epochs',
+                     'log_interval'):
+            value = getattr(self, name)
+            _check(isinstance(value, int) and value >= 1, f, name, value, 'an integer >= 1')
+        _check(0.0 <= self.dropout < 1.0, f, 'dropout', self.dropout, '0 <= dropout < 1')
+        _check(self.early_stop is None or self.early_stop >= 1, f, 'early_stop',
+               self.early_stop, 'None or an integer >= 1')
+        sources = [n for n in ('model', 'hf_dir', 'from_converted', 'pretrained_checkpoint')
+                   if getattr(self, n)]
+        _check(len(sources) <= 1, f, 'model/hf_dir/from_converted/pretrained_checkpoint',
+               sources, 'exactly one starting point')
+        _check(not self.model or self.dataset, f, 'dataset', self.dataset,
+               'a GluonNLP dataset name (e.g. book_corpus_wiki_en_uncased) with model')

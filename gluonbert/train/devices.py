@@ -1,0 +1,101 @@
+"""Devices and the kvstore: ``--gpus 0,1`` / ``--cpus N`` to MXNet contexts, and the seam for
+multi-host training (rank and worker count come from the kvstore, never from arguments).
+"""
+import dataclasses
+
+import mxnet as mx
+
+from ..errors import ConfigError
+
+__all__ = ['parse_devices', 'Cluster', 'make_cluster']
+
+
+def parse_devices(gpus=None, cpus=None):
+    """Contexts from command-line style arguments.
+
+    Parameters
+    ----------
+    gpus : str or None
+        Comma-separated GPU ids, e.g. ``'0,1'``.
+    cpus : int or None
+        Number of CPU contexts ``mx.cpu(0) .. mx.cpu(N-1)``. Several CPU contexts run their
+        shards on separate engine threads: data parallelism across cores.
+
+    Outputs
+    -------
+    list of mx.Context
+        ``[mx.cpu()]`` when neither is given.
+    """
+    if gpus not in (None, '') and cpus:
+        raise ConfigError(f'--gpus {gpus} and --cpus {cpus} both given; expected one of them')
+    if gpus not in (None, ''):
+        try:
+            ids = [int(part) for part in str(gpus).split(',') if part.strip() != '']
+        except ValueError:
+            raise ConfigError(f'--gpus {gpus!r}: expected comma-separated integers such as '
+                              "'0,1'") from None
+        available = mx.context.num_gpus()
+        bad = [i for i in ids if i < 0 or i >= available]
+        if bad or not ids:
+            raise ConfigError(f'--gpus {gpus!r}: this machine has {available} GPU(s); expected '
+                              f'ids in [0, {available})')
+        if len(set(ids)) != len(ids):
+            raise ConfigError(f'--gpus {gpus!r}: repeated GPU id')
+        return [mx.gpu(i) for i in ids]
+    if cpus is None:
+        return [mx.cpu()]
+    if not isinstance(cpus, int) or cpus < 1:
+        raise ConfigError(f'--cpus {cpus!r}: expected a positive number of CPU contexts')
+    return [mx.cpu(i) for i in range(cpus)]
+
+
+@dataclasses.dataclass
+class Cluster:
+    """Where this process trains.
+
+    Attributes
+    ----------
+    contexts : list of mx.Context
+        This worker's devices; each batch is split over them.
+    kvstore : mx.kv.KVStore or None
+        Passed to ``gluon.Trainer``; None for a single device on one host.
+    rank : int
+        This worker's index (0 on one host). Only rank 0 writes checkpoints, logs and plots.
+    num_workers : int
+        Number of worker processes (1 on one host). Worker ``rank`` reads every
+        ``num_workers``-th shard of the data.
+    """
+    contexts: list
+    kvstore: object
+    rank: int = 0
+    num_workers: int = 1
+
+    @property
+    def is_main(self):
+        return self.rank == 0
+
+
+def make_cluster(contexts, kvstore='device'):
+    """Creates the kvstore and reads rank / worker count from it.
+
+    A ``dist_sync`` or ``dist_sync_device`` kvstore (started by a launcher that sets the
+    DMLC_* environment) slots in here unchanged: the Trainer gets the same object, and rank and
+    worker count come from it.
+
+    Parameters
+    ----------
+    contexts : list of mx.Context
+    kvstore : str
+        ``'device'`` (reduce on the devices) or ``'local'`` (reduce on the CPU), or a
+        ``dist_*`` type.
+
+    Outputs
+    -------
+    Cluster
+    """
+    if kvstore not in ('device', 'local') and not str(kvstore).startswith('dist'):
+        raise ConfigError(f"--kvstore {kvstore!r}: expected 'device', 'local' or a dist_* type")
+    if len(contexts) == 1 and 'dist' not in kvstore:
+        return Cluster(list(contexts), None, 0, 1)   # nothing to reduce
+    kv = mx.kv.create(kvstore)
+    return Cluster(list(contexts), kv, kv.rank, kv.num_workers)

@@ -1,0 +1,82 @@
+"""Tiny synthetic data for the training tests: a vocabulary, a learnable corpus, shards and
+paraphrase TSVs. Everything is generated with a seeded numpy generator.
+
+The corpus has structure a tiny BERT can learn in a few hundred steps: each document belongs
+to one of several "topics", a topic is a cycle of 8 words, and every sentence walks that cycle
+from a random offset. A masked word is then predictable from its neighbours (MLM), and a
+random "next sentence" from another document usually comes from another topic (NSP).
+"""
+import numpy as np
+
+SPECIALS = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]']
+NUM_TOPICS, TOPIC_WORDS = 8, 8
+WORDS = [f'w{t}x{i}' for t in range(NUM_TOPICS) for i in range(TOPIC_WORDS)]
+VOCAB = SPECIALS + WORDS + ['and', 'the', '.']
+
+
+def write_vocab(path):
+    """Writes a HuggingFace-style ``vocab.txt`` (``len(VOCAB)`` = 72 tokens)."""
+    path.write_text('\n'.join(VOCAB) + '\n', encoding='utf-8')
+    return str(path)
+
+
+def write_corpus(path, num_docs=120, seed=0):
+    """One sentence per line, blank lines between documents (BERT's raw-text layout)."""
+    rng = np.random.default_rng(seed)
+    lines = []
+    for _ in range(num_docs):
+        topic = int(rng.integers(NUM_TOPICS))
+        for _ in range(int(rng.integers(4, 8))):
+            start, length = int(rng.integers(TOPIC_WORDS)), int(rng.integers(4, 8))
+            words = [WORDS[topic * TOPIC_WORDS + (start + k) % TOPIC_WORDS]
+                     for k in range(length)]
+            lines.append(' '.join(words) + ' .')
+        lines.append('')
+    path.write_text('\n'.join(lines) + '\n', encoding='utf-8')
+    return str(path)
+
+
+def write_random_shards(directory, num_shards=2, per_shard=32, length=16, predictions=4,
+                        vocab_size=72, seed=0):
+    """``.npz`` shards of random (unlearnable) examples in the loader's format."""
+    rng = np.random.default_rng(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    for shard in range(num_shards):
+        n = per_shard
+        valid = rng.integers(length // 2, length + 1, size=n).astype(np.int32)
+        ids = rng.integers(5, vocab_size, size=(n, length)).astype(np.int32)
+        segments = np.zeros((n, length), np.int32)
+        positions = np.zeros((n, predictions), np.int32)
+        weights = np.zeros((n, predictions), np.float32)
+        for row, v in enumerate(valid):
+            ids[row, 0], ids[row, v - 1], ids[row, v:] = 2, 3, 0
+            segments[row, v // 2:v] = 1
+            k = int(rng.integers(1, predictions + 1))
+            positions[row, :k] = np.sort(rng.choice(np.arange(1, v - 1), k, replace=False))
+            weights[row, :k] = 1.0
+        masked = np.where(weights > 0, np.take_along_axis(ids, positions, 1), 0).astype(np.int32)
+        np.savez(directory / f'part-0-{shard:05d}.npz', input_ids=ids, segment_ids=segments,
+                 valid_length=valid, masked_positions=positions, masked_ids=masked,
+                 masked_weights=weights,
+                 nsp_label=rng.integers(0, 2, size=n).astype(np.int32))
+    return str(directory)
+
+
+def write_paraphrase_tsv(path, num_pairs=64, seed=0):
+    """A GLUE MRPC-format TSV whose label is 1 when both sentences share a topic."""
+    rng = np.random.default_rng(seed)
+    rows = ['Quality\t#1 ID\t#2 ID\t#1 String\t#2 String']
+    for index in range(num_pairs):
+        topic_a = int(rng.integers(NUM_TOPICS))
+        label = int(rng.integers(2))
+        topic_b = topic_a if label else (topic_a + 1 + int(rng.integers(NUM_TOPICS - 1))) \
+            % NUM_TOPICS
+
+        def sentence(topic):
+            start = int(rng.integers(TOPIC_WORDS))
+            return ' '.join(WORDS[topic * TOPIC_WORDS + (start + k) % TOPIC_WORDS]
+                            for k in range(int(rng.integers(3, 7))))
+        rows.append(f'{label}\t{2 * index}\t{2 * index + 1}\t{sentence(topic_a)}\t'
+                    f'{sentence(topic_b)}')
+    path.write_text('\n'.join(rows) + '\n', encoding='utf-8')
+    return str(path)
