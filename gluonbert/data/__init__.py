@@ -11,8 +11,8 @@ glue
     MRPC / GLUE-format TSV readers, seeded or GLUE dev split, ``load_mrpc``.
 download
     ``download_mrpc`` with sha1 checks.
-corpus, masking, pretraining
-    Raw text -> documents -> NSP pairs -> MLM masks -> ``.npz`` shards.
+corpus, masking, pretraining, shards
+    Raw text -> documents -> NSP pairs -> MLM masks -> ``.npz`` shards (format in ``shards``).
 loader
     ``PretrainingBatches``: deterministic, resumable batches, optional dynamic masking.
 
@@ -22,7 +22,8 @@ from .glue import (MRPC_LABELS, MRPCData, PairRecord, load_mrpc, read_dev_ids, r
                    read_mrpc_tsv, read_msr_paraphrase, split_by_dev_ids, split_by_id)
 from .loader import PretrainingBatch, PretrainingBatches, list_shards, load_shard
 from .masking import Masker
-from .pretraining import SHARD_KEYS, PretrainingDataConfig, prepare_pretraining_data
+from .pretraining import PretrainingDataConfig, prepare_pretraining_data
+from .shards import SHARD_KEYS
 from .tokenizer import (get_tokenizer, infer_lower_case, load_tokenizer, load_vocab,
                         vocab_from_hf_vocab_txt, write_hf_vocab_txt)
 from .transform import (BERTDatasetTransform, ClassificationBatchify, batchify_classification,

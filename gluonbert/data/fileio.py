@@ -45,11 +45,18 @@ def atomic_write(path, mode='w', encoding='utf-8', newline=None):
             yield fobj
             fobj.flush()
             os.fsync(fobj.fileno())
+        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp's 0600 -> what open() would give
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         raise
+
+
+def _current_umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def sha1_of_file(path, chunk_size=1 << 20):

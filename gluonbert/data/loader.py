@@ -30,14 +30,12 @@ batch is restored and masked again with a random stream drawn from
 ``(seed, epoch, batch_index)``: new masks every epoch, still reproducible and resumable. NSP
 pairs and segments stay as prepared.
 """
-import json
-import os
 import typing
 
 import numpy as np
 
-from ..errors import ConfigError, DataFormatError
-from .pretraining import MANIFEST_NAME, SHARD_KEYS
+from ..errors import ConfigError
+from .shards import SHARD_KEYS, list_shards, load_shard, shard_size
 
 __all__ = ['PretrainingBatch', 'PretrainingBatches', 'list_shards', 'load_shard',
            'restore_unmasked']
@@ -66,81 +64,6 @@ class PretrainingBatch(typing.NamedTuple):
     masked_ids: typing.Any
     masked_weights: typing.Any
     nsp_label: typing.Any
-
-
-_DTYPES = {'input_ids': np.int32, 'segment_ids': np.int32, 'valid_length': np.int32,
-           'masked_positions': np.int32, 'masked_ids': np.int32, 'masked_weights': np.float32,
-           'nsp_label': np.int32}
-
-
-def list_shards(source):
-    """The shard files of a directory, a comma-separated string or a list.
-
-    Parameters
-    ----------
-    source : str or sequence of str
-        A directory (its ``pretraining_data.json`` manifest order, else sorted ``*.npz``),
-        one file, ``'a.npz,b.npz'``, or a list of files.
-
-    Outputs
-    -------
-    list of str
-    """
-    if isinstance(source, str):
-        if os.path.isdir(source):
-            manifest = os.path.join(source, MANIFEST_NAME)
-            if os.path.isfile(manifest):
-                with open(manifest, encoding='utf-8') as fobj:
-                    names = [s['file'] for s in json.load(fobj)['shards']]
-            else:
-                names = sorted(n for n in os.listdir(source) if n.endswith('.npz'))
-            files = [os.path.join(source, n) for n in names]
-        else:
-            files = [p for p in source.split(',') if p]
-    else:
-        files = list(source)
-    if not files:
-        raise DataFormatError(source, None, 'no .npz shards found; expected files written by '
-                              'gluonbert prepare-pretraining')
-    for path in files:
-        if not os.path.isfile(path):
-            raise DataFormatError(path, None, 'shard not found')
-    return files
-
-
-def load_shard(path):
-    """Loads and checks one shard (``allow_pickle=False``).
-
-    Outputs
-    -------
-    dict of np.ndarray
-        The :data:`~gluonbert.data.pretraining.SHARD_KEYS` arrays.
-    """
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in SHARD_KEYS if key in data.files}
-    except (OSError, ValueError) as err:
-        raise DataFormatError(path, None, f'cannot read as .npz ({err})') from None
-    missing = [key for key in SHARD_KEYS if key not in arrays]
-    if missing:
-        raise DataFormatError(path, None, f'missing arrays {missing}; expected {list(SHARD_KEYS)}')
-    num = arrays['input_ids'].shape[0]
-    expect_ndim = {'valid_length': 1, 'nsp_label': 1}
-    for key, arr in arrays.items():
-        if arr.dtype != _DTYPES[key] or arr.ndim != expect_ndim.get(key, 2) or len(arr) != num:
-            raise DataFormatError(path, None, f'{key} has dtype {arr.dtype} and shape {arr.shape}; '
-                                  f'expected {np.dtype(_DTYPES[key])} with {num} rows')
-    if arrays['segment_ids'].shape != arrays['input_ids'].shape or not (
-            arrays['masked_ids'].shape == arrays['masked_weights'].shape
-            == arrays['masked_positions'].shape):
-        raise DataFormatError(path, None, 'array widths disagree; expected (N, T) ids/segments '
-                              'and (N, P) masked arrays')
-    return arrays
-
-
-def _shard_size(path):
-    with np.load(path, allow_pickle=False) as data:
-        return int(data['nsp_label'].shape[0])
 
 
 def restore_unmasked(input_ids, masked_positions, masked_ids, masked_weights):
@@ -208,7 +131,7 @@ class PretrainingBatches:
             self.files = all_files
         else:
             self.files = all_files[rank::num_workers]
-        sizes = [_shard_size(f) for f in all_files]
+        sizes = [shard_size(f) for f in all_files]
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int)
         if self._split_examples:
             self._sizes = [len(self._my_rows(o, n)) for o, n in zip(offsets, sizes)]
@@ -268,7 +191,7 @@ class PretrainingBatches:
         return list(np.random.default_rng([self.seed, epoch]).permutation(len(self.files)))
 
     def _rows(self, epoch, shard):
-        rows = self._my_rows(self._offsets[shard], _shard_size(self.files[shard])) \
+        rows = self._my_rows(self._offsets[shard], shard_size(self.files[shard])) \
             if self._split_examples else np.arange(self._sizes[shard])
         if self.shuffle:
             rows = rows[np.random.default_rng([self.seed, epoch, shard]).permutation(len(rows))]
@@ -323,9 +246,10 @@ class PretrainingBatches:
 
     def _remask(self, arrays, epoch, batch_index):
         width = arrays['masked_positions'].shape[1]
-        if self.masker.max_predictions_per_seq > width:
-            raise ConfigError(f'masker.max_predictions_per_seq={self.masker.max_predictions_per_seq}'
-                              f' exceeds the shards\' {width} masked positions')
+        wanted = self.masker.max_predictions_per_seq
+        if wanted > width:
+            raise ConfigError(f'masker.max_predictions_per_seq={wanted} exceeds the '
+                              f'{width} masked positions of the shards')
         original = restore_unmasked(arrays['input_ids'], arrays['masked_positions'],
                                     arrays['masked_ids'], arrays['masked_weights'])
         rng = np.random.default_rng([self.seed, epoch, batch_index, 1])

@@ -26,29 +26,15 @@ Deviations needed to stream a corpus larger than memory (Google keeps every docu
   its own pool, its own random stream (from ``seed`` and its index) and writes its own shards,
   so the output depends on ``num_workers``.
 
-Shard format (``part-<worker>-<index>.npz``, ``np.load(path, allow_pickle=False)``), with N
-examples, ``T = max_seq_length`` and ``P = max_predictions_per_seq``:
-
-==================  ========  =======  =================================================
-key                 shape     dtype    meaning
-==================  ========  =======  =================================================
-input_ids           (N, T)    int32    ``[CLS] A [SEP] B [SEP]``, masked, padded with [PAD]
-segment_ids         (N, T)    int32    0 for ``[CLS] A [SEP]`` and padding, 1 for ``B [SEP]``
-valid_length        (N,)      int32    number of real tokens
-masked_positions    (N, P)    int32    masked positions, increasing, padded with 0
-masked_ids          (N, P)    int32    original ids at those positions, padded with 0
-masked_weights      (N, P)    float32  1.0 for a real prediction, 0.0 for padding
-nsp_label           (N,)      int32    0 = IsNext (B follows A), 1 = NotNext (B is random)
-==================  ========  =======  =================================================
-
-``nsp_label`` uses Google's and GluonNLP's convention. Every shard is written atomically; a
-``pretraining_data.json`` manifest (config, shards, counts) is written last.
+Shards and the manifest are written as described in :mod:`gluonbert.data.shards`
+(``nsp_label``: 0 = IsNext, 1 = NotNext).
 """
 import collections
 import dataclasses
 import json
 import logging
 import os
+import queue as _queue
 import time
 import traceback
 
@@ -58,18 +44,11 @@ from ..errors import ConfigError, DataFormatError
 from .corpus import iter_documents
 from .fileio import atomic_write
 from .masking import Masker
+from .shards import FORMAT_VERSION, MANIFEST_NAME, ShardWriter
 
-__all__ = ['PretrainingDataConfig', 'SHARD_KEYS', 'MANIFEST_NAME', 'create_instances',
-           'ShardWriter', 'prepare_pretraining_data', 'write_shard']
+__all__ = ['PretrainingDataConfig', 'create_instances', 'prepare_pretraining_data']
 
 _LOG = logging.getLogger(__name__)
-
-#: Keys of a pretraining shard, in the order batches are yielded.
-SHARD_KEYS = ('input_ids', 'segment_ids', 'valid_length', 'masked_positions', 'masked_ids',
-              'masked_weights', 'nsp_label')
-MANIFEST_NAME = 'pretraining_data.json'
-FORMAT_VERSION = 'gluonbert-pretraining-npz-v1'
-
 
 @dataclasses.dataclass(frozen=True)
 class PretrainingDataConfig:
@@ -231,80 +210,6 @@ def create_instances(document, pool, rng, config, masker, special):
             chunk, length = [], 0
         i += 1
     return examples
-
-
-def write_shard(path, arrays):
-    """Writes one shard atomically (``np.savez`` to a temporary file, then ``os.replace``).
-
-    Parameters
-    ----------
-    path : str
-        Output ``.npz`` file.
-    arrays : dict of np.ndarray
-        The :data:`SHARD_KEYS` arrays.
-    """
-    with atomic_write(path, 'wb') as fobj:
-        np.savez(fobj, **{key: arrays[key] for key in SHARD_KEYS})
-
-
-class ShardWriter:
-    """Collects examples into fixed-width arrays and writes a shard every ``examples_per_shard``.
-
-    Parameters
-    ----------
-    output_dir : str
-        Directory of the shards.
-    prefix : str
-        Shard names are ``<prefix>-<index:05d>.npz``.
-    config : PretrainingDataConfig
-    pad_id : int
-        Padding id of ``input_ids``.
-    """
-
-    def __init__(self, output_dir, prefix, config, pad_id):
-        self.output_dir, self.prefix = output_dir, prefix
-        self.size, self.pad_id = config.examples_per_shard, int(pad_id)
-        self.seq_len, self.num_pred = config.max_seq_length, config.max_predictions_per_seq
-        self.shards = []  # (file name, number of examples)
-        self._reset()
-
-    def _reset(self):
-        n, t, p = self.size, self.seq_len, self.num_pred
-        self._arrays = {
-            'input_ids': np.full((n, t), self.pad_id, dtype=np.int32),
-            'segment_ids': np.zeros((n, t), dtype=np.int32),
-            'valid_length': np.zeros((n,), dtype=np.int32),
-            'masked_positions': np.zeros((n, p), dtype=np.int32),
-            'masked_ids': np.zeros((n, p), dtype=np.int32),
-            'masked_weights': np.zeros((n, p), dtype=np.float32),
-            'nsp_label': np.zeros((n,), dtype=np.int32)}
-        self._count = 0
-
-    def add(self, example):
-        """Adds one example (a dict from :func:`create_instances`)."""
-        row, arr = self._count, self._arrays
-        length, num = len(example['ids']), len(example['positions'])
-        arr['input_ids'][row, :length] = example['ids']
-        arr['segment_ids'][row, :length] = example['segments']
-        arr['valid_length'][row] = length
-        arr['masked_positions'][row, :num] = example['positions']
-        arr['masked_ids'][row, :num] = example['originals']
-        arr['masked_weights'][row, :num] = 1.0
-        arr['nsp_label'][row] = example['nsp_label']
-        self._count += 1
-        if self._count == self.size:
-            self.flush()
-
-    def flush(self):
-        """Writes the examples collected so far (if any) as the next shard."""
-        if self._count == 0:
-            return
-        name = f'{self.prefix}-{len(self.shards):05d}.npz'
-        arrays = {key: value[:self._count] for key, value in self._arrays.items()}
-        write_shard(os.path.join(self.output_dir, name), arrays)
-        self.shards.append((name, self._count))
-        _LOG.info('wrote %s (%d examples)', name, self._count)
-        self._reset()
 
 
 def _tokenize_document(sentences, tokenizer, vocab):
@@ -487,7 +392,10 @@ def prepare_pretraining_data(inputs, vocab, output_dir, config=None, num_workers
 
 def _run_processes(args, num_workers, bar):
     import multiprocessing
-    ctx = multiprocessing.get_context('spawn')
+    # fork starts workers at once (the parent has MXNet and GluonNLP imported already; the
+    # workers run no MXNet operator); spawn where fork does not exist
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context('fork' if 'fork' in methods else 'spawn')
     queue = ctx.Queue()
     procs = [ctx.Process(target=_worker_main, args=(queue,) + args + (w, num_workers),
                          daemon=True) for w in range(num_workers)]
@@ -496,7 +404,15 @@ def _run_processes(args, num_workers, bar):
     results, examples = {}, [0] * num_workers
     try:
         while len(results) < num_workers:
-            kind, worker, *payload = queue.get()
+            try:
+                kind, worker, *payload = queue.get(timeout=1.0)
+            except _queue.Empty:
+                dead = [w for w, p in enumerate(procs)
+                        if w not in results and p.exitcode not in (None, 0)]
+                if dead:
+                    raise RuntimeError(f'pretraining worker {dead[0]} died (exit code '
+                                       f'{procs[dead[0]].exitcode}) without a result') from None
+                continue
             if kind == 'progress':
                 examples[worker] = payload[1]
                 bar.update(payload[0])

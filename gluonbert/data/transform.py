@@ -9,7 +9,7 @@ length third; this module follows the code.)
 Example
 -------
 >>> transform = BERTDatasetTransform(tokenizer, 128, class_labels=['0', '1'], pad=False)
->>> dataset = gluon.data.SimpleDataset(examples).transform(transform)        # doctest: +SKIP
+>>> dataset = gluon.data.SimpleDataset(examples).transform(transform, lazy=False)  # doctest: +SKIP
 >>> loader = classification_dataloader(dataset, batch_size=32, shuffle=True)  # doctest: +SKIP
 >>> for input_ids, segment_ids, valid_length, label in loader: ...           # doctest: +SKIP
 """
@@ -53,7 +53,8 @@ class BERTDatasetTransform:
         Pad ``input_ids``/``segment_ids`` to ``max_seq_length`` (padding id, segment 0).
         Use False with :func:`batchify_classification`, which pads to the longest in a batch.
     pair : bool
-        Inputs are pairs (text_a, text_b) rather than single texts.
+        Inputs are pairs (text_a, text_b) rather than single texts. A pair always gets two
+        ``[SEP]`` tokens, even when text_b is empty (as HuggingFace; GluonNLP drops the second).
     has_label : bool
         The last element of a line is its label.
 

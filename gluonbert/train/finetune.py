@@ -124,7 +124,7 @@ def finetune(config):
     out = config.out_dir
     os.makedirs(out, exist_ok=True)
     progress = TrainProgress(os.path.join(out, 'train.log'), total, desc='finetune',
-                             enabled=cluster.is_main and config.progress)
+                             enabled=cluster.is_main, bar=config.progress)
     progress.message(f'finetune {backbone.source} on {contexts}: {split}; '
                      f'{len(train)} train / {len(dev)} dev, batch {config.batch_size} x '
                      f'{accumulate}, {total} updates')

@@ -190,7 +190,7 @@ def pretrain(config):
     sums = DeviceSums(PRETRAIN_STATS, contexts)
     stream = _forever(batches)
     progress = TrainProgress(os.path.join(out, 'train.log'), config.num_steps, start,
-                             desc='pretrain', enabled=cluster.is_main and config.progress)
+                             desc='pretrain', enabled=cluster.is_main, bar=config.progress)
     progress.message(f'pretrain: {net.config} on {contexts} (rank {cluster.rank}/{workers}), '
                      f'{batches.num_examples} examples, batch {config.batch_size} x '
                      f'{config.optimizer.accumulate}, steps {start}..{config.num_steps}')

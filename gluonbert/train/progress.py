@@ -40,9 +40,11 @@ class TrainProgress:
         Bar label.
     enabled : bool
         False on non-zero ranks: nothing is printed or written.
+    bar : bool
+        Show the progress bar (lines are printed and logged either way).
     """
 
-    def __init__(self, log_path, total, initial=0, desc='train', enabled=True):
+    def __init__(self, log_path, total, initial=0, desc='train', enabled=True, bar=True):
         self.enabled = enabled
         self.logger = logging.getLogger(f'gluonbert.train.{desc}.{id(self)}')
         self.logger.setLevel(logging.INFO)
@@ -53,7 +55,7 @@ class TrainProgress:
             self._handler = logging.FileHandler(log_path, encoding='utf-8')
             self._handler.setFormatter(logging.Formatter('%(asctime)s %(message)s'))
             self.logger.addHandler(self._handler)
-        self.bar = tqdm(total=total, initial=initial, desc=desc, disable=not enabled,
+        self.bar = tqdm(total=total, initial=initial, desc=desc, disable=not (enabled and bar),
                         dynamic_ncols=True, file=sys.stderr, leave=True)
 
     def advance(self, steps=1):
@@ -67,7 +69,7 @@ class TrainProgress:
         line = format_record(record)
         self.logger.info(line)
         if console:
-            self.bar.write(line, file=sys.stderr)
+            tqdm.write(line, file=sys.stderr)
         short = {k: v for k, v in record.items() if k in ('loss', 'mlm_loss', 'nsp_loss',
                                                            'accuracy', 'mlm_acc', 'nsp_acc')}
         if short:
@@ -78,7 +80,7 @@ class TrainProgress:
         if not self.enabled:
             return
         self.logger.info(text)
-        self.bar.write(text, file=sys.stderr)
+        tqdm.write(text, file=sys.stderr)
 
     def close(self):
         self.bar.close()

@@ -4,9 +4,9 @@ import os
 import numpy as np
 import pytest
 
-from gluonbert.data.loader import PretrainingBatches, list_shards, load_shard, restore_unmasked
+from gluonbert.data.loader import PretrainingBatches, restore_unmasked
 from gluonbert.data.masking import Masker
-from gluonbert.data.pretraining import SHARD_KEYS, write_shard
+from gluonbert.data.shards import SHARD_KEYS, list_shards, load_shard, write_shard
 from gluonbert.errors import ConfigError, DataFormatError
 
 T, P = 16, 4
@@ -162,3 +162,9 @@ def test_list_shards_and_bad_shards(shards, tmp_path):
     with pytest.raises(DataFormatError, match='cannot read'):
         load_shard(bad)
     assert sorted(SHARD_KEYS) == sorted(load_shard(shards[1]))
+
+
+def test_dynamic_masking_needs_room(shards, vocab):
+    masker = Masker.from_vocab(vocab, max_predictions_per_seq=P + 1)
+    with pytest.raises(ConfigError, match='exceeds the 4 masked positions'):
+        next(iter(PretrainingBatches(shards, 5, masker=masker)))

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from gluonbert.cli import main
-from gluonbert.data.loader import load_shard, restore_unmasked
+from gluonbert.data.loader import restore_unmasked
 from gluonbert.data.masking import Masker
-from gluonbert.data.pretraining import SHARD_KEYS, PretrainingDataConfig, \
-    prepare_pretraining_data
+from gluonbert.data.pretraining import PretrainingDataConfig, prepare_pretraining_data
+from gluonbert.data.shards import SHARD_KEYS, load_shard
 from gluonbert.errors import ConfigError
 
 NUM = 60
@@ -253,3 +253,43 @@ def test_cli_prepare_pretraining(vocab_txt, tmp_path, capsys):
     assert main(['prepare-pretraining', '--input', str(tmp_path / 'missing.txt'), '--vocab',
                  vocab_txt, '--output-dir', str(tmp_path / 'o2')]) == 2
     assert 'input file not found' in capsys.readouterr().err
+
+
+def test_streams_with_bounded_buffers(vocab, tmp_path, monkeypatch):
+    """Shards are written while the input is still being read: nothing holds the corpus."""
+    import gluonbert.data.pretraining as pretraining
+    import gluonbert.data.shards as shards
+    corpus = numbered_corpus(tmp_path / 'c.txt', num_docs=80, sentences=(10, 20))
+    read = {'docs': 0}
+    written_after = []
+    real_iter, real_write = pretraining.iter_documents, shards.write_shard
+
+    def counting_iter(*args, **kwargs):
+        for doc in real_iter(*args, **kwargs):
+            read['docs'] += 1
+            yield doc
+
+    def recording_write(path, arrays):
+        written_after.append(read['docs'])
+        real_write(path, arrays)
+    monkeypatch.setattr(pretraining, 'iter_documents', counting_iter)
+    monkeypatch.setattr(shards, 'write_shard', recording_write)
+    config = PretrainingDataConfig(max_seq_length=32, max_predictions_per_seq=5,
+                                   examples_per_shard=20, nsp_pool_documents=3,
+                                   shuffle_buffer=10)
+    manifest = prepare_pretraining_data(corpus, vocab, str(tmp_path / 'out'), config,
+                                        progress=False)
+    assert manifest['num_documents'] == 80 and len(written_after) > 10
+    assert written_after[0] < 15  # the first shard came long before the end of the input
+
+
+def test_worker_data_error_reaches_the_caller(vocab_txt, tmp_path):
+    from gluonbert.errors import DataFormatError
+    bad = tmp_path / 'bad.txt'
+    bad.write_bytes(b't1 t2 t3\n\nt4 t5\n\nt6 \xff t7\n')
+    with pytest.raises(DataFormatError, match='invalid UTF-8') as err:
+        prepare_pretraining_data(str(bad), vocab_txt, str(tmp_path / 'out'),
+                                 PretrainingDataConfig(max_seq_length=16,
+                                                       max_predictions_per_seq=2),
+                                 num_workers=2, progress=False)
+    assert err.value.path == str(bad) and err.value.line == 5

@@ -1,0 +1,91 @@
+"""Timing loop, memory readings and the result record every worker returns."""
+import resource
+import statistics
+import time
+
+__all__ = ['time_steps', 'current_rss_mb', 'peak_rss_mb', 'make_result']
+
+
+def time_steps(step, warmup, repeat):
+    """Runs ``step()`` ``warmup`` times untimed, then ``repeat`` times timed.
+
+    ``step`` must return only once its work is finished (MXNet: after ``waitall``), so that
+    each wall-clock reading covers exactly one repetition.
+
+    Outputs
+    -------
+    times : list of float
+        Seconds of each timed repetition.
+    warmup_seconds : float
+        Wall-clock time of the warm-up (graph building, ``torch.compile``, ...).
+    """
+    start = time.perf_counter()
+    for _ in range(warmup):
+        step()
+    warmup_seconds = time.perf_counter() - start
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return times, warmup_seconds
+
+
+def current_rss_mb():
+    """Resident memory of this process now, in MiB (Linux ``/proc/self/statm``)."""
+    try:
+        with open('/proc/self/statm') as f:
+            pages = int(f.read().split()[1])
+        return pages * resource.getpagesize() / 2 ** 20
+    except OSError:
+        return float('nan')
+
+
+def peak_rss_mb():
+    """Peak resident memory of this process so far, in MiB (``ru_maxrss``, KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def make_result(workload, impl, times, items, tokens, flops, variant='', setup_seconds=0.0,
+                warmup_seconds=0.0, rss_before_mb=float('nan'), note='', **extra):
+    """One row of the result table as a JSON-serialisable dict.
+
+    Parameters
+    ----------
+    workload : benchmarks.spec.Workload
+    impl : str
+        Implementation name (``gluonbert``, ``gluonnlp``, ``hf-eager`` ...).
+    times : list of float
+        Seconds per timed repetition.
+    items, tokens : int
+        Sequences (or pairs) and tokens processed by one repetition (tokens: padded, as computed).
+    flops : float
+        Model FLOPs of one repetition (:mod:`benchmarks.flops`).
+    variant : str
+        Sub-case (GEMM size and operator).
+    setup_seconds, warmup_seconds : float
+        Model construction; untimed warm-up repetitions (includes compilation).
+    rss_before_mb : float
+        Resident memory after construction, before the first step.
+    note : str
+        Free text shown under the table.
+    extra
+        More JSON-serialisable fields.
+    """
+    median = statistics.median(times)
+    best = min(times)
+    row = {
+        'workload': workload.name, 'impl': impl, 'variant': variant, 'status': 'ok',
+        'times_s': [round(t, 5) for t in times], 'median_s': round(median, 5),
+        'min_s': round(best, 5), 'items_per_rep': items, 'tokens_per_rep': tokens,
+        'flops_per_rep': flops,
+        'items_per_s_median': items / median if items else None,
+        'items_per_s_best': items / best if items else None,
+        'tokens_per_s_median': tokens / median if tokens else None,
+        'gflops_median': flops / median / 1e9, 'gflops_best': flops / best / 1e9,
+        'setup_s': round(setup_seconds, 2), 'warmup_s': round(warmup_seconds, 2),
+        'rss_before_mb': round(rss_before_mb, 1), 'peak_rss_mb': round(peak_rss_mb(), 1),
+        'note': note,
+    }
+    row.update(extra)
+    return row

@@ -1,0 +1,145 @@
+"""What each workload runs: model sizes, batch shapes, repetitions, and which implementations.
+
+The full sizes are those of the comparison in ``benchmarks/README.md``; ``--quick`` replaces
+every model by a tiny one and every batch by a few short sequences (a harness check for CI,
+not a measurement).
+"""
+import dataclasses
+
+__all__ = ['ModelShape', 'Workload', 'IMPLEMENTATIONS', 'REFERENCE_IMPLS', 'workloads']
+
+#: Implementation names, in table order. ``mxnet``/``torch`` run only the GEMM workload.
+IMPLEMENTATIONS = ('gluonbert', 'gluonnlp', 'hf-eager', 'hf-compile', 'mxnet', 'torch')
+#: The implementations gluonbert is compared with (ratios gluonbert / each of them).
+REFERENCE_IMPLS = ('gluonnlp', 'hf-eager', 'hf-compile')
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelShape:
+    """BERT sizes shared by every implementation of a workload.
+
+    Parameters
+    ----------
+    num_layers, units, hidden_size, num_heads : int
+        L, C, feed-forward width F, and H.
+    vocab_size : int
+        V (word-embedding rows and MLM output width).
+    max_length : int
+        Rows of the position table.
+    dropout : float
+        Dropout probability everywhere (training workloads only; inference runs in eval mode).
+    """
+    num_layers: int
+    units: int
+    hidden_size: int
+    num_heads: int
+    vocab_size: int
+    max_length: int = 512
+    dropout: float = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    """One row group of the result table.
+
+    Parameters
+    ----------
+    name : str
+        Key in the JSON output (``train_base`` ...).
+    kind : str
+        ``gemm``, ``train`` (classifier fine-tuning step), ``infer``, ``pretrain`` (MLM+NSP
+        step), ``finetune`` (classifier steps over bucketed MRPC-length batches) or ``data_prep``.
+    title : str
+        Human-readable description.
+    model : ModelShape or None
+    batch_size, seq_len : int
+        B and T (``finetune``: B, and the longest padded length).
+    num_masked : int
+        P, masked positions per sequence (``pretrain``).
+    gemm_sizes : tuple of int
+        Square sizes n of the ``gemm`` workload (n x n times n x n).
+    warmup, repeat : int
+        Untimed and timed repetitions.
+    impls : tuple of str
+        Implementations that run this workload.
+    unit : str
+        What one item is (``seq``, ``pair``) for the ``items/s`` column.
+    """
+    name: str
+    kind: str
+    title: str
+    model: ModelShape = None
+    batch_size: int = 0
+    seq_len: int = 0
+    num_masked: int = 0
+    gemm_sizes: tuple = ()
+    warmup: int = 2
+    repeat: int = 5
+    impls: tuple = ('gluonbert', 'gluonnlp', 'hf-eager', 'hf-compile')
+    unit: str = 'seq'
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values):
+        values = dict(values)
+        if values.get('model') is not None:
+            values['model'] = ModelShape(**values['model'])
+        values['gemm_sizes'] = tuple(values.get('gemm_sizes', ()))
+        values['impls'] = tuple(values.get('impls', ()))
+        return cls(**values)
+
+
+BASE = ModelShape(num_layers=12, units=768, hidden_size=3072, num_heads=12, vocab_size=30522)
+# d2l.ai chapter 15.10: 2 layers, 128 hidden, FFN 256, 2 heads, dropout 0.2, WikiText-2 vocab.
+D2L = ModelShape(num_layers=2, units=128, hidden_size=256, num_heads=2, vocab_size=20000,
+                 max_length=64, dropout=0.2)
+TINY = ModelShape(num_layers=2, units=64, hidden_size=128, num_heads=4, vocab_size=200,
+                  max_length=64, dropout=0.1)
+
+
+def workloads(quick=False):
+    """The workloads in table order.
+
+    Parameters
+    ----------
+    quick : bool
+        Tiny sizes, one warm-up and one timed repetition.
+
+    Outputs
+    -------
+    list of Workload
+    """
+    full = [
+        Workload('gemm', 'gemm', 'fp32 GEMM n x n x n (machine ceiling)',
+                 gemm_sizes=(2048, 3072, 4096), warmup=1, repeat=5, impls=('mxnet', 'torch')),
+        Workload('train_base', 'train',
+                 'bert_12_768_12 classifier training step (fwd+bwd+Adam), B=8, T=128',
+                 model=BASE, batch_size=8, seq_len=128, warmup=2, repeat=5),
+        Workload('infer_base', 'infer', 'bert_12_768_12 inference (sequence + pooled), B=32, T=128',
+                 model=BASE, batch_size=32, seq_len=128, warmup=2, repeat=5),
+        Workload('pretrain_d2l', 'pretrain',
+                 'd2l-sized pretraining step (MLM on 10 gathered positions + NSP, Adam), '
+                 'L=2 C=128 H=2 V=20k, B=512, T=64',
+                 model=D2L, batch_size=512, seq_len=64, num_masked=10, warmup=2, repeat=5,
+                 unit='pair'),
+        Workload('finetune_mrpc', 'finetune',
+                 'bert_12_768_12 fine-tuning on MRPC-length bucketed batches, B=32, T<=128',
+                 model=BASE, batch_size=32, seq_len=128, warmup=1, repeat=3),
+        Workload('data_prep', 'data_prep',
+                 'pretraining-data preparation (benchmarks/data_prep.py, WikiText-2 valid)',
+                 warmup=0, repeat=1, impls=('gluonbert',), unit='example'),
+    ]
+    if not quick:
+        return full
+    small = {
+        'gemm': dict(gemm_sizes=(256,)),
+        'train_base': dict(model=TINY, batch_size=2, seq_len=16),
+        'infer_base': dict(model=TINY, batch_size=4, seq_len=16),
+        'pretrain_d2l': dict(model=TINY, batch_size=8, seq_len=16, num_masked=3),
+        'finetune_mrpc': dict(model=TINY, batch_size=4, seq_len=32),
+        'data_prep': dict(),
+    }
+    return [dataclasses.replace(w, warmup=min(w.warmup, 1), repeat=1, **small[w.name])
+            for w in full]

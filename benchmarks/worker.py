@@ -1,0 +1,68 @@
+"""Runs one (workload, implementation) pair in this process and writes its result rows.
+
+Started by :mod:`benchmarks.run` as ``python -m benchmarks.worker JOB.json OUT.json`` with the
+thread environment already set (it must be set before MXNet or torch is imported). ``JOB.json``
+holds ``{"workloads": [Workload.to_dict(), ...], "impl": ..., "threads": ..., "context": {...}}``;
+several workloads share one process only in ``--quick`` mode. ``OUT.json`` receives a list of
+result rows (:func:`benchmarks.measure.make_result`), or an ``error`` row per workload that
+failed, with the end of its traceback.
+"""
+import json
+import os
+import sys
+import traceback
+
+if __package__ in (None, ''):  # ``python benchmarks/worker.py``: make ``benchmarks`` importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks.spec import Workload  # noqa: E402
+
+
+def _run_one(workload, impl, threads, context):
+    if impl in ('gluonbert', 'gluonnlp', 'mxnet'):
+        from benchmarks import impl_mxnet
+        if workload.kind == 'gemm':
+            return impl_mxnet.run_gemm(workload)
+        if impl == 'gluonbert':
+            from benchmarks import impl_gluonbert as builder
+        else:
+            from benchmarks import impl_gluonnlp as builder
+        return impl_mxnet.run_model_workload(workload, impl, builder, context)
+    if impl in ('hf-eager', 'hf-compile', 'torch'):
+        import torch
+        torch.set_num_threads(threads)
+        from benchmarks import impl_torch
+        if workload.kind == 'gemm':
+            return impl_torch.run_gemm(workload)
+        return impl_torch.run_model_workload(workload, impl, context)
+    raise ValueError(f'unknown implementation {impl!r}')
+
+
+def error_row(workload_name, impl, message, status='error'):
+    """A result row for a pair that did not run (``status``: ``error`` or ``skipped``)."""
+    return {'workload': workload_name, 'impl': impl, 'variant': '', 'status': status,
+            'note': message}
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    job_path, out_path = argv
+    with open(job_path, encoding='utf-8') as f:
+        job = json.load(f)
+    rows = []
+    for spec in job['workloads']:
+        workload = Workload.from_dict(spec)
+        try:
+            rows.extend(_run_one(workload, job['impl'], job['threads'], job['context']))
+        except Exception:  # a failed pair is reported in the table, the others still run
+            tail = traceback.format_exc().strip().splitlines()[-12:]
+            rows.append(error_row(workload.name, job['impl'], '\n'.join(tail)))
+    tmp = out_path + '.tmp'
+    with open(tmp, 'w', encoding='utf-8') as f:
+        json.dump(rows, f)
+    os.replace(tmp, out_path)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

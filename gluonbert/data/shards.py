@@ -1,0 +1,194 @@
+"""The pretraining shard format: ``.npz`` files of fixed-width arrays, and their manifest.
+
+Shard format (``part-<worker>-<index>.npz``, ``np.load(path, allow_pickle=False)``), with N
+examples, ``T = max_seq_length`` and ``P = max_predictions_per_seq``:
+
+==================  ========  =======  =================================================
+key                 shape     dtype    meaning
+==================  ========  =======  =================================================
+input_ids           (N, T)    int32    ``[CLS] A [SEP] B [SEP]``, masked, padded with [PAD]
+segment_ids         (N, T)    int32    0 for ``[CLS] A [SEP]`` and padding, 1 for ``B [SEP]``
+valid_length        (N,)      int32    number of real tokens
+masked_positions    (N, P)    int32    masked positions, increasing, padded with 0
+masked_ids          (N, P)    int32    original ids at those positions, padded with 0
+masked_weights      (N, P)    float32  1.0 for a real prediction, 0.0 for padding
+nsp_label           (N,)      int32    0 = IsNext (B follows A), 1 = NotNext (B is random)
+==================  ========  =======  =================================================
+
+``nsp_label`` uses Google's and GluonNLP's convention. Every shard is written atomically; a
+``pretraining_data.json`` manifest (config, shards, counts) is written last.
+
+Shards are written by :class:`ShardWriter` (atomically, one at a time) and read with
+:func:`load_shard`, which checks keys, dtypes and shapes.
+"""
+import json
+import logging
+import os
+
+import numpy as np
+
+from ..errors import DataFormatError
+from .fileio import atomic_write
+
+__all__ = ['SHARD_KEYS', 'MANIFEST_NAME', 'FORMAT_VERSION', 'ShardWriter', 'write_shard',
+           'load_shard', 'list_shards', 'shard_size']
+
+_LOG = logging.getLogger('gluonbert.data.pretraining')
+
+#: Keys of a pretraining shard, in the order batches are yielded.
+SHARD_KEYS = ('input_ids', 'segment_ids', 'valid_length', 'masked_positions', 'masked_ids',
+              'masked_weights', 'nsp_label')
+MANIFEST_NAME = 'pretraining_data.json'
+FORMAT_VERSION = 'gluonbert-pretraining-npz-v1'
+
+
+def write_shard(path, arrays):
+    """Writes one shard atomically (``np.savez`` to a temporary file, then ``os.replace``).
+
+    Parameters
+    ----------
+    path : str
+        Output ``.npz`` file.
+    arrays : dict of np.ndarray
+        The :data:`SHARD_KEYS` arrays.
+    """
+    with atomic_write(path, 'wb') as fobj:
+        np.savez(fobj, **{key: arrays[key] for key in SHARD_KEYS})
+
+
+class ShardWriter:
+    """Collects examples into fixed-width arrays and writes a shard every ``examples_per_shard``.
+
+    Parameters
+    ----------
+    output_dir : str
+        Directory of the shards.
+    prefix : str
+        Shard names are ``<prefix>-<index:05d>.npz``.
+    config : PretrainingDataConfig
+    pad_id : int
+        Padding id of ``input_ids``.
+    """
+
+    def __init__(self, output_dir, prefix, config, pad_id):
+        self.output_dir, self.prefix = output_dir, prefix
+        self.size, self.pad_id = config.examples_per_shard, int(pad_id)
+        self.seq_len, self.num_pred = config.max_seq_length, config.max_predictions_per_seq
+        self.shards = []  # (file name, number of examples)
+        self._reset()
+
+    def _reset(self):
+        n, t, p = self.size, self.seq_len, self.num_pred
+        self._arrays = {
+            'input_ids': np.full((n, t), self.pad_id, dtype=np.int32),
+            'segment_ids': np.zeros((n, t), dtype=np.int32),
+            'valid_length': np.zeros((n,), dtype=np.int32),
+            'masked_positions': np.zeros((n, p), dtype=np.int32),
+            'masked_ids': np.zeros((n, p), dtype=np.int32),
+            'masked_weights': np.zeros((n, p), dtype=np.float32),
+            'nsp_label': np.zeros((n,), dtype=np.int32)}
+        self._count = 0
+
+    def add(self, example):
+        """Adds one example (a dict from :func:`create_instances`)."""
+        row, arr = self._count, self._arrays
+        length, num = len(example['ids']), len(example['positions'])
+        arr['input_ids'][row, :length] = example['ids']
+        arr['segment_ids'][row, :length] = example['segments']
+        arr['valid_length'][row] = length
+        arr['masked_positions'][row, :num] = example['positions']
+        arr['masked_ids'][row, :num] = example['originals']
+        arr['masked_weights'][row, :num] = 1.0
+        arr['nsp_label'][row] = example['nsp_label']
+        self._count += 1
+        if self._count == self.size:
+            self.flush()
+
+    def flush(self):
+        """Writes the examples collected so far (if any) as the next shard."""
+        if self._count == 0:
+            return
+        name = f'{self.prefix}-{len(self.shards):05d}.npz'
+        arrays = {key: value[:self._count] for key, value in self._arrays.items()}
+        write_shard(os.path.join(self.output_dir, name), arrays)
+        self.shards.append((name, self._count))
+        _LOG.info('wrote %s (%d examples)', name, self._count)
+        self._reset()
+
+
+_DTYPES = {'input_ids': np.int32, 'segment_ids': np.int32, 'valid_length': np.int32,
+           'masked_positions': np.int32, 'masked_ids': np.int32, 'masked_weights': np.float32,
+           'nsp_label': np.int32}
+
+
+def list_shards(source):
+    """The shard files of a directory, a comma-separated string or a list.
+
+    Parameters
+    ----------
+    source : str or sequence of str
+        A directory (its ``pretraining_data.json`` manifest order, else sorted ``*.npz``),
+        one file, ``'a.npz,b.npz'``, or a list of files.
+
+    Outputs
+    -------
+    list of str
+    """
+    if isinstance(source, str):
+        if os.path.isdir(source):
+            manifest = os.path.join(source, MANIFEST_NAME)
+            if os.path.isfile(manifest):
+                with open(manifest, encoding='utf-8') as fobj:
+                    names = [s['file'] for s in json.load(fobj)['shards']]
+            else:
+                names = sorted(n for n in os.listdir(source) if n.endswith('.npz'))
+            files = [os.path.join(source, n) for n in names]
+        else:
+            files = [p for p in source.split(',') if p]
+    else:
+        files = list(source)
+    if not files:
+        raise DataFormatError(source, None, 'no .npz shards found; expected files written by '
+                              'gluonbert prepare-pretraining')
+    for path in files:
+        if not os.path.isfile(path):
+            raise DataFormatError(path, None, 'shard not found')
+    return files
+
+
+def load_shard(path):
+    """Loads and checks one shard (``allow_pickle=False``).
+
+    Outputs
+    -------
+    dict of np.ndarray
+        The :data:`~gluonbert.data.pretraining.SHARD_KEYS` arrays.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in SHARD_KEYS if key in data.files}
+    except (OSError, ValueError) as err:
+        raise DataFormatError(path, None, f'cannot read as .npz ({err})') from None
+    missing = [key for key in SHARD_KEYS if key not in arrays]
+    if missing:
+        raise DataFormatError(path, None, f'missing arrays {missing}; expected {list(SHARD_KEYS)}')
+    num = arrays['input_ids'].shape[0]
+    expect_ndim = {'valid_length': 1, 'nsp_label': 1}
+    for key, arr in arrays.items():
+        if arr.dtype != _DTYPES[key] or arr.ndim != expect_ndim.get(key, 2) or len(arr) != num:
+            raise DataFormatError(path, None, f'{key} has dtype {arr.dtype} and shape {arr.shape}; '
+                                  f'expected {np.dtype(_DTYPES[key])} with {num} rows')
+    if arrays['segment_ids'].shape != arrays['input_ids'].shape or not (
+            arrays['masked_ids'].shape == arrays['masked_weights'].shape
+            == arrays['masked_positions'].shape):
+        raise DataFormatError(path, None, 'array widths disagree; expected (N, T) ids/segments '
+                              'and (N, P) masked arrays')
+    return arrays
+
+
+def shard_size(path):
+    """Number of examples in a shard (reads only its ``nsp_label`` array)."""
+    with np.load(path, allow_pickle=False) as data:
+        return int(data['nsp_label'].shape[0])
+
+
