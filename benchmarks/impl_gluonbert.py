@@ -5,6 +5,7 @@ import mxnet as mx
 from gluonbert import perf
 from gluonbert.model import BERTClassifier, BERTConfig, BERTModel
 
+VALID_LENGTH_DTYPE = 'int32'
 NOTE = 'gluonbert.perf.optimize / gluonbert.perf.make_trainer'
 
 

@@ -5,6 +5,7 @@ as GluonNLP's ``scripts/bert`` do: ``hybridize(static_alloc=True, static_shape=T
 import mxnet as mx
 from gluonnlp.model.bert import BERTClassifier, BERTEncoder, BERTModel
 
+VALID_LENGTH_DTYPE = 'float32'
 NOTE = "hybridize(static_alloc, static_shape), Trainer 'bertadam'"
 
 

@@ -44,10 +44,10 @@ def _nd(array, dtype=None):
 class _ClassifierStep:
     """One fwd+bwd+optimizer step of a sentence-pair classifier on fixed NDArrays."""
 
-    def __init__(self, net, trainer, batch):
+    def __init__(self, net, trainer, batch, length_dtype):
         self.net, self.trainer = net, trainer
         self.inputs = [_nd(batch.token_ids), _nd(batch.segment_ids),
-                       _nd(batch.valid_length)]
+                       _nd(batch.valid_length, length_dtype)]
         self.labels = _nd(batch.labels, 'float32')
         self.loss = gluon.loss.SoftmaxCrossEntropyLoss()
         self.loss.hybridize(static_alloc=True, static_shape=True)
@@ -63,34 +63,36 @@ class _ClassifierStep:
 class _PretrainStep:
     """One MLM (gathered positions, weighted) + NSP step."""
 
-    def __init__(self, net, trainer, batch):
+    def __init__(self, net, trainer, batch, length_dtype):
         self.net, self.trainer = net, trainer
-        self.inputs = [_nd(batch.token_ids), _nd(batch.segment_ids), _nd(batch.valid_length),
-                       _nd(batch.masked_positions)]
-        self.masked_ids = _nd(batch.masked_ids, 'float32')
-        self.weights = _nd(batch.masked_weights)
+        self.inputs = [_nd(batch.token_ids), _nd(batch.segment_ids),
+                       _nd(batch.valid_length, length_dtype), _nd(batch.masked_positions)]
+        self.masked_ids = _nd(batch.masked_ids, 'float32')                       # (B, P)
+        self.weights = _nd(batch.masked_weights[:, :, None])                      # (B, P, 1)
         self.nsp_labels = _nd(batch.labels, 'float32')
-        self.loss = gluon.loss.SoftmaxCrossEntropyLoss()
-        self.loss.hybridize(static_alloc=True, static_shape=True)
+        self.mlm_loss = gluon.loss.SoftmaxCrossEntropyLoss()
+        self.nsp_loss = gluon.loss.SoftmaxCrossEntropyLoss()
+        for loss in (self.mlm_loss, self.nsp_loss):
+            loss.hybridize(static_alloc=True, static_shape=True)
         self.num_predictions = float(batch.masked_weights.sum())
 
     def __call__(self):
         with autograd.record():
-            _, _, nsp_scores, mlm_scores = self.net(*self.inputs)
-            vocab = mlm_scores.shape[-1]
-            mlm = self.loss(mlm_scores.reshape((-1, vocab)), self.masked_ids.reshape((-1,)),
-                            self.weights.reshape((-1, 1)))
-            loss = mlm.sum() / self.num_predictions + self.loss(nsp_scores,
-                                                                self.nsp_labels).mean()
+            _, _, nsp_scores, mlm_scores = self.net(*self.inputs)                # (B, P, V)
+            # (B, P, V) as is: an imperative reshape would copy the (B*P, V) gradient back
+            mlm = self.mlm_loss(mlm_scores, self.masked_ids, self.weights)
+            loss = (mlm.sum() / self.num_predictions
+                    + self.nsp_loss(nsp_scores, self.nsp_labels).mean())
         loss.backward()
         self.trainer.step(1)
         mx.nd.waitall()
 
 
 class _InferStep:
-    def __init__(self, net, batch):
+    def __init__(self, net, batch, length_dtype):
         self.net = net
-        self.inputs = [_nd(batch.token_ids), _nd(batch.segment_ids), _nd(batch.valid_length)]
+        self.inputs = [_nd(batch.token_ids), _nd(batch.segment_ids),
+                       _nd(batch.valid_length, length_dtype)]
 
     def __call__(self):
         outputs = self.net(*self.inputs)
@@ -107,7 +109,8 @@ def run_model_workload(workload, impl, builder, context):
     impl : str
     builder : module
         ``impl_gluonbert`` or ``impl_gluonnlp``: functions ``classifier(shape, dropout)``,
-        ``encoder(shape)``, ``pretrainer(shape)``, ``trainer(net, lr)``, ``prepare(net, inputs)``.
+        ``encoder(shape)``, ``pretrainer(shape)``, ``trainer(net, lr)``, ``prepare(net, inputs,
+        training)``, and ``VALID_LENGTH_DTYPE``.
     context : dict
         Extra worker inputs (``mrpc_lengths``).
 
@@ -120,23 +123,24 @@ def run_model_workload(workload, impl, builder, context):
     np.random.seed(0)
     start = time.perf_counter()
     b, t = workload.batch_size, workload.seq_len
+    dtype = builder.VALID_LENGTH_DTYPE
     if workload.kind == 'infer':
         batch = classifier_batch(model, b, t)
         net = builder.encoder(model)
-        step = _InferStep(net, batch)
+        step = _InferStep(net, batch, dtype)
         builder.prepare(net, step.inputs, training=False)
         flops, items, tokens = F.classifier_forward(model, b, t, num_classes=0), b, b * t
     elif workload.kind == 'train':
         batch = classifier_batch(model, b, t)
         net = builder.classifier(model)
-        step = _ClassifierStep(net, builder.trainer(net, 2e-5), batch)
+        step = _ClassifierStep(net, builder.trainer(net, 2e-5), batch, dtype)
         builder.prepare(net, step.inputs, training=True)
         flops = F.TRAIN_FACTOR * F.classifier_forward(model, b, t)
         items, tokens = b, b * t
     elif workload.kind == 'pretrain':
         batch = pretrain_batch(model, b, t, workload.num_masked)
         net = builder.pretrainer(model)
-        step = _PretrainStep(net, builder.trainer(net, 1e-3), batch)
+        step = _PretrainStep(net, builder.trainer(net, 1e-3), batch, dtype)
         builder.prepare(net, step.inputs, training=True)
         flops = F.TRAIN_FACTOR * F.pretrain_forward(model, b, t, workload.num_masked)
         items, tokens = b, b * t
@@ -145,7 +149,8 @@ def run_model_workload(workload, impl, builder, context):
                                   max_length=t)
         net = builder.classifier(model)
         trainer = builder.trainer(net, 2e-5)
-        steps = [_ClassifierStep(net, trainer, classifier_batch(model, b, padded, valid, seed=i))
+        steps = [_ClassifierStep(net, trainer, classifier_batch(model, b, padded, valid, seed=i),
+                                 dtype)
                  for i, (padded, valid) in enumerate(shapes)]
         builder.prepare(net, steps[0].inputs, training=True)
 

@@ -37,7 +37,10 @@ def _config(shape, dropout=None):
                       num_hidden_layers=shape.num_layers, num_attention_heads=shape.num_heads,
                       intermediate_size=shape.hidden_size, max_position_embeddings=shape.max_length,
                       hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
-                      type_vocab_size=2, num_labels=2)
+                      type_vocab_size=2, num_labels=2,
+                      # set now: HF sets it on the first call, and torch.compile would then
+                      # recompile on the second
+                      problem_type='single_label_classification')
 
 
 def _tensors(batch):

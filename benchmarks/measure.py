@@ -42,8 +42,9 @@ def current_rss_mb():
 
 
 def peak_rss_mb():
-    """Peak resident memory of this process so far, in MiB (``ru_maxrss``, KiB on Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident memory of this process so far, in MiB (``ru_maxrss``, KiB on Linux; never
+    below the current reading, which ``ru_maxrss`` can trail by a few pages)."""
+    return max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, current_rss_mb())
 
 
 def make_result(workload, impl, times, items, tokens, flops, variant='', setup_seconds=0.0,

@@ -2,8 +2,8 @@
 
 Started by :mod:`benchmarks.run` as ``python -m benchmarks.worker JOB.json OUT.json`` with the
 thread environment already set (it must be set before MXNet or torch is imported). ``JOB.json``
-holds ``{"workloads": [Workload.to_dict(), ...], "impl": ..., "threads": ..., "context": {...}}``;
-several workloads share one process only in ``--quick`` mode. ``OUT.json`` receives a list of
+holds ``{"pairs": [[impl, Workload.to_dict()], ...], "threads": ..., "context": {...}}``; several
+pairs share one process only in ``--quick`` mode. ``OUT.json`` receives a list of
 result rows (:func:`benchmarks.measure.make_result`), or an ``error`` row per workload that
 failed, with the end of its traceback.
 """
@@ -50,13 +50,13 @@ def main(argv=None):
     with open(job_path, encoding='utf-8') as f:
         job = json.load(f)
     rows = []
-    for spec in job['workloads']:
+    for impl, spec in job['pairs']:
         workload = Workload.from_dict(spec)
         try:
-            rows.extend(_run_one(workload, job['impl'], job['threads'], job['context']))
+            rows.extend(_run_one(workload, impl, job['threads'], job['context']))
         except Exception:  # a failed pair is reported in the table, the others still run
             tail = traceback.format_exc().strip().splitlines()[-12:]
-            rows.append(error_row(workload.name, job['impl'], '\n'.join(tail)))
+            rows.append(error_row(workload.name, impl, '\n'.join(tail)))
     tmp = out_path + '.tmp'
     with open(tmp, 'w', encoding='utf-8') as f:
         json.dump(rows, f)

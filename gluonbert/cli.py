@@ -279,7 +279,7 @@ def _add_demo(sub):
     p.add_argument('--pretrain-text', default=None, help='raw text for the pretraining part')
     p.add_argument('--cpus', type=int, default=2, help='CPU contexts')
     p.add_argument('--epochs', type=int, default=3)
-    p.add_argument('--pretrain-steps', type=int, default=300)
+    p.add_argument('--pretrain-steps', type=int, default=100)
     p.add_argument('--no-progress', action='store_true')
     p.set_defaults(run=_run_demo)
 

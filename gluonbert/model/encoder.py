@@ -7,7 +7,7 @@ from .config import BERTConfig
 from .init import TruncNorm
 from .transformer import TransformerCell
 
-__all__ = ['BERTEncoder', 'check_token_inputs']
+__all__ = ['BERTEncoder', 'attention_bias', 'check_token_inputs']
 
 
 def _init():
@@ -102,13 +102,11 @@ class BERTEncoder(HybridBlock):
         x = self.dropout(self.layer_norm(x))
 
         valid_length = F.cast(valid_length, dtype='float32')
-        heads = self.config.num_heads
-        head_lengths = F.reshape(F.repeat(F.reshape(valid_length, shape=(-1, 1)), heads, axis=1),
-                                 shape=(-1,))
-        head_lengths = F.cast(head_lengths, dtype='int32')                      # (B*H,)
+        # One additive mask for every cell (cheaper than a softmax with lengths in each).
+        bias = attention_bias(F, valid_length, x, self.config.num_heads)       # (B*H, T, T)
         encodings, attentions = [], []
         for cell in self.transformer_cells:
-            x, weights = cell(x, head_lengths)
+            x, weights = cell(x, None, bias)
             if self._output_all_encodings:
                 encodings.append(x)
             attentions.append(weights)
@@ -126,6 +124,32 @@ class BERTEncoder(HybridBlock):
         if self._output_attention:
             outputs.append(attentions)
         return tuple(outputs)
+
+
+def attention_bias(F, valid_length, x, num_heads):
+    """The additive attention mask of a padded batch, for :class:`SelfAttention`.
+
+    Parameters
+    ----------
+    F : mxnet.ndarray or mxnet.symbol
+    valid_length : (B,) float32
+    x : (T, B, C)
+        Any time-major array of the batch (only its length T is read).
+    num_heads : int
+
+    Outputs
+    -------
+    bias : (B * H, T, T) float32
+        ``bias[b * H + h, q, k]`` is 0 when ``k < valid_length[b]`` and -1e18 otherwise (the
+        softmax gives such keys exactly zero weight; every row keeps at least one key since
+        ``valid_length >= 1``). No gradient flows through it.
+    """
+    steps = F.reshape(F.contrib.arange_like(x, axis=0), shape=(1, -1))           # (1, T)
+    keep = F.broadcast_lesser(steps, F.reshape(valid_length, shape=(-1, 1)))     # (B, T) 1/0
+    bias = F.reshape((keep - 1) * 1e18, shape=(0, 1, 1, -1))                      # (B, 1, 1, T)
+    bias = F.broadcast_axis(bias, axis=1, size=num_heads)                        # (B, H, 1, T)
+    bias = F.broadcast_like(bias, x, lhs_axes=(2,), rhs_axes=(0,))               # (B, H, T, T)
+    return F.BlockGrad(F.reshape(bias, shape=(-3, 0, 0)))
 
 
 def check_token_inputs(config, token_ids, segment_ids, valid_length=None):

@@ -64,8 +64,11 @@ class TransformerCell(HybridBlock):
     Inputs
     ------
     x : (T, B, C)
-    valid_length : (B * H,)
+    valid_length : (B * H,) or None
         Real length of each sequence, repeated per head (see :class:`SelfAttention`).
+    attention_bias : (B * H, T, T) or None
+        Additive attention mask, used instead of ``valid_length`` when given (faster; see
+        :class:`SelfAttention`).
 
     Outputs
     -------
@@ -86,7 +89,7 @@ class TransformerCell(HybridBlock):
             self.ffn = PositionwiseFFN(units, hidden_size, dropout, layer_norm_eps,
                                        weight_initializer=weight_initializer)
 
-    def hybrid_forward(self, F, x, valid_length):
-        context, weights = self.attention_cell(x, valid_length)
+    def hybrid_forward(self, F, x, valid_length=None, attention_bias=None):
+        context, weights = self.attention_cell(x, valid_length, attention_bias)
         h = self.layer_norm(x + self.dropout(self.proj(context)))
         return self.ffn(h), weights

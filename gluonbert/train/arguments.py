@@ -68,6 +68,8 @@ def add_pretrain_arguments(parser):
     parser.add_argument('--keep-checkpoints', type=int, default=d.keep_checkpoints)
     parser.add_argument('--resume', action='store_true',
                         help='continue from the newest valid checkpoint in OUT_DIR')
+    parser.add_argument('--stop-at-step', type=int, default=None,
+                        help='end this invocation after that step (resume later)')
     parser.add_argument('--seed', type=int, default=d.seed)
     parser.add_argument('--no-progress', action='store_true', help='no console progress bar')
     _add_optimizer_arguments(parser, d.optimizer)
@@ -81,7 +83,8 @@ def pretrain_config(args):
         max_predictions_per_seq=args.max_predictions, dynamic_masking=not args.static_masking,
         batch_size=args.batch_size, num_steps=args.num_steps, dropout=args.dropout,
         log_interval=args.log_interval, checkpoint_interval=args.checkpoint_interval,
-        keep_checkpoints=args.keep_checkpoints, resume=args.resume, seed=args.seed,
+        keep_checkpoints=args.keep_checkpoints, resume=args.resume,
+        stop_at_step=args.stop_at_step, seed=args.seed,
         progress=not args.no_progress, optimizer=_optimizer_config(args),
         devices=device_config(args))
 

@@ -20,7 +20,7 @@ import mxnet as mx
 
 from ..errors import CheckpointError, ConfigError, WeightsNotFoundError
 
-__all__ = ['Backbone', 'load_backbone', 'from_files', 'converted_hf_dir']
+__all__ = ['Backbone', 'check_source', 'load_backbone', 'from_files', 'converted_hf_dir']
 
 
 @dataclasses.dataclass
@@ -134,6 +134,14 @@ def _from_pretraining(path, dropout):
                       params)
 
 
+def check_source(config):
+    """Raises :class:`ConfigError` unless ``config`` names a starting point."""
+    if not (config.model or config.hf_dir or config.from_converted
+            or config.pretrained_checkpoint):
+        raise ConfigError('fine-tuning needs a starting point: --model NAME --dataset NAME, '
+                          '--hf-dir DIR, --from-converted DIR or --pretrained-checkpoint PATH')
+
+
 def load_backbone(config):
     """The encoder named by a :class:`~gluonbert.train.config.FinetuneConfig`.
 
@@ -154,5 +162,4 @@ def load_backbone(config):
         return _from_converted(config.from_converted, config.dropout)
     if config.pretrained_checkpoint:
         return _from_pretraining(config.pretrained_checkpoint, config.dropout)
-    raise ConfigError('fine-tuning needs a starting point: --model NAME --dataset NAME, '
-                      '--hf-dir DIR, --from-converted DIR or --pretrained-checkpoint PATH')
+    check_source(config)

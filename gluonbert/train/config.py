@@ -124,6 +124,9 @@ class PretrainConfig:
         Steps between log lines and between checkpoints; checkpoints kept.
     resume : bool
         Continue from the newest valid checkpoint in ``out_dir/checkpoints``.
+    stop_at_step : int or None
+        End this invocation after that step, with a checkpoint (the schedule still spans
+        ``num_steps``; continue with ``resume``). For time-sliced jobs and tests.
     seed : int
     progress : bool
         Show the console progress bar.
@@ -144,6 +147,7 @@ class PretrainConfig:
     checkpoint_interval: int = 200
     keep_checkpoints: int = 3
     resume: bool = False
+    stop_at_step: Optional[int] = None
     seed: int = 0
     progress: bool = True
     optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
@@ -155,6 +159,8 @@ class PretrainConfig:
                      'keep_checkpoints', 'max_seq_length', 'max_predictions_per_seq'):
             value = getattr(self, name)
             _check(isinstance(value, int) and value >= 1, p, name, value, 'an integer >= 1')
+        _check(self.stop_at_step is None or 1 <= self.stop_at_step <= self.num_steps, p,
+               'stop_at_step', self.stop_at_step, f'None or 1..num_steps={self.num_steps}')
 
 
 @dataclasses.dataclass

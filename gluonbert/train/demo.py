@@ -52,8 +52,8 @@ class DemoConfig:
     batch_size: int = 32
     max_seq_length: int = 128
     lr: float = 5e-5
-    pretrain_steps: int = 300
-    pretrain_batch_size: int = 64
+    pretrain_steps: int = 100
+    pretrain_batch_size: int = 32
     pretrain_seq_length: int = 64
     progress: bool = True
 

