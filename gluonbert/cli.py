@@ -238,11 +238,10 @@ def _run_finetune(args):
     from .train.arguments import finetune_config
     from .train.finetune import finetune
     summary = finetune(finetune_config(args))
-    for e in summary['epochs']:
-        print(f'epoch {e["epoch"]}: dev accuracy {e["dev_accuracy"]:.4f} F1 {e["dev_f1"]:.4f} '
-              f'({e["seconds"]:.1f} s, {e["sequences_per_s"]:.1f} train seq/s)')
     best = summary['best']
-    print(f'best epoch {best["epoch"]} kept in {summary["out_dir"]} ({summary["split"]})')
+    print(f'best epoch {best["epoch"]} of {len(summary["epochs"])}: dev accuracy '
+          f'{best["dev_accuracy"]:.4f} F1 {best["dev_f1"]:.4f}; kept in {summary["out_dir"]} '
+          f'({summary["split"]})')
     return 0
 
 

@@ -6,7 +6,8 @@ Each lever is measured in ``benchmarks/README.md``.
   loaded, which ``import gluonbert`` does: set them in the shell,
   ``eval "$(python -m gluonbert.perf --threads 2)"``, or in ``os.environ`` before the first
   ``import mxnet``/``gluonbert``.
-* :func:`optimize` -- ``hybridize(static_alloc=True, static_shape=True)``.
+* :func:`optimize` -- for training, LayerNorm with a fast backward pass; then
+  ``hybridize(static_alloc=True, static_shape=True)``.
 * :func:`make_trainer` -- a ``gluon.Trainer`` with :class:`FastBERTAdam`, BERT's Adam
   (decoupled weight decay, no bias correction: GluonNLP's ``bertadam``) on MXNet's fastest
   CPU kernels, with no decay on LayerNorm and bias parameters.
@@ -42,22 +43,32 @@ def recommended_env(threads=None):
 
 
 def optimize(net, *example_inputs, training=True):
-    """Hybridizes ``net`` for speed (static memory plan and shapes).
+    """Prepares a gluonbert model for fast training or inference, then hybridizes it.
+
+    * training: every gluonbert ``LayerNorm`` switches to its fast-backward formulation
+      (:mod:`gluonbert.model.layer_norm`); ``hybridize(static_alloc=True, static_shape=True)``.
+    * inference: ``LayerNorm`` keeps MXNet's operator (its forward is the faster one);
+      ``hybridize(static_alloc=True, static_shape=True)``.
 
     Parameters
     ----------
     net : gluon.HybridBlock
         An initialised gluonbert model (``BERTModel``, ``BERTClassifier``...).
     *example_inputs : NDArray
-        One batch of the model's inputs (lets graph rewrites that need shapes be added
-        without changing callers).
+        One batch of the model's inputs (not needed by the current rewrites).
     training : bool
-        Whether the model will be trained.
+        Whether the model will be trained (its backward pass matters).
 
     Outputs
     -------
     net : the same block
     """
+    from .model.layer_norm import LayerNorm
+
+    def set_layer_norm(block):
+        if isinstance(block, LayerNorm):
+            block.fast_backward = training
+    net.apply(set_layer_norm)
     net.hybridize(static_alloc=True, static_shape=True)
     return net
 

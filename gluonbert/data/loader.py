@@ -173,6 +173,18 @@ class PretrainingBatches:
                               f'{len(self)}')
         self.epoch, self.batch_index = int(state['epoch']), int(state['batch_index'])
 
+    def seek(self, num_batches):
+        """Moves to the position after ``num_batches`` batches from the start of epoch 0.
+
+        Every worker of a data-parallel job consumes the same number of batches per step, so
+        a worker resuming from another rank's checkpoint finds its own position this way.
+        """
+        per_epoch = len(self)
+        if per_epoch == 0:
+            raise ConfigError(f'rank {self.rank}: no batches to read (fewer examples than '
+                              'workers?)')
+        self.epoch, self.batch_index = divmod(int(num_batches), per_epoch)
+
     def __iter__(self):
         epoch, start = self.epoch, self.batch_index
         for index, batch in enumerate(self.iterate(epoch, start), start):

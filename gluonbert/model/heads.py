@@ -4,6 +4,7 @@ from mxnet.gluon import HybridBlock, nn
 
 from ..errors import InputError
 from .init import TruncNorm
+from .layer_norm import LayerNorm
 
 __all__ = ['BERTPooler', 'NSClassifier', 'MLMDecoder']
 
@@ -115,7 +116,7 @@ class MLMDecoder(nn.HybridSequential):
             self.add(nn.Dense(units, flatten=False, in_units=units,
                               weight_initializer=TruncNorm(0.02)))
             self.add(nn.GELU())
-            self.add(nn.LayerNorm(epsilon=layer_norm_eps, in_channels=units))
+            self.add(LayerNorm(epsilon=layer_norm_eps, in_channels=units))
             # params=... makes this Dense look up its weight in the embedding's dictionary:
             # the same Parameter object, so gradients of both uses add up.
             self.add(nn.Dense(vocab_size, flatten=False, in_units=units,

@@ -6,6 +6,7 @@ Child names (``attention_cell``, ``proj``, ``layer_norm``, ``ffn.ffn_1``, ``ffn.
 from mxnet.gluon import HybridBlock, nn
 
 from .attention import SelfAttention
+from .layer_norm import LayerNorm
 
 __all__ = ['PositionwiseFFN', 'TransformerCell']
 
@@ -42,7 +43,7 @@ class PositionwiseFFN(HybridBlock):
             self.ffn_2 = nn.Dense(units, flatten=False, in_units=hidden_size,
                                   weight_initializer=weight_initializer, prefix='ffn_2_')
             self.dropout = nn.Dropout(dropout)
-            self.layer_norm = nn.LayerNorm(epsilon=layer_norm_eps, in_channels=units)
+            self.layer_norm = LayerNorm(epsilon=layer_norm_eps, in_channels=units)
 
     def hybrid_forward(self, F, x):
         h = F.LeakyReLU(self.ffn_1(x), act_type='gelu')  # exact (erf) GELU, as in BERT
@@ -85,7 +86,7 @@ class TransformerCell(HybridBlock):
             self.proj = nn.Dense(units, flatten=False, in_units=units,
                                  weight_initializer=weight_initializer, prefix='proj_')
             self.dropout = nn.Dropout(dropout)
-            self.layer_norm = nn.LayerNorm(epsilon=layer_norm_eps, in_channels=units)
+            self.layer_norm = LayerNorm(epsilon=layer_norm_eps, in_channels=units)
             self.ffn = PositionwiseFFN(units, hidden_size, dropout, layer_norm_eps,
                                        weight_initializer=weight_initializer)
 

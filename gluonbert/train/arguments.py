@@ -17,10 +17,14 @@ def add_device_arguments(parser):
                        help="gradient reduction: 'device' or 'local' (dist_* for several hosts)")
     group.add_argument('--dtype', default='float32', choices=('float32', 'float16'),
                        help='float16: AMP with dynamic loss scaling (GPU only)')
+    group.add_argument('--comm-backend', default='kvstore', choices=('kvstore', 'horovod'),
+                       help="multi-process gradient exchange: MXNet's kvstore (--kvstore "
+                            "dist_sync, started by gluonbert launch) or horovod (horovodrun)")
 
 
 def device_config(args):
-    return DeviceConfig(gpus=args.gpus, cpus=args.cpus, kvstore=args.kvstore, dtype=args.dtype)
+    return DeviceConfig(gpus=args.gpus, cpus=args.cpus, kvstore=args.kvstore, dtype=args.dtype,
+                        comm_backend=args.comm_backend)
 
 
 def _add_optimizer_arguments(parser, defaults):
@@ -66,6 +70,9 @@ def add_pretrain_arguments(parser):
     parser.add_argument('--log-interval', type=int, default=d.log_interval)
     parser.add_argument('--checkpoint-interval', type=int, default=d.checkpoint_interval)
     parser.add_argument('--keep-checkpoints', type=int, default=d.keep_checkpoints)
+    parser.add_argument('--save-all-ranks', action='store_true',
+                        help='every worker also writes model.rank<R>.params at the end '
+                             '(to check that the workers of a multi-process job agree)')
     parser.add_argument('--resume', action='store_true',
                         help='continue from the newest valid checkpoint in OUT_DIR')
     parser.add_argument('--stop-at-step', type=int, default=None,
@@ -84,7 +91,7 @@ def pretrain_config(args):
         batch_size=args.batch_size, num_steps=args.num_steps, dropout=args.dropout,
         log_interval=args.log_interval, checkpoint_interval=args.checkpoint_interval,
         keep_checkpoints=args.keep_checkpoints, resume=args.resume,
-        stop_at_step=args.stop_at_step, seed=args.seed,
+        stop_at_step=args.stop_at_step, seed=args.seed, save_all_ranks=args.save_all_ranks,
         progress=not args.no_progress, optimizer=_optimizer_config(args),
         devices=device_config(args))
 

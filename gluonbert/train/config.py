@@ -78,15 +78,22 @@ class DeviceConfig:
         ``'device'`` or ``'local'`` on one host; a ``dist_*`` type for several hosts.
     dtype : {'float32', 'float16'}
         float16 uses MXNet AMP with dynamic loss scaling (GPU only).
+    comm_backend : {'kvstore', 'horovod'}
+        How workers of a multi-process job exchange gradients: MXNet's kvstore (``kvstore``
+        a ``dist_*`` type, processes started by ``gluonbert launch``) or Horovod (processes
+        started by ``horovodrun``, one device each).
     """
     gpus: Optional[str] = None
     cpus: Optional[int] = None
     kvstore: str = 'device'
     dtype: str = 'float32'
+    comm_backend: str = 'kvstore'
 
     def __post_init__(self):
         _check(self.dtype in ('float32', 'float16'), 'DeviceConfig', 'dtype', self.dtype,
                "'float32' or 'float16'")
+        _check(self.comm_backend in ('kvstore', 'horovod'), 'DeviceConfig', 'comm_backend',
+               self.comm_backend, "'kvstore' or 'horovod'")
 
 
 @dataclasses.dataclass
@@ -124,6 +131,9 @@ class PretrainConfig:
         Steps between log lines and between checkpoints; checkpoints kept.
     resume : bool
         Continue from the newest valid checkpoint in ``out_dir/checkpoints``.
+    save_all_ranks : bool
+        Every rank writes its final parameters (``model.rank<R>.params``) to check that the
+        workers of a multi-process job agree.
     stop_at_step : int or None
         End this invocation after that step, with a checkpoint (the schedule still spans
         ``num_steps``; continue with ``resume``). For time-sliced jobs and tests.
@@ -148,6 +158,7 @@ class PretrainConfig:
     keep_checkpoints: int = 3
     resume: bool = False
     stop_at_step: Optional[int] = None
+    save_all_ranks: bool = False
     seed: int = 0
     progress: bool = True
     optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)

@@ -97,11 +97,9 @@ def demo(config=None):
         out_dir=os.path.join(config.out_dir, 'finetune'), max_seq_length=config.max_seq_length,
         batch_size=config.batch_size, epochs=config.epochs, progress=config.progress,
         optimizer=OptimizerConfig(lr=config.lr, warmup_ratio=0.1), devices=devices))
-    for e in ft['epochs']:
-        print(f'  epoch {e["epoch"]}: dev accuracy {e["dev_accuracy"]:.4f}  F1 '
-              f'{e["dev_f1"]:.4f}  (train loss {e["train_loss"]:.4f}, '
-              f'{e["sequences_per_s"]:.1f} seq/s)')
-    print(f'  data: {ft["split"]}')
+    best = ft['best']
+    print(f'  best epoch {best["epoch"]}: dev accuracy {best["dev_accuracy"]:.4f}  F1 '
+          f'{best["dev_f1"]:.4f}  ({ft["split"]})')
     text = config.pretrain_text or _sample('pretrain_sample.txt')
     print(f'[2/2] pretraining bert_2_128_2 on {text} for {config.pretrain_steps} steps')
     pt = pretrain(PretrainConfig(

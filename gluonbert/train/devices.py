@@ -4,6 +4,8 @@ multi-host training (rank and worker count come from the kvstore, never from arg
 import dataclasses
 
 import mxnet as mx
+import numpy as np
+from mxnet import gluon
 
 from ..errors import ConfigError
 
@@ -58,44 +60,87 @@ class Cluster:
     contexts : list of mx.Context
         This worker's devices; each batch is split over them.
     kvstore : mx.kv.KVStore or None
-        Passed to ``gluon.Trainer``; None for a single device on one host.
+        Passed to ``gluon.Trainer``; None for a single device on one host (and for Horovod).
     rank : int
         This worker's index (0 on one host). Only rank 0 writes checkpoints, logs and plots.
     num_workers : int
         Number of worker processes (1 on one host). Worker ``rank`` reads every
         ``num_workers``-th shard of the data.
+    sums : callable or None
+        Sums a small host array over all workers (None: one worker).
+    hvd : module or None
+        ``horovod.mxnet`` when the Horovod back-end is used.
     """
     contexts: list
     kvstore: object
     rank: int = 0
     num_workers: int = 1
+    sums: object = None
+    hvd: object = None
 
     @property
     def is_main(self):
         return self.rank == 0
 
+    def sum_over_workers(self, values):
+        """``values`` (a small array) summed over every worker's copy."""
+        values = np.asarray(values, dtype=np.float64)
+        return values if self.sums is None else self.sums(values)
 
-def make_cluster(contexts, kvstore='device'):
+    def make_trainer(self, params, optimizer):
+        """A ``gluon.Trainer`` reducing gradients over devices and workers.
+
+        Updates run on the workers (``update_on_kvstore=False``): every worker applies the
+        same summed gradient, so parameters stay identical without being pulled back.
+        """
+        if self.hvd is not None:
+            from .distributed import HorovodTrainer
+            self.hvd.broadcast_parameters(params, root_rank=0)
+            return HorovodTrainer(params, optimizer, self.hvd)
+        return gluon.Trainer(params, optimizer, kvstore=self.kvstore, update_on_kvstore=False)
+
+
+def make_cluster(contexts, kvstore='device', comm_backend='kvstore'):
     """Creates the kvstore and reads rank / worker count from it.
 
-    A ``dist_sync`` or ``dist_sync_device`` kvstore (started by a launcher that sets the
-    DMLC_* environment) slots in here unchanged: the Trainer gets the same object, and rank and
-    worker count come from it.
+    A ``dist_sync`` or ``dist_sync_device`` kvstore (started by ``gluonbert launch``, which
+    sets the DMLC_* environment) slots in here unchanged: the Trainer gets the same object,
+    and rank and worker count come from it.
 
     Parameters
     ----------
     contexts : list of mx.Context
     kvstore : str
         ``'device'`` (reduce on the devices) or ``'local'`` (reduce on the CPU), or a
-        ``dist_*`` type.
+        ``dist_sync``/``dist_sync_device``/``dist_async`` type.
+    comm_backend : {'kvstore', 'horovod'}
+        ``'horovod'``: one device per process, gradients summed by Horovod's allreduce
+        (processes started by ``horovodrun``).
 
     Outputs
     -------
     Cluster
     """
+    if comm_backend == 'horovod':
+        from .distributed import HorovodSums, init_horovod
+        if len(contexts) != 1:
+            raise ConfigError(f'--comm-backend horovod: {len(contexts)} devices given; Horovod '
+                              'runs one process per device (use --cpus 1 or one --gpus id)')
+        hvd = init_horovod()
+        sums = HorovodSums(hvd) if hvd.size() > 1 else None
+        return Cluster(list(contexts), None, hvd.rank(), hvd.size(), sums, hvd)
+    if comm_backend != 'kvstore':
+        raise ConfigError(f"--comm-backend {comm_backend!r}: expected 'kvstore' or 'horovod'")
     if kvstore not in ('device', 'local') and not str(kvstore).startswith('dist'):
         raise ConfigError(f"--kvstore {kvstore!r}: expected 'device', 'local' or a dist_* type")
     if len(contexts) == 1 and 'dist' not in kvstore:
         return Cluster(list(contexts), None, 0, 1)   # nothing to reduce
     kv = mx.kv.create(kvstore)
-    return Cluster(list(contexts), kv, kv.rank, kv.num_workers)
+    sums = None
+    if kv.num_workers > 1:
+        from .distributed import KVStoreSums
+        sums = KVStoreSums(kv, 2)
+    # The launcher maps output lines to ranks through this line.
+    if 'dist' in kvstore:
+        print(f'gluonbert: kvstore rank {kv.rank} of {kv.num_workers}', flush=True)
+    return Cluster(list(contexts), kv, kv.rank, kv.num_workers, sums)

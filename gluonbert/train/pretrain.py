@@ -20,6 +20,7 @@ from mxnet import gluon
 from ..data.fileio import atomic_write
 from ..errors import ConfigError
 from ..model import BERTModel, get_config
+from ..model.convert import CONFIG_FILE
 from ..model.init import TruncNorm
 from . import checkpoint as ckpt
 from .devices import make_cluster, parse_devices
@@ -31,8 +32,6 @@ from .plot import plot_curves
 from .progress import TrainProgress
 
 __all__ = ['pretrain', 'load_pretraining_data', 'build_pretraining_model', 'setup_amp']
-
-CONFIG_FILE = 'gluonbert_config.json'
 
 
 def _is_text(data):
@@ -88,6 +87,16 @@ def load_pretraining_data(config, rank=0, num_workers=1):
                           f'fewer than batch_size={config.batch_size}; expected at least one '
                           'full batch')
     return batches, vocab
+
+
+def check_ids_fit(batches, vocab_size):
+    """Raises :class:`ConfigError` when the first shard holds ids the model cannot embed."""
+    from ..data import load_shard
+    arrays = load_shard(batches.files[0])
+    largest = int(max(arrays['input_ids'].max(), arrays['masked_ids'].max()))
+    if largest >= vocab_size:
+        raise ConfigError(f'{batches.files[0]} holds token id {largest} but the model has '
+                          f'vocab_size={vocab_size}; pass the --vocab the shards were made with')
 
 
 def build_pretraining_model(config, vocab_size, contexts):
@@ -159,20 +168,20 @@ def pretrain(config):
     mx.random.seed(config.seed, ctx='all')
     contexts = parse_devices(config.devices.gpus, config.devices.cpus)
     use_amp = setup_amp(contexts, config.devices.dtype)
-    cluster = make_cluster(contexts, config.devices.kvstore)
+    cluster = make_cluster(contexts, config.devices.kvstore, config.devices.comm_backend)
     batches, vocab = load_pretraining_data(config, cluster.rank, cluster.num_workers)
     net = build_pretraining_model(config, len(vocab) if vocab is not None else None, contexts)
+    check_ids_fit(batches, net.config.vocab_size)
     exclude_from_weight_decay(net)
-    trainer = gluon.Trainer(net.collect_params(), create_optimizer(config.optimizer),
-                            kvstore=cluster.kvstore, update_on_kvstore=False)
+    trainer = cluster.make_trainer(net.collect_params(), create_optimizer(config.optimizer))
     if use_amp:
         from mxnet.contrib import amp
         amp.init_trainer(trainer)
     out = config.out_dir
+    os.makedirs(out, exist_ok=True)
     if cluster.is_main:
-        os.makedirs(out, exist_ok=True)
         _write_run_files(out, net.config, vocab, config.lower)
-    workers = cluster.num_workers   # losses become means over all workers' sentences
+    workers = cluster.num_workers
     step = ShardedStep(net.collect_params(), trainer, contexts,
                        lambda *a, **k: pretraining_loss(net, *a, **k),
                        config.optimizer.max_grad_norm, config.optimizer.accumulate, use_amp)
@@ -185,14 +194,19 @@ def pretrain(config):
         if latest is not None:
             meta = ckpt.load_checkpoint(latest, net, trainer)
             start, history, resumed = meta['step'], meta['history'], f'resumed from {latest}'
-            batches.load_state_dict(meta['data_position']['loader'])
+            if cluster.rank == meta['data_position']['loader'].get('rank', 0):
+                batches.load_state_dict(meta['data_position']['loader'])
+            else:   # rank 0 saved its own position; every rank read as many batches
+                batches.seek(meta['step'] * config.optimizer.accumulate)
             pending = meta['data_position']['pending']      # sums since the last log line
             sums.add(0, mx.nd.array([pending[k] for k in PRETRAIN_STATS], ctx=contexts[0]))
     schedule = WarmupLinearSchedule(config.optimizer.lr, config.num_steps,
                                     config.optimizer.warmup_ratio)
     stream = _forever(batches)
-    progress = TrainProgress(os.path.join(out, 'train.log'), config.num_steps, start,
-                             desc='pretrain', enabled=cluster.is_main, bar=config.progress)
+    log_name = 'train.log' if cluster.is_main else f'train.rank{cluster.rank}.log'
+    progress = TrainProgress(os.path.join(out, log_name), config.num_steps, start,
+                             desc='pretrain', bar=config.progress and cluster.is_main,
+                             console=cluster.is_main)
     progress.message(f'pretrain: {net.config} on {contexts} (rank {cluster.rank}/{workers}), '
                      f'{batches.num_examples} examples, batch {config.batch_size} x '
                      f'{config.optimizer.accumulate}, steps {start}..{config.num_steps} '
@@ -204,9 +218,11 @@ def pretrain(config):
     for index in range(start, end):
         for _ in range(config.optimizer.accumulate):
             batch = next(stream)
-            stats = step.forward_backward(
-                batch, mlm_denominator=max(float(batch.masked_weights.sum()), 1.0) * workers,
-                num_sentences=len(batch.nsp_label) * workers)
+            # Normalisers of the global batch (all devices, all workers): sharding is exact.
+            weight, pairs = cluster.sum_over_workers(
+                [batch.masked_weights.sum(), len(batch.nsp_label)])
+            stats = step.forward_backward(batch, mlm_denominator=max(weight, 1.0),
+                                          num_sentences=pairs)
             for device, values in stats:
                 sums.add(device, values)
             sentences += len(batch.nsp_label)
@@ -234,6 +250,8 @@ def pretrain(config):
                'first': history[0] if history else None,
                'last': history[-1] if history else None, 'history': history,
                'finished': end == config.num_steps}
+    if summary['finished'] and config.save_all_ranks and not cluster.is_main:
+        net.save_parameters(os.path.join(out, f'model.rank{cluster.rank}.params'))
     if cluster.is_main and summary['finished']:
         net.save_parameters(os.path.join(out, 'model.params'))
         summary['plot'] = plot_curves(history, os.path.join(out, 'loss_curve.png'),

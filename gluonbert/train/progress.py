@@ -26,7 +26,7 @@ def format_record(record):
 
 
 class TrainProgress:
-    """Console bar plus log file; a no-op on workers other than rank 0.
+    """Console bar plus log file (non-zero ranks: their own log file, no console).
 
     Parameters
     ----------
@@ -42,10 +42,14 @@ class TrainProgress:
         False on non-zero ranks: nothing is printed or written.
     bar : bool
         Show the progress bar (lines are printed and logged either way).
+    console : bool
+        Print lines on the console too (False: log file only, as on non-zero ranks).
     """
 
-    def __init__(self, log_path, total, initial=0, desc='train', enabled=True, bar=True):
+    def __init__(self, log_path, total, initial=0, desc='train', enabled=True, bar=True,
+                 console=True):
         self.enabled = enabled
+        self.console = console
         self.logger = logging.getLogger(f'gluonbert.train.{desc}.{id(self)}')
         self.logger.setLevel(logging.INFO)
         self.logger.propagate = False
@@ -68,7 +72,7 @@ class TrainProgress:
             return
         line = format_record(record)
         self.logger.info(line)
-        if console:
+        if console and self.console:
             tqdm.write(line, file=sys.stderr)
         short = {k: v for k, v in record.items() if k in ('loss', 'mlm_loss', 'nsp_loss',
                                                            'accuracy', 'mlm_acc', 'nsp_acc')}
@@ -80,7 +84,8 @@ class TrainProgress:
         if not self.enabled:
             return
         self.logger.info(text)
-        tqdm.write(text, file=sys.stderr)
+        if self.console:
+            tqdm.write(text, file=sys.stderr)
 
     def close(self):
         self.bar.close()

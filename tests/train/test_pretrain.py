@@ -83,6 +83,16 @@ def test_float16_on_cpu_is_refused(tmp_path, shards_dir):
         pretrain(config)
 
 
+def test_shard_ids_beyond_the_model_vocabulary_are_refused(tmp_path):
+    from .synthetic import write_random_shards
+    shards = write_random_shards(tmp_path / 'big', num_shards=1, vocab_size=500)
+    config = PretrainConfig(data=shards, out_dir=str(tmp_path / 'run'), model='bert_tiny_test',
+                            batch_size=8, num_steps=1, progress=False)
+    with pytest.raises(ConfigError, match=r'part-0-00000.npz holds token id \d+ but the model '
+                                          r'has vocab_size=100'):
+        pretrain(config)
+
+
 def test_raw_text_needs_a_vocabulary(tmp_path, corpus_txt):
     with pytest.raises(ConfigError, match='--vocab'):
         pretrain(PretrainConfig(data=corpus_txt, out_dir=str(tmp_path / 'run')))
