@@ -14,7 +14,7 @@ from mxnet import autograd, gluon
 
 from . import flops as F
 from .inputs import bucketed_batches, classifier_batch, pretrain_batch
-from .measure import current_rss_mb, make_result, time_steps
+from .measure import current_rss_mb, make_result, reset_peak_rss, time_steps
 
 __all__ = ['run_gemm', 'run_model_workload']
 
@@ -164,8 +164,10 @@ def run_model_workload(workload, impl, builder, context):
         real = sum(sum(valid) for _, valid in shapes)
     else:
         raise ValueError(f'unknown workload kind {workload.kind!r}')
+    mx.nd.waitall()
     setup = time.perf_counter() - start
     rss = current_rss_mb()
+    setup_peak = reset_peak_rss()
     times, warm = time_steps(step, workload.warmup, workload.repeat)
     extra = {}
     if workload.kind == 'finetune':
@@ -173,5 +175,5 @@ def run_model_workload(workload, impl, builder, context):
                  'real_tokens_per_s_median': real / statistics.median(times),
                  'length_source': context['length_source']}
     return [make_result(workload, impl, times, items, tokens, flops, setup_seconds=setup,
-                        warmup_seconds=warm, rss_before_mb=rss,
+                        warmup_seconds=warm, rss_before_mb=rss, setup_peak_mb=setup_peak,
                         note=getattr(builder, 'NOTE', ''), **extra)]

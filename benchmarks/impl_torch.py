@@ -15,7 +15,7 @@ from torch import nn
 
 from . import flops as F
 from .inputs import bucketed_batches, classifier_batch, pretrain_batch
-from .measure import current_rss_mb, make_result, time_steps
+from .measure import current_rss_mb, make_result, reset_peak_rss, time_steps
 
 __all__ = ['run_gemm', 'run_model_workload']
 
@@ -170,6 +170,7 @@ def run_model_workload(workload, impl, context):
         raise ValueError(f'unknown workload kind {workload.kind!r}')
     setup = time.perf_counter() - start
     rss = current_rss_mb()
+    setup_peak = reset_peak_rss()
     times, warm = time_steps(step, workload.warmup, workload.repeat)
     extra = {'attn_implementation': model.config._attn_implementation
              if hasattr(model, 'config') else model.model.config._attn_implementation}
@@ -183,4 +184,4 @@ def run_model_workload(workload, impl, context):
     if compiled:
         note += f', torch.compile(backend={backend!r}), warm-up includes compilation'
     return [make_result(workload, impl, times, items, tokens, flops, setup_seconds=setup,
-                        warmup_seconds=warm, rss_before_mb=rss, note=note, **extra)]
+                        warmup_seconds=warm, rss_before_mb=rss, setup_peak_mb=setup_peak, note=note, **extra)]

@@ -3,7 +3,8 @@ import resource
 import statistics
 import time
 
-__all__ = ['time_steps', 'current_rss_mb', 'peak_rss_mb', 'make_result']
+__all__ = ['time_steps', 'current_rss_mb', 'peak_rss_mb', 'reset_peak_rss', 'window_peak_rss_mb',
+           'make_result']
 
 
 def time_steps(step, warmup, repeat):
@@ -47,8 +48,54 @@ def peak_rss_mb():
     return max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, current_rss_mb())
 
 
+def _malloc_trim():
+    """Returns memory that the process freed (e.g. NumPy buffers of weight initialisation) to
+    the OS (glibc ``malloc_trim``), so that it is not counted as resident during the steps."""
+    try:
+        import ctypes
+        ctypes.CDLL('libc.so.6').malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def reset_peak_rss():
+    """Resets the kernel's peak-RSS counter (``VmHWM``, also ``ru_maxrss``) of this process.
+
+    Linux >= 4.0: writing 5 to ``/proc/self/clear_refs``. Called after the model is built, so
+    that :func:`window_peak_rss_mb` measures the steps only, not construction and
+    initialisation (which can peak higher, e.g. when drawing random weights in NumPy). Freed
+    heap memory is first returned to the OS, for every framework alike.
+
+    Outputs
+    -------
+    peak_before : float
+        The peak (MiB) up to now, which the reset forgets.
+    """
+    before = peak_rss_mb()
+    _malloc_trim()
+    try:
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')
+    except OSError:
+        pass
+    return before
+
+
+def window_peak_rss_mb():
+    """``VmHWM`` in MiB: peak resident memory since :func:`reset_peak_rss` (or start)."""
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('VmHWM:'):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float('nan')
+
+
 def make_result(workload, impl, times, items, tokens, flops, variant='', setup_seconds=0.0,
-                warmup_seconds=0.0, rss_before_mb=float('nan'), note='', **extra):
+                warmup_seconds=0.0, rss_before_mb=float('nan'), setup_peak_mb=0.0, note='',
+                **extra):
     """One row of the result table as a JSON-serialisable dict.
 
     Parameters
@@ -68,6 +115,9 @@ def make_result(workload, impl, times, items, tokens, flops, variant='', setup_s
         Model construction; untimed warm-up repetitions (includes compilation).
     rss_before_mb : float
         Resident memory after construction, before the first step.
+    setup_peak_mb : float
+        Peak before :func:`reset_peak_rss` was called (construction): ``step_peak_rss_mb`` is
+        the peak over warm-up and timed steps, ``peak_rss_mb`` over the whole process.
     note : str
         Free text shown under the table.
     extra
@@ -85,7 +135,9 @@ def make_result(workload, impl, times, items, tokens, flops, variant='', setup_s
         'tokens_per_s_median': tokens / median if tokens else None,
         'gflops_median': flops / median / 1e9, 'gflops_best': flops / best / 1e9,
         'setup_s': round(setup_seconds, 2), 'warmup_s': round(warmup_seconds, 2),
-        'rss_before_mb': round(rss_before_mb, 1), 'peak_rss_mb': round(peak_rss_mb(), 1),
+        'rss_before_mb': round(rss_before_mb, 1),
+        'peak_rss_mb': round(max(setup_peak_mb, peak_rss_mb()), 1),
+        'step_peak_rss_mb': round(max(window_peak_rss_mb(), current_rss_mb()), 1),
         'note': note,
     }
     row.update(extra)

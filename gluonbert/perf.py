@@ -6,7 +6,7 @@ Each lever is measured in ``benchmarks/README.md``.
   loaded, which ``import gluonbert`` does: set them in the shell,
   ``eval "$(python -m gluonbert.perf --threads 2)"``, or in ``os.environ`` before the first
   ``import mxnet``/``gluonbert``.
-* :func:`optimize` -- for training, LayerNorm with a fast backward pass; then
+* :func:`optimize` -- for training narrow models, LayerNorm with a fast backward pass; then
   ``hybridize(static_alloc=True, static_shape=True)``.
 * :func:`make_trainer` -- a ``gluon.Trainer`` with :class:`FastBERTAdam`, BERT's Adam
   (decoupled weight decay, no bias correction: GluonNLP's ``bertadam``) on MXNet's fastest
@@ -45,10 +45,12 @@ def recommended_env(threads=None):
 def optimize(net, *example_inputs, training=True):
     """Prepares a gluonbert model for fast training or inference, then hybridizes it.
 
-    * training: every gluonbert ``LayerNorm`` switches to its fast-backward formulation
-      (:mod:`gluonbert.model.layer_norm`); ``hybridize(static_alloc=True, static_shape=True)``.
+    * training: gluonbert ``LayerNorm`` blocks at most
+      :data:`~gluonbert.model.layer_norm.FAST_BACKWARD_MAX_WIDTH` wide switch to their
+      fast-backward formulation (:mod:`gluonbert.model.layer_norm`);
     * inference: ``LayerNorm`` keeps MXNet's operator (its forward is the faster one);
-      ``hybridize(static_alloc=True, static_shape=True)``.
+
+    then ``hybridize(static_alloc=True, static_shape=True)``.
 
     Parameters
     ----------
@@ -63,11 +65,11 @@ def optimize(net, *example_inputs, training=True):
     -------
     net : the same block
     """
-    from .model.layer_norm import LayerNorm
+    from .model.layer_norm import FAST_BACKWARD_MAX_WIDTH, LayerNorm
 
     def set_layer_norm(block):
         if isinstance(block, LayerNorm):
-            block.fast_backward = training
+            block.fast_backward = training and block.channels <= FAST_BACKWARD_MAX_WIDTH
     net.apply(set_layer_norm)
     net.hybridize(static_alloc=True, static_shape=True)
     return net

@@ -13,13 +13,20 @@ With ``fast_backward`` the same function is built from operators whose gradients
 * affine: ``gamma`` and ``beta`` are broadcast to ``(N, C)`` by outer products with a column
   of ones, so that their gradients are matrix products instead of reductions over rows.
 
-Forward + backward is 1.3x (C=768) to 2.5x (C=128) faster; the forward alone is 2-3x slower,
-so :func:`gluonbert.perf.optimize` turns it on for training only. Parameters (``gamma``,
-``beta``) and results are those of ``nn.LayerNorm`` (equal to ~1e-6).
+Forward + backward is 2x (C=128) to 2.3x (C=768) faster on one thread; the forward alone is
+2-4x slower, and three (N, C) intermediates are kept for the backward pass instead of two (N,)
+statistics. :func:`gluonbert.perf.optimize` therefore turns it on for training only, and only
+up to :data:`FAST_BACKWARD_MAX_WIDTH` channels: at C=128 (the d2l model, where LayerNorm is
+~20% of a pretraining step) it saves ~15% of the step; at C=768 (BERT-base) only ~3%, for
+13% more peak memory. Parameters (``gamma``, ``beta``) and results are those of
+``nn.LayerNorm`` (equal to ~1e-6).
 """
 from mxnet.gluon import nn
 
-__all__ = ['LayerNorm']
+__all__ = ['LayerNorm', 'FAST_BACKWARD_MAX_WIDTH']
+
+#: Widest last axis for which :func:`gluonbert.perf.optimize` enables ``fast_backward``.
+FAST_BACKWARD_MAX_WIDTH = 256
 
 
 class LayerNorm(nn.LayerNorm):
@@ -50,6 +57,11 @@ class LayerNorm(nn.LayerNorm):
                          params=params)
         self._channels = in_channels
         self.fast_backward = fast_backward
+
+    @property
+    def channels(self):
+        """Width C of the normalised (last) axis."""
+        return self._channels
 
     def hybrid_forward(self, F, data, gamma, beta):
         if not self.fast_backward:

@@ -48,8 +48,8 @@ class DemoConfig:
     data_dir: str = None
     pretrain_text: str = None
     cpus: int = 2
-    epochs: int = 3
-    batch_size: int = 32
+    epochs: int = 4
+    batch_size: int = 16
     max_seq_length: int = 128
     lr: float = 5e-5
     pretrain_steps: int = 100

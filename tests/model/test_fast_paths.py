@@ -1,0 +1,128 @@
+"""The speed-oriented formulations compute the same function as the plain ones.
+
+* ``LayerNorm(fast_backward=True)`` vs MXNet's ``LayerNorm`` operator: outputs and gradients;
+* ``SelfAttention`` with an additive ``attention_bias`` vs ``valid_length`` (softmax with
+  lengths): context, weights and gradients;
+* a whole ``BERTModel`` after ``gluonbert.perf.optimize(training=True)`` vs the same model
+  hybridized plainly.
+"""
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet import autograd, gluon
+
+from gluonbert import perf
+from gluonbert.model import BERTModel, get_config
+from gluonbert.model.attention import SelfAttention
+from gluonbert.model.encoder import attention_bias
+from gluonbert.model.layer_norm import LayerNorm
+
+
+def _forward_backward(block, inputs, head_grad):
+    for x in inputs:
+        x.attach_grad()
+    with autograd.record():
+        out = block(*inputs)
+    out = out[0] if isinstance(out, (list, tuple)) else out
+    out.backward(head_grad)
+    grads = [x.grad.asnumpy() for x in inputs]
+    params = {name: p.grad().asnumpy() for name, p in block.collect_params().items()
+              if p.grad_req != 'null'}
+    return out.asnumpy(), grads, params
+
+
+@pytest.mark.parametrize('hybridize', [False, True])
+def test_fast_backward_layer_norm_matches_operator(hybridize):
+    rng = np.random.RandomState(0)
+    x = mx.nd.array(rng.normal(size=(5, 3, 16)) * 3 + 1)
+    head = mx.nd.array(rng.normal(size=(5, 3, 16)))
+    gamma, beta = rng.normal(size=16), rng.normal(size=16)
+    results = []
+    for fast in (False, True):
+        block = LayerNorm(1e-12, 16, fast_backward=fast, prefix='ln_')
+        block.initialize()
+        block.gamma.set_data(mx.nd.array(gamma))
+        block.beta.set_data(mx.nd.array(beta))
+        if hybridize:
+            block.hybridize(static_alloc=True, static_shape=True)
+        results.append(_forward_backward(block, [x.copy()], head))
+    (y0, g0, p0), (y1, g1, p1) = results
+    np.testing.assert_allclose(y1, y0, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(g1[0], g0[0], rtol=1e-4, atol=1e-5)
+    for name in p0:
+        np.testing.assert_allclose(p1[name], p0[name], rtol=1e-4, atol=1e-4)
+
+
+def test_layer_norm_keeps_nn_layer_norm_parameters():
+    block = LayerNorm(1e-12, 8, prefix='layernorm0_')
+    assert isinstance(block, gluon.nn.LayerNorm)
+    assert sorted(block._collect_params_with_prefix()) == ['beta', 'gamma']
+    with pytest.raises(ValueError, match='in_channels'):
+        LayerNorm(1e-12)
+
+
+def test_attention_bias_values():
+    x = mx.nd.zeros((4, 2, 3))                       # (T, B, C)
+    bias = attention_bias(mx.nd, mx.nd.array([4, 2]), x, num_heads=3).asnumpy()
+    assert bias.shape == (6, 4, 4)
+    assert (bias[:3] == 0).all()                     # sequence 0: every key is real
+    assert (bias[3:, :, :2] == 0).all() and (bias[3:, :, 2:] <= -1e17).all()
+
+
+def test_attention_bias_path_matches_length_softmax():
+    rng = np.random.RandomState(1)
+    t, b, c, h = 7, 3, 16, 4
+    attention = SelfAttention(c, h)
+    attention.initialize(mx.init.Normal(0.3))
+    x = mx.nd.array(rng.normal(size=(t, b, c)))
+    lengths = mx.nd.array([7, 3, 1])
+    head_lengths = mx.nd.array(np.repeat(lengths.asnumpy(), h), dtype='int32')
+    bias = attention_bias(mx.nd, lengths, x, h)
+    head = mx.nd.array(rng.normal(size=(t, b, c)))
+    outputs = []
+    for args in ((head_lengths, None), (None, bias)):
+        x.attach_grad()
+        with autograd.record():
+            context, weights = attention(x, *args)
+        context.backward(head)
+        outputs.append((context.asnumpy(), weights.asnumpy(), x.grad.asnumpy(),
+                        attention.query_weight.grad().asnumpy()))
+    for new, old in zip(outputs[1], outputs[0]):
+        np.testing.assert_allclose(new, old, rtol=1e-4, atol=1e-5)
+    weights = outputs[1][1]                           # (B, H, T, T)
+    assert np.abs(weights[2, :, :, 1:]).max() == 0    # only key 0 of sequence 2 is real
+    np.testing.assert_allclose(weights.sum(-1), 1, rtol=1e-5)
+
+
+def test_optimized_training_graph_matches_plain_model():
+    config = get_config('bert_tiny_test', dropout=0.0)
+    rng = np.random.RandomState(2)
+    ids = mx.nd.array(rng.randint(1, 100, (3, 10)), dtype='int32')
+    seg = mx.nd.array(rng.randint(0, 2, (3, 10)), dtype='int32')
+    length = mx.nd.array([10, 6, 2], dtype='int32')
+    positions = mx.nd.array([[1, 2], [0, 5], [1, 1]], dtype='int32')
+    results = []
+    for optimize in (False, True):
+        mx.random.seed(3)
+        net = BERTModel(config)
+        net.initialize()
+        if optimize:
+            perf.optimize(net, ids, seg, length, positions, training=True)
+            layer_norms = []
+            net.apply(lambda blk: layer_norms.append(blk) if isinstance(blk, LayerNorm) else None)
+            assert len(layer_norms) == 2 * config.num_layers + 2
+            assert all(blk.fast_backward for blk in layer_norms)
+        else:
+            net.hybridize(static_alloc=True, static_shape=True)
+        with autograd.record():
+            outputs = net(ids, seg, length, positions)
+            loss = sum((o ** 2).sum() for o in outputs)
+        loss.backward()
+        grads = {n: p.grad().asnumpy() for n, p in net._collect_params_with_prefix().items()}
+        results.append(([o.asnumpy() for o in outputs], grads))
+    for new, old in zip(results[1][0], results[0][0]):
+        np.testing.assert_allclose(new, old, rtol=1e-4, atol=1e-4)
+    assert results[1][1].keys() == results[0][1].keys()
+    for name in results[0][1]:
+        np.testing.assert_allclose(results[1][1][name], results[0][1][name], rtol=1e-3,
+                                   atol=1e-3, err_msg=name)
