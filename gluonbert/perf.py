@@ -6,8 +6,8 @@ Each lever is measured in ``benchmarks/README.md``.
   loaded, which ``import gluonbert`` does: set them in the shell,
   ``eval "$(python -m gluonbert.perf --threads 2)"``, or in ``os.environ`` before the first
   ``import mxnet``/``gluonbert``.
-* :func:`optimize` -- for training narrow models, LayerNorm with a fast backward pass; then
-  ``hybridize(static_alloc=True, static_shape=True)``.
+* :func:`optimize` -- for training narrow models, LayerNorm with a fast backward pass; for
+  inference, MXNet's MKLDNN subgraph fusion; ``static_alloc``/``static_shape`` hybridization.
 * :func:`make_trainer` -- a ``gluon.Trainer`` with :class:`FastBERTAdam`, BERT's Adam
   (decoupled weight decay, no bias correction: GluonNLP's ``bertadam``) on MXNet's fastest
   CPU kernels, with no decay on LayerNorm and bias parameters.
@@ -42,22 +42,32 @@ def recommended_env(threads=None):
     }
 
 
+def _mkldnn_enabled():
+    from mxnet.runtime import Features
+    return Features().is_enabled('MKLDNN') and os.environ.get('MXNET_MKLDNN_ENABLED', '1') != '0'
+
+
 def optimize(net, *example_inputs, training=True):
-    """Prepares a gluonbert model for fast training or inference, then hybridizes it.
+    """Prepares a gluonbert model for fast training or inference and hybridizes it.
 
     * training: gluonbert ``LayerNorm`` blocks at most
       :data:`~gluonbert.model.layer_norm.FAST_BACKWARD_MAX_WIDTH` wide switch to their
-      fast-backward formulation (:mod:`gluonbert.model.layer_norm`);
-    * inference: ``LayerNorm`` keeps MXNet's operator (its forward is the faster one);
-
-    then ``hybridize(static_alloc=True, static_shape=True)``.
+      fast-backward formulation (:mod:`gluonbert.model.layer_norm`), then
+      ``hybridize(static_alloc=True, static_shape=True)``.
+    * inference: ``LayerNorm`` keeps MXNet's operator (its forward is the faster one). With
+      ``example_inputs`` and an MKLDNN build, the graph goes through MXNet's ``MKLDNN``
+      subgraph backend (``optimize_for``): dense layers fused with their GELU and the
+      attention products replaced by oneDNN kernels, outputs equal to ~1e-6. Those fused
+      operators have no gradient: a model optimized with ``training=False`` cannot be trained.
+      Otherwise ``hybridize(static_alloc=True, static_shape=True)``.
 
     Parameters
     ----------
     net : gluon.HybridBlock
         An initialised gluonbert model (``BERTModel``, ``BERTClassifier``...).
-    *example_inputs : NDArray
-        One batch of the model's inputs (not needed by the current rewrites).
+    *example_inputs : NDArray or None
+        One batch of the model's inputs, as passed to ``net`` (inference: needed for the
+        MKLDNN rewrite, which runs ``net`` on them once).
     training : bool
         Whether the model will be trained (its backward pass matters).
 
@@ -71,7 +81,11 @@ def optimize(net, *example_inputs, training=True):
         if isinstance(block, LayerNorm):
             block.fast_backward = training and block.channels <= FAST_BACKWARD_MAX_WIDTH
     net.apply(set_layer_norm)
-    net.hybridize(static_alloc=True, static_shape=True)
+    if not training and example_inputs and _mkldnn_enabled():
+        net.optimize_for(*example_inputs, backend='MKLDNN', static_alloc=True,
+                         static_shape=True)
+    else:
+        net.hybridize(static_alloc=True, static_shape=True)
     return net
 
 

@@ -1,5 +1,6 @@
 """gluonbert.perf: FastBERTAdam is BERT's Adam; make_trainer excludes biases and LayerNorm
 from weight decay; the environment helper prints shell exports."""
+import json
 import subprocess
 import sys
 
@@ -89,3 +90,22 @@ def test_recommended_env_and_shell_exports():
     out = subprocess.run([sys.executable, '-m', 'gluonbert.perf', '--threads', '2'],
                          capture_output=True, text=True, check=True).stdout
     assert 'export OMP_NUM_THREADS=2' in out.splitlines()
+
+
+def test_optimize_for_inference_keeps_outputs():
+    config = get_config('bert_tiny_test', dropout=0.0)
+    rng = np.random.RandomState(4)
+    ids = mx.nd.array(rng.randint(1, 100, (3, 12)), dtype='int32')
+    seg = mx.nd.array(rng.randint(0, 2, (3, 12)), dtype='int32')
+    length = mx.nd.array([12, 7, 1], dtype='int32')
+    net = BERTModel(config, use_decoder=False, use_classifier=False)
+    net.initialize(mx.init.Normal(0.05))
+    expected = [o.asnumpy() for o in net(ids, seg, length)]
+    perf.optimize(net, ids, seg, length, training=False)
+    for _ in range(2):   # the rewritten graph, then its cached run
+        got = [o.asnumpy() for o in net(ids, seg, length)]
+        for g, e in zip(got, expected):
+            np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5)
+    if perf._mkldnn_enabled():
+        ops = {node['op'] for node in json.loads(net._cached_graph[1].tojson())['nodes']}
+        assert '_sg_mkldnn_selfatt_qk' in ops and '_sg_mkldnn_fully_connected' in ops, ops

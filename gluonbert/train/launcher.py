@@ -186,7 +186,12 @@ def launch(command, config, out=sys.stdout, workdir=None, extra_env=None):
             env['DMLC_NODE_HOST'] = config.interface_host
         if role == 'worker':
             env['GLUONBERT_LAUNCH_INDEX'] = name.split()[-1]
-        proc = _spawn(name, role, cmd, env, host, workdir)
+        try:
+            proc = _spawn(name, role, cmd, env, host, workdir)
+        except OSError as err:
+            _stop(procs, config.stop_grace_s)
+            raise ConfigError(f'launch: cannot start {name}: {cmd[0]!r}: {err.strerror}; '
+                              'expected an executable command after --') from None
         procs.append(proc)
         thread = threading.Thread(target=_stream, args=(proc, out, lock), daemon=True)
         thread.start()

@@ -31,7 +31,7 @@ STEPS, BATCH = 4, 8
 
 
 def _pretrain_args(shards, out, steps, extra=()):
-    return ['gluonbert', 'pretrain', '--data', shards, '--model', 'bert_tiny_test',
+    return [sys.executable, '-m', 'gluonbert.cli', 'pretrain', '--data', shards, '--model', 'bert_tiny_test',
             '--cpus', '1', '--kvstore', 'dist_sync', '--num-steps', str(steps),
             '--batch-size', str(BATCH), '--out-dir', out, '--no-progress',
             '--save-all-ranks', *extra]

@@ -94,3 +94,11 @@ def test_hosts_file_errors_name_the_line(tmp_path):
     hosts.write_text('node1\nbad host!\n')
     with pytest.raises(DataFormatError, match=r'hosts:2: .*bad host!'):
         read_hosts(str(hosts))
+
+
+def test_missing_command_is_a_clear_error(tmp_path):
+    proc = subprocess.run([sys.executable, '-m', 'gluonbert.cli', 'launch', '-n', '1', '--',
+                           str(tmp_path / 'no-such-program')], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2
+    assert 'cannot start worker 0' in proc.stderr and 'Traceback' not in proc.stderr
