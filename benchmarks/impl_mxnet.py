@@ -74,14 +74,16 @@ class _PretrainStep:
         self.nsp_loss = gluon.loss.SoftmaxCrossEntropyLoss()
         for loss in (self.mlm_loss, self.nsp_loss):
             loss.hybridize(static_alloc=True, static_shape=True)
-        self.num_predictions = float(batch.masked_weights.sum())
+        self.mlm_scale = batch.masked_weights.shape[1] / float(batch.masked_weights.sum())
 
     def __call__(self):
         with autograd.record():
             _, _, nsp_scores, mlm_scores = self.net(*self.inputs)                # (B, P, V)
-            # (B, P, V) as is: an imperative reshape would copy the (B*P, V) gradient back
-            mlm = self.mlm_loss(mlm_scores, self.masked_ids, self.weights)
-            loss = (mlm.sum() / self.num_predictions
+            # (B, P, V) as is: an imperative reshape would copy the (B*P, V) gradient back.
+            # The loss block averages over P: times P / sum(weights) = weighted mean over
+            # the real predictions.
+            mlm = self.mlm_loss(mlm_scores, self.masked_ids, self.weights)       # (B,)
+            loss = (mlm.sum() * self.mlm_scale
                     + self.nsp_loss(nsp_scores, self.nsp_labels).mean())
         loss.backward()
         self.trainer.step(1)

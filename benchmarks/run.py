@@ -211,7 +211,7 @@ def parse_args(argv=None):
     parser.add_argument('--repeat', type=int, default=None, help='override timed repetitions')
     parser.add_argument('--warmup', type=int, default=None, help='override warm-up repetitions')
     parser.add_argument('--num-batches', type=int, default=None,
-                        help='finetune_mrpc batches per repetition (default 8; quick 2)')
+                        help='finetune_mrpc batches per repetition (default 6; quick 2)')
     parser.add_argument('--compile-backend', default=None,
                         help="torch.compile backend for hf-compile (default 'inductor'; "
                              "--quick: 'eager', which traces with dynamo but skips codegen)")
@@ -238,7 +238,7 @@ def main(argv=None):
     env = child_env(args.threads)
     timeout = args.timeout or (300 if args.quick else 1800)
     finetune = next((w for w in chosen if w.kind == 'finetune'), None)
-    context = {'num_batches': args.num_batches or (2 if args.quick else 8),
+    context = {'num_batches': args.num_batches or (2 if args.quick else 6),
                'compile_backend': args.compile_backend or ('eager' if args.quick else 'inductor')}
     if finetune is not None:
         if args.mrpc and not args.quick:

@@ -125,7 +125,8 @@ def workloads(quick=False):
                  model=D2L, batch_size=512, seq_len=64, num_masked=10, warmup=2, repeat=5,
                  unit='pair'),
         Workload('finetune_mrpc', 'finetune',
-                 'bert_12_768_12 fine-tuning on MRPC-length bucketed batches, B=32, T<=128',
+                 'bert_12_768_12 fine-tuning on MRPC-length bucketed batches (6 per repetition), '
+                 'B=32, T<=128',
                  model=BASE, batch_size=32, seq_len=128, warmup=1, repeat=3),
         Workload('data_prep', 'data_prep',
                  'pretraining-data preparation (benchmarks/data_prep.py, WikiText-2 valid)',

@@ -104,7 +104,9 @@ def test_workers_agree_and_equal_one_process_with_the_global_batch(tmp_path, sha
 
 def test_killed_worker_fails_fast_then_resume_matches_uninterrupted(tmp_path, shards):
     steps = 300
-    extra = ['--checkpoint-interval', '10', '--log-interval', '50']
+    # Dropout off: CPU dropout masks under OpenMP are not bit-reproducible across processes on
+    # a loaded machine; resume with dropout on is checked in one process (test_checkpoint.py).
+    extra = ['--checkpoint-interval', '10', '--log-interval', '50', '--dropout', '0']
     straight = str(tmp_path / 'straight')
     proc = _launch(2, 1, _pretrain_args(shards, straight, steps, extra))
     log, _ = proc.communicate(timeout=300)
