@@ -9,9 +9,12 @@ import dataclasses
 __all__ = ['ModelShape', 'Workload', 'IMPLEMENTATIONS', 'REFERENCE_IMPLS', 'workloads']
 
 #: Implementation names, in table order. ``mxnet``/``torch`` run only the GEMM workload.
-IMPLEMENTATIONS = ('gluonbert', 'gluonnlp', 'hf-eager', 'hf-compile', 'mxnet', 'torch')
+#: ``gluonnlp-malloc`` is GluonNLP in a process given gluonbert's allocator settings
+#: (``gluonbert.allocator``): how much of gluonbert's lead that setting alone explains.
+IMPLEMENTATIONS = ('gluonbert', 'gluonnlp', 'gluonnlp-malloc', 'hf-eager', 'hf-compile',
+                   'mxnet', 'torch')
 #: The implementations gluonbert is compared with (ratios gluonbert / each of them).
-REFERENCE_IMPLS = ('gluonnlp', 'hf-eager', 'hf-compile')
+REFERENCE_IMPLS = ('gluonnlp', 'gluonnlp-malloc', 'hf-eager', 'hf-compile')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +78,7 @@ class Workload:
     gemm_sizes: tuple = ()
     warmup: int = 2
     repeat: int = 5
-    impls: tuple = ('gluonbert', 'gluonnlp', 'hf-eager', 'hf-compile')
+    impls: tuple = ('gluonbert', 'gluonnlp', 'gluonnlp-malloc', 'hf-eager', 'hf-compile')
     unit: str = 'seq'
 
     def to_dict(self):

@@ -1,5 +1,6 @@
-"""gluonbert.perf: FastBERTAdam is BERT's Adam; make_trainer excludes biases and LayerNorm
-from weight decay; the environment helper prints shell exports."""
+"""gluonbert.perf: make_trainer's BERTAdamW is BERT's Adam (also in float16 with a master
+copy) and excludes biases and LayerNorm from weight decay; the environment helper prints shell
+exports."""
 import json
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from mxnet import autograd, gluon
 
 from gluonbert import perf
 from gluonbert.model import BERTClassifier, BERTModel, get_config
+from gluonbert.train.optim import BERTAdamW
 
 
 def _bert_adam_reference(w, grads, lr, wd, beta1=0.9, beta2=0.999, eps=1e-6, rescale=1.0):
@@ -25,11 +27,11 @@ def _bert_adam_reference(w, grads, lr, wd, beta1=0.9, beta2=0.999, eps=1e-6, res
 
 
 @pytest.mark.parametrize('wd', [0.0, 0.1])
-def test_fast_bert_adam_matches_reference(wd):
+def test_bert_adamw_matches_reference(wd):
     rng = np.random.RandomState(0)
     w0 = rng.normal(size=(5, 7)).astype('float32')
     grads = [rng.normal(size=(5, 7)).astype('float32') for _ in range(3)]
-    opt = perf.FastBERTAdam(learning_rate=0.05, wd=wd, rescale_grad=0.5)
+    opt = BERTAdamW(learning_rate=0.05, wd=wd, rescale_grad=0.5)
     weight = mx.nd.array(w0)
     state = opt.create_state(0, weight)
     for g in grads:
@@ -40,13 +42,31 @@ def test_fast_bert_adam_matches_reference(wd):
     np.testing.assert_allclose(weight.asnumpy(), expected, rtol=1e-4, atol=2e-5)
 
 
+def test_bert_adamw_float16_keeps_a_float32_master_copy():
+    rng = np.random.RandomState(2)
+    w0 = rng.normal(size=(6, 5)).astype('float32')
+    grads = [rng.normal(size=w0.shape).astype('float32') for _ in range(4)]
+    opt = BERTAdamW(learning_rate=1e-3, wd=0.01, multi_precision=True)
+    weight = mx.nd.array(w0, dtype='float16')
+    state = opt.create_state_multi_precision(0, weight)
+    (mean, _), master = state
+    assert master.dtype == np.float32 and mean.dtype == np.float32
+    for g in grads:
+        opt.update_multi_precision(0, weight, mx.nd.array(g, dtype='float16'), state)
+    expected = _bert_adam_reference(w0, grads, 1e-3, 0.01)
+    # The master copy follows the float32 update; the float16 weight is its rounding.
+    np.testing.assert_allclose(master.asnumpy(), expected, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(weight.asnumpy(), master.asnumpy().astype('float16'), atol=1e-3)
+    assert not np.allclose(master.asnumpy(), w0)
+
+
 def test_registered_name_and_gluonnlp_equivalence():
     pytest.importorskip('gluonnlp')  # registers GluonNLP's 'bertadam'
     rng = np.random.RandomState(1)
     w0 = rng.normal(size=(4, 6)).astype('float32')
     grads = [rng.normal(size=w0.shape).astype('float32') for _ in range(3)]
     results = []
-    for name in ('fastbertadam', 'bertadam'):
+    for name in ('bertadamw', 'bertadam'):
         opt = mx.optimizer.create(name, learning_rate=0.01, wd=0.01)
         weight = mx.nd.array(w0)
         state = opt.create_state(0, weight)
@@ -86,10 +106,12 @@ def test_make_trainer_trains_and_skips_decay_on_bias_and_layernorm():
 
 def test_recommended_env_and_shell_exports():
     env = perf.recommended_env(3)
-    assert env['OMP_NUM_THREADS'] == '3'
+    assert env['OMP_NUM_THREADS'] == '3' and 'MALLOC_ARENA_MAX' not in env
+    assert perf.recommended_env(3, allocator=True)['MALLOC_ARENA_MAX'] == '1'
     out = subprocess.run([sys.executable, '-m', 'gluonbert.perf', '--threads', '2'],
                          capture_output=True, text=True, check=True).stdout
     assert 'export OMP_NUM_THREADS=2' in out.splitlines()
+    assert 'export MALLOC_MMAP_MAX_=0' in out.splitlines()
 
 
 def test_optimize_for_inference_keeps_outputs():
@@ -109,3 +131,18 @@ def test_optimize_for_inference_keeps_outputs():
     if perf._mkldnn_enabled():
         ops = {node['op'] for node in json.loads(net._cached_graph[1].tojson())['nodes']}
         assert '_sg_mkldnn_selfatt_qk' in ops and '_sg_mkldnn_fully_connected' in ops, ops
+
+
+@pytest.mark.parametrize('choice, units, expected', [
+    ('auto', 32, True), ('auto', 512, False), (True, 512, True), (False, 32, False)])
+def test_optimize_fast_layer_norm_choice(choice, units, expected):
+    from gluonbert.model.layer_norm import LayerNorm
+    config = get_config('bert_tiny_test', units=units, hidden_size=2 * units, num_heads=2)
+    net = BERTModel(config, use_decoder=False, use_classifier=False)
+    net.initialize()
+    perf.optimize(net, training=True, fast_layer_norm=choice)
+    norms = []
+    net.apply(lambda b: norms.append(b) if isinstance(b, LayerNorm) else None)
+    assert norms and all(n.fast_backward is expected for n in norms)
+    with pytest.raises(ValueError, match='fast_layer_norm'):
+        perf.optimize(net, fast_layer_norm='yes')
