@@ -6,9 +6,10 @@ shards' losses (and gradients) gives exactly the un-split batch's; ``stats`` is 
 of sums that :class:`~gluonbert.train.metrics.DeviceSums` accumulates on the device.
 """
 import mxnet as mx
+from mxnet.gluon import HybridBlock
 
-__all__ = ['PRETRAIN_STATS', 'CLASSIFY_STATS', 'pretraining_loss', 'classification_loss',
-           'cross_entropy']
+__all__ = ['PRETRAIN_STATS', 'CLASSIFY_STATS', 'PretrainingSums', 'pretraining_loss',
+           'classification_loss', 'cross_entropy']
 
 #: Names of the sums returned by :func:`pretraining_loss`.
 PRETRAIN_STATS = ('mlm_loss_sum', 'mlm_correct', 'mlm_weight', 'nsp_loss_sum', 'nsp_correct',
@@ -34,6 +35,58 @@ def cross_entropy(scores, labels):
     loss = -mx.nd.pick(mx.nd.log_softmax(scores, axis=-1), labels, axis=-1)
     correct = (mx.nd.argmax(scores, axis=-1) == labels).astype('float32')
     return loss, correct
+
+
+class PretrainingSums(HybridBlock):
+    """Weighted MLM and NSP cross-entropy sums and their statistics, as one cached graph.
+
+    Hybridized with static memory: the (b, P, V) log-probabilities and their gradient reuse
+    the same buffers every step instead of being allocated (and, for a large vocabulary,
+    page-faulted in) anew.
+
+    Inputs
+    ------
+    nsp_scores : (b, 2)
+    mlm_scores : (b, P, V)
+    masked_ids : (b, P) int
+    masked_weights : (b, P)
+    nsp_label : (b,) int
+
+    Outputs
+    -------
+    mlm_sum : (1,)
+        ``sum(masked_weights * ce_mlm)``.
+    nsp_sum : (1,)
+        ``sum(ce_nsp)``.
+    stats : (6,)
+        Sums named by :data:`PRETRAIN_STATS` (no gradient).
+    """
+
+    def hybrid_forward(self, F, nsp_scores, mlm_scores, masked_ids, masked_weights, nsp_label):
+        ids = F.cast(masked_ids, 'float32')
+        labels = F.cast(nsp_label, 'float32')
+        weights = F.cast(masked_weights, 'float32')
+        mlm_ce = -F.pick(F.log_softmax(mlm_scores, axis=-1), ids, axis=-1)          # (b, P)
+        nsp_ce = -F.pick(F.log_softmax(nsp_scores, axis=-1), labels, axis=-1)       # (b,)
+        mlm_sum = F.reshape(F.sum(mlm_ce * weights), shape=(1,))
+        nsp_sum = F.reshape(F.sum(nsp_ce), shape=(1,))
+        mlm_hit = F.broadcast_equal(F.argmax(mlm_scores, axis=-1), ids)
+        nsp_hit = F.broadcast_equal(F.argmax(nsp_scores, axis=-1), labels)
+        sums = [mlm_sum, F.sum(mlm_hit * weights), F.sum(weights), nsp_sum, F.sum(nsp_hit),
+                F.sum(F.ones_like(nsp_ce))]
+        stats = F.BlockGrad(F.concat(*[F.reshape(x, shape=(1,)) for x in sums], dim=0))
+        return mlm_sum, nsp_sum, stats
+
+
+_PRETRAINING_SUMS = None
+
+
+def _pretraining_sums():
+    global _PRETRAINING_SUMS
+    if _PRETRAINING_SUMS is None:
+        _PRETRAINING_SUMS = PretrainingSums()
+        _PRETRAINING_SUMS.hybridize(static_alloc=True)
+    return _PRETRAINING_SUMS
 
 
 def pretraining_loss(model, input_ids, segment_ids, valid_length, masked_positions, masked_ids,
@@ -68,17 +121,10 @@ def pretraining_loss(model, input_ids, segment_ids, valid_length, masked_positio
     """
     outputs = model(input_ids, segment_ids, valid_length, masked_positions)
     nsp_scores, mlm_scores = outputs[-2], outputs[-1]
-    mlm_ce, mlm_hit = cross_entropy(mlm_scores, masked_ids)                    # (b, P)
-    nsp_ce, nsp_hit = cross_entropy(nsp_scores, nsp_label)                     # (b,)
-    weights = masked_weights.astype('float32', copy=False)
-    mlm_sum = mx.nd.sum(mlm_ce * weights)
-    nsp_sum = mx.nd.sum(nsp_ce)
+    mlm_sum, nsp_sum, stats = _pretraining_sums()(nsp_scores, mlm_scores, masked_ids,
+                                                  masked_weights, nsp_label)
     loss = mlm_sum / float(mlm_denominator) + nsp_sum / float(num_sentences)
-    with mx.autograd.pause():
-        stats = mx.nd.stack(mlm_sum, mx.nd.sum(mlm_hit * weights), mx.nd.sum(weights),
-                            nsp_sum, mx.nd.sum(nsp_hit),
-                            mx.nd.sum(mx.nd.ones_like(nsp_ce))).reshape((-1,))
-    return loss.reshape((1,)), stats
+    return loss, stats
 
 
 def classification_loss(model, input_ids, segment_ids, valid_length, label, num_sentences):
