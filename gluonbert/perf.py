@@ -53,7 +53,7 @@ def _mkldnn_enabled():
     return Features().is_enabled('MKLDNN') and os.environ.get('MXNET_MKLDNN_ENABLED', '1') != '0'
 
 
-def optimize(net, *example_inputs, training=True, fast_layer_norm='auto'):
+def optimize(net, *example_inputs, training=True, fast_layer_norm='auto', static_shape=True):
     """Prepares a gluonbert model for fast training or inference and hybridizes it.
 
     * training: gluonbert ``LayerNorm`` blocks switch to their fast-backward formulation
@@ -81,6 +81,10 @@ def optimize(net, *example_inputs, training=True, fast_layer_norm='auto'):
         model: ~15% faster steps). ``True``: every ``LayerNorm``; for bert_12_768_12 (B=8,
         T=128) a step is ~6% faster and its peak memory ~13% higher (3.95 s -> 3.72 s,
         3.15 -> 3.57 GB). ``False``: MXNet's ``LayerNorm`` operator everywhere.
+    static_shape : bool
+        ``hybridize(static_shape=...)``: True when every batch has the same shape (the
+        benchmarks); False when shapes change (a partial last batch, bucketing), where MXNet
+        1.9 re-plans static memory on each change.
 
     Outputs
     -------
@@ -99,9 +103,9 @@ def optimize(net, *example_inputs, training=True, fast_layer_norm='auto'):
     net.apply(set_layer_norm)
     if not training and example_inputs and _mkldnn_enabled():
         net.optimize_for(*example_inputs, backend='MKLDNN', static_alloc=True,
-                         static_shape=True)
+                         static_shape=static_shape)
     else:
-        net.hybridize(static_alloc=True, static_shape=True)
+        net.hybridize(static_alloc=True, static_shape=static_shape)
     return net
 
 

@@ -113,8 +113,9 @@ def build_pretraining_model(config, vocab_size, contexts):
     bert_config = bert_config.replace(**changes)
     net = BERTModel(bert_config, use_pooler=True, use_decoder=True, use_classifier=True)
     net.initialize(TruncNorm(0.02), ctx=contexts)
-    # Static memory; narrow models (d2l's size) get the fast LayerNorm backward.
-    perf.optimize(net, training=True)
+    # Static memory; narrow models (d2l's size) get the fast LayerNorm backward. Not
+    # static_shape: the last batch of an epoch (and a resumed run's first) may differ in shape.
+    perf.optimize(net, training=True, static_shape=False)
     return net
 
 
