@@ -203,6 +203,12 @@ def pretrain(config):
                 batches.seek(meta['step'] * config.optimizer.accumulate)
             pending = meta['data_position']['pending']      # sums since the last log line
             sums.add(0, mx.nd.array([pending[k] for k in PRETRAIN_STATS], ctx=contexts[0]))
+    if not trainer._kv_initialized:
+        # Gluon initialises the kvstore lazily, inside the first step, where it broadcasts
+        # rank 0's parameters into every worker's arrays while that step is in flight. Do it
+        # now, so that every worker starts (or resumes) from the same weights.
+        trainer._init_kvstore()
+        mx.nd.waitall()
     schedule = WarmupLinearSchedule(config.optimizer.lr, config.num_steps,
                                     config.optimizer.warmup_ratio)
     stream = _forever(batches)
