@@ -109,11 +109,6 @@ def optimize(net, *example_inputs, training=True, fast_layer_norm='auto', static
     return net
 
 
-def _no_decay(name):
-    """Biases and LayerNorm gamma/beta are not decayed (BERT's recipe)."""
-    return name.endswith(('bias', 'beta', 'gamma'))
-
-
 def make_trainer(params, learning_rate=1e-4, weight_decay=0.01, beta1=0.9, beta2=0.999,
                  epsilon=1e-6, kvstore='device'):
     """A ``gluon.Trainer`` running :class:`~gluonbert.train.optim.BERTAdamW`.
@@ -132,12 +127,12 @@ def make_trainer(params, learning_rate=1e-4, weight_decay=0.01, beta1=0.9, beta2
     -------
     trainer : gluon.Trainer
     """
-    for name, param in params.items():
-        if _no_decay(name):
-            param.wd_mult = 0.0
     from mxnet import gluon
 
-    from .train.optim import BERTAdamW
+    from .train.optim import BERTAdamW, no_weight_decay
+    for name, param in params.items():
+        if no_weight_decay(name):
+            param.wd_mult = 0.0
     optimizer = BERTAdamW(learning_rate=learning_rate, wd=weight_decay, beta1=beta1,
                           beta2=beta2, epsilon=epsilon)
     return gluon.Trainer(params, optimizer, kvstore=kvstore)

@@ -5,6 +5,7 @@ Weight decay follows the original BERT recipe: every weight matrix and embedding
 biases and LayerNorm ``gamma``/``beta`` do not (their ``wd_mult`` is set to 0).
 """
 import math
+import re
 
 import mxnet as mx
 import numpy
@@ -13,7 +14,7 @@ from ..errors import ConfigError
 from .config import OptimizerConfig
 
 __all__ = ['OptimizerConfig', 'BERTAdamW', 'create_optimizer', 'exclude_from_weight_decay',
-           'WarmupLinearSchedule', 'clip_global_norm']
+           'no_weight_decay', 'WarmupLinearSchedule', 'clip_global_norm']
 
 
 @mx.optimizer.register
@@ -107,6 +108,13 @@ def create_optimizer(config, learning_rate=None):
                              epsilon=config.epsilon, wd=config.weight_decay)
 
 
+def no_weight_decay(name):
+    """Whether the parameter ``name`` is a bias or a LayerNorm ``gamma``/``beta`` (BERT's recipe
+    does not decay them). Takes structural (``encoder.layer_norm.gamma``) and MXNet
+    (``bertmodel0_layernorm0_gamma``) names."""
+    return re.split(r'[._]', name)[-1] in ('bias', 'gamma', 'beta')
+
+
 def exclude_from_weight_decay(block):
     """Sets ``wd_mult = 0`` on biases and LayerNorm ``gamma``/``beta`` of ``block``.
 
@@ -121,7 +129,7 @@ def exclude_from_weight_decay(block):
     """
     excluded = []
     for name, param in block._collect_params_with_prefix().items():
-        if name.rsplit('.', 1)[-1] in ('bias', 'gamma', 'beta'):
+        if no_weight_decay(name):
             param.wd_mult = 0.0
             excluded.append(name)
     return excluded
