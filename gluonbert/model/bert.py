@@ -1,4 +1,7 @@
-"""BERTModel (encoder + pooler + optional NSP and MLM heads) and BERTClassifier."""
+"""BERTModel (encoder + pooler + optional NSP and MLM heads), BERTClassifier, and exported
+graphs loaded back with their input checks (:func:`import_exported`)."""
+import json
+import os
 import re
 
 import mxnet as mx
@@ -6,12 +9,13 @@ from mxnet.gluon import HybridBlock, nn
 
 from ..errors import InputError
 from . import checkpoint
+from .inputs import check_inputs, checked_scope, needs_check
 from .config import BERTConfig, get_config
 from .encoder import BERTEncoder
 from .heads import BERTPooler, MLMDecoder, NSClassifier
 from .init import TruncNorm
 
-__all__ = ['BERTModel', 'BERTClassifier']
+__all__ = ['BERTModel', 'BERTClassifier', 'ExportedBERT', 'import_exported']
 
 # Structural name -> GluonNLP 0.10 checkpoint name. GluonNLP keeps the embeddings and the
 # heads beside its encoder; gluonbert's BERTEncoder owns the embeddings and NSClassifier owns
@@ -23,19 +27,33 @@ _GLUONNLP_NAMES = [
 ]
 
 
+#: Written beside an export's ``-symbol.json`` by ``export``, read by :func:`import_exported`.
+EXPORT_INFO_SUFFIX = 'gluonbert.json'
+
+
 class _CheckpointNames:
     """Mixin: GluonNLP-compatible parameter names and loading with clear errors."""
 
     def load_parameters(self, filename, ctx=None, allow_missing=False, ignore_extra=False,
-                        cast_dtype=False, dtype_source='current'):
+                        cast_dtype=False):
         """Loads a ``.params`` file saved by gluonbert or GluonNLP (see
         :func:`gluonbert.model.checkpoint.load_parameters`)."""
         checkpoint.load_parameters(self, filename, ctx=ctx, allow_missing=allow_missing,
                                    ignore_extra=ignore_extra, cast_dtype=cast_dtype)
 
-    def save_parameters(self, filename, deduplicate=False):
+    def save_parameters(self, filename):
         """Saves parameters under GluonNLP names, atomically (temp file + rename)."""
         checkpoint.save_parameters(self, filename)
+
+    def export(self, path, epoch=0, remove_amp_cast=True):
+        """``HybridBlock.export`` (``path-symbol.json``, ``path-EPOCH.params``), plus
+        ``path-gluonbert.json`` (the BERTConfig) from which :func:`import_exported` rebuilds
+        the input checks that a bare ``SymbolBlock`` would not have."""
+        from ..data.fileio import atomic_write
+        super().export(path, epoch, remove_amp_cast)
+        with atomic_write(f'{path}-{EXPORT_INFO_SUFFIX}', newline='\n') as f:
+            json.dump({'block': type(self).__name__, 'config': self.config.to_dict()}, f,
+                      indent=2)
 
 
 class BERTModel(_CheckpointNames, HybridBlock):
@@ -97,11 +115,6 @@ class BERTModel(_CheckpointNames, HybridBlock):
                                           self.encoder.word_embedding, config.layer_norm_eps,
                                           prefix='decoder_')
 
-    @property
-    def num_outputs(self):
-        return (1 + self._output_attention + self._use_pooler + self._use_classifier
-                + self._use_decoder)
-
     def _collect_params_with_prefix(self, prefix=''):
         names = super()._collect_params_with_prefix()
         if prefix:
@@ -118,16 +131,20 @@ class BERTModel(_CheckpointNames, HybridBlock):
 
     def forward(self, inputs, token_types, valid_length=None, masked_positions=None):
         if isinstance(inputs, mx.nd.NDArray):
-            if valid_length is None:
-                valid_length = mx.nd.full((inputs.shape[0],), inputs.shape[1] if inputs.ndim > 1
-                                          else 0, ctx=inputs.context, dtype='int32')
             if self._use_decoder and masked_positions is None:
                 raise InputError('this BERTModel has an MLM head (use_decoder=True): pass '
                                  'masked_positions (B, P), or build it with use_decoder=False')
+            if needs_check(inputs):     # before the cached graph too: gluonbert.model.inputs
+                check_inputs(self.config, inputs, token_types, valid_length,
+                             masked_positions if self._use_decoder else None)
+            if valid_length is None:
+                valid_length = mx.nd.full((inputs.shape[0],), inputs.shape[1],
+                                          ctx=inputs.context, dtype='int32')
         args = (inputs, token_types, valid_length)
         if self._use_decoder:
             args += (masked_positions,)
-        return super().forward(*args)
+        with checked_scope():
+            return super().forward(*args)
 
     def hybrid_forward(self, F, inputs, token_types, valid_length, masked_positions=None):
         encoded = self.encoder(inputs, token_types, valid_length)
@@ -194,14 +211,91 @@ class BERTClassifier(_CheckpointNames, HybridBlock):
         return super().__call__(inputs, token_types, valid_length)
 
     def forward(self, inputs, token_types, valid_length=None):
-        if isinstance(inputs, mx.nd.NDArray) and valid_length is None:
-            valid_length = mx.nd.full((inputs.shape[0],), inputs.shape[1], ctx=inputs.context,
-                                      dtype='int32')
-        if isinstance(inputs, mx.nd.NDArray) and self.bert._use_decoder:
-            raise InputError('BERTClassifier: the wrapped BERTModel has an MLM head; build it '
-                             'with use_decoder=False')
-        return super().forward(inputs, token_types, valid_length)
+        if isinstance(inputs, mx.nd.NDArray):
+            if self.bert._use_decoder:
+                raise InputError('BERTClassifier: the wrapped BERTModel has an MLM head; build '
+                                 'it with use_decoder=False')
+            if needs_check(inputs):     # before the cached graph too: gluonbert.model.inputs
+                check_inputs(self.config, inputs, token_types, valid_length)
+            if valid_length is None:
+                valid_length = mx.nd.full((inputs.shape[0],), inputs.shape[1],
+                                          ctx=inputs.context, dtype='int32')
+        with checked_scope():
+            return super().forward(inputs, token_types, valid_length)
 
     def hybrid_forward(self, F, inputs, token_types, valid_length):
         outputs = self.bert(inputs, token_types, valid_length)
         return self.classifier(outputs[self._pooled_index])
+
+
+class ExportedBERT(mx.gluon.SymbolBlock):
+    """An exported BERTModel or BERTClassifier graph that checks its inputs like the original.
+
+    Build it with :func:`import_exported`. Inputs are those of the exported block, all of them
+    required (``token_ids``, ``segment_ids``, ``valid_length`` and, for a BERTModel with an MLM
+    head, ``masked_positions``); outputs are the exported block's.
+
+    Parameters
+    ----------
+    outputs, inputs : Symbol
+        As for ``SymbolBlock``.
+    config : BERTConfig
+        The exported model's sizes, for the checks.
+    """
+
+    def __init__(self, outputs, inputs, config, params=None):
+        super().__init__(outputs, inputs, params=params)
+        self.config = config
+
+    def forward(self, x, *args):
+        if needs_check(x):                  # the graph itself cannot raise: see inputs.py
+            if len(args) < 2:
+                raise InputError(f'this exported model takes {len(self._cached_graph[0])} '
+                                 'inputs (token_ids, segment_ids, valid_length'
+                                 f'{", masked_positions" if len(self._cached_graph[0]) > 3 else ""}'
+                                 f'); got {1 + len(args)}')
+            check_inputs(self.config, x, args[0], args[1], args[2] if len(args) > 2 else None)
+        with checked_scope():
+            return super().forward(x, *args)
+
+
+def import_exported(path, epoch=0, ctx=None):
+    """Loads a graph written by ``BERTModel.export`` or ``BERTClassifier.export``.
+
+    ``mx.gluon.SymbolBlock.imports`` loads the same files but runs the bare graph, in which an
+    out-of-range id or length gives finite numbers without an error; this function restores
+    the checks of :mod:`gluonbert.model.inputs` from ``path-gluonbert.json``.
+
+    Parameters
+    ----------
+    path : str
+        The ``path`` given to ``export`` (files ``path-symbol.json``, ``path-EPOCH.params``,
+        ``path-gluonbert.json``).
+    epoch : int
+    ctx : Context or list of Context, optional
+        Where the parameters go (default CPU).
+
+    Outputs
+    -------
+    ExportedBERT
+    """
+    from ..errors import ConfigError, WeightsNotFoundError
+    files = [f'{path}-symbol.json', f'{path}-{epoch:04d}.params', f'{path}-{EXPORT_INFO_SUFFIX}']
+    for name in files:
+        if not os.path.isfile(name):
+            raise WeightsNotFoundError(f'{name}: not found; expected the files written by '
+                                       f'export({path!r}, epoch={epoch}) of a gluonbert model')
+    try:
+        with open(files[2], encoding='utf-8') as f:
+            info = json.load(f)
+        config = BERTConfig.from_dict(info['config'], source=files[2])
+    except (ValueError, KeyError, TypeError) as err:
+        raise ConfigError(f'{files[2]}: not an export description written by gluonbert '
+                          f'({type(err).__name__}: {err})') from None
+    outputs = mx.sym.load(files[0])
+    arguments = set(outputs.list_arguments())
+    names = [n for n in ('data0', 'data1', 'data2', 'data3') if n in arguments]
+    block = ExportedBERT(outputs, [mx.sym.var(n) for n in names], config)
+    arrays = checkpoint.read_params(files[1])
+    block.collect_params().load_dict(arrays, ctx=ctx or mx.cpu())
+    return block

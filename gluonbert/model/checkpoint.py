@@ -10,7 +10,7 @@ import mxnet as mx
 
 from ..errors import CheckpointError
 
-__all__ = ['load_parameters', 'save_parameters', 'atomic_nd_save']
+__all__ = ['load_parameters', 'save_parameters', 'atomic_nd_save', 'read_params', 'strip_prefix']
 
 
 def atomic_nd_save(path, arrays):
@@ -42,22 +42,45 @@ def save_parameters(block, path):
     atomic_nd_save(path, {name: p._reduce() for name, p in params.items()})
 
 
-def _read(path_or_arrays):
-    if isinstance(path_or_arrays, dict):
-        return dict(path_or_arrays), '<dict>'
-    path = os.fspath(path_or_arrays)
+def strip_prefix(name):
+    """A parameter name without the ``arg:``/``aux:`` prefix of ``Block.export`` files."""
+    return name[4:] if name.startswith(('arg:', 'aux:')) else name
+
+
+def read_params(path):
+    """The arrays of an MXNet ``.params`` file, keyed by name without ``arg:``/``aux:``.
+
+    Parameters
+    ----------
+    path : str
+        A file written by ``mx.nd.save`` with a dictionary (``save_parameters``, ``export``).
+
+    Outputs
+    -------
+    dict of str -> NDArray
+
+    Raises :class:`CheckpointError` naming the file when it is absent, truncated, not a
+    ``.params`` file, or holds an unnamed list.
+    """
+    path = os.fspath(path)
     if not os.path.isfile(path):
         raise CheckpointError(f'{path}: no such parameter file')
     try:
         arrays = mx.nd.load(path)
     except mx.base.MXNetError as err:
-        raise CheckpointError(f'{path}: not a readable MXNet .params file '
-                              f'({str(err).strip().splitlines()[-1]})') from None
+        last = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f'{path}: not a readable MXNet .params file (truncated or another '
+                              f'format; {os.path.getsize(path)} bytes): {last}') from None
     if not isinstance(arrays, dict):
         raise CheckpointError(f'{path}: holds an unnamed list of arrays; expected a '
                               'name -> array dictionary (Block.save_parameters format)')
-    # Files written by Block.save() / older exports prefix names with arg:/aux:.
-    return {k.split(':', 1)[-1]: v for k, v in arrays.items()}, path
+    return {strip_prefix(k): v for k, v in arrays.items()}
+
+
+def _read(path_or_arrays):
+    if isinstance(path_or_arrays, dict):
+        return dict(path_or_arrays), '<dict>'
+    return read_params(path_or_arrays), os.fspath(path_or_arrays)
 
 
 def load_parameters(block, path_or_arrays, ctx=None, allow_missing=False, ignore_extra=False,

@@ -380,9 +380,9 @@ def load_converted(directory, ctx=mx.cpu()):
     params = os.path.join(directory, PARAMS_FILE)
     if not os.path.isfile(params):
         raise WeightsNotFoundError(f'{params}: no such file; expected gluonbert parameters')
-    names = mx.nd.load(params).keys()
-    model = _model_with_heads(config, _heads_of(names))
-    model.load_parameters(params, ctx=ctx)
+    arrays = checkpoint.read_params(params)
+    model = _model_with_heads(config, _heads_of(arrays))
+    checkpoint.load_parameters(model, arrays, ctx=ctx)
     return model, load_vocab(os.path.join(directory, VOCAB_JSON_FILE))
 
 
@@ -392,10 +392,8 @@ def _model_from_params(path, config):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise WeightsNotFoundError(f'{path}: no such parameter file')
-    try:
-        names = [n.split(':', 1)[-1] for n in mx.nd.load(path)]
-    except mx.base.MXNetError:
-        raise CheckpointError(f'{path}: not a readable MXNet .params file') from None
+    arrays = checkpoint.read_params(path)
+    names = list(arrays)
     if any(n.startswith('bert.') for n in names):
         raise CheckpointError(f'{path} holds a BERTClassifier (names bert.*); export its '
                               'encoder instead: classifier.bert, or a file saved from it')

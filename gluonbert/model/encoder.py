@@ -1,14 +1,13 @@
 """BERTEncoder: token, segment and position embeddings, then a stack of transformer cells."""
-import mxnet as mx
 from mxnet.gluon import HybridBlock, nn
 
-from ..errors import InputError
 from .config import BERTConfig
 from .init import TruncNorm
+from .inputs import check_inputs, checked_scope, needs_check
 from .layer_norm import LayerNorm
 from .transformer import TransformerCell
 
-__all__ = ['BERTEncoder', 'attention_bias', 'check_token_inputs']
+__all__ = ['BERTEncoder', 'attention_bias']
 
 
 def _init():
@@ -38,11 +37,15 @@ class BERTEncoder(HybridBlock):
     Inputs
     ------
     token_ids : (B, T) int
-        WordPiece ids, each in ``[0, vocab_size)``; ``T <= max_length``.
+        WordPiece ids, each in ``[0, vocab_size)``; ``1 <= T <= max_length``, ``B >= 1``.
     segment_ids : (B, T) int
         0 for sentence A, 1 for sentence B.
     valid_length : (B,) int
-        Number of real tokens of each sequence (the rest is padding).
+        Number of real tokens of each sequence (the rest is padding), in ``[1, T]``.
+
+    NDArray inputs are checked before the graph runs, hybridized or not
+    (:mod:`gluonbert.model.inputs`): values outside these ranges, or non-integer values, raise
+    :class:`~gluonbert.errors.InputError`.
 
     Outputs
     -------
@@ -90,9 +93,11 @@ class BERTEncoder(HybridBlock):
         return self.word_embed[0]
 
     def forward(self, token_ids, segment_ids, valid_length):
-        if isinstance(token_ids, mx.nd.NDArray):
-            check_token_inputs(self.config, token_ids, segment_ids, valid_length)
-        return super().forward(token_ids, segment_ids, valid_length)
+        # Before the cached graph too: see gluonbert.model.inputs.
+        if needs_check(token_ids):
+            check_inputs(self.config, token_ids, segment_ids, valid_length)
+        with checked_scope():
+            return super().forward(token_ids, segment_ids, valid_length)
 
     def hybrid_forward(self, F, token_ids, segment_ids, valid_length, position_weight):
         # Time-major from here on: transposing the ids is cheaper than the (B, T, C) floats.
@@ -115,7 +120,8 @@ class BERTEncoder(HybridBlock):
             x, weights = cell(x, None, bias)
             if self._output_all_encodings:
                 encodings.append(x)
-            attentions.append(weights)
+            if self._output_attention:
+                attentions.append(weights)
 
         def to_batch_major(h):
             h = F.SequenceMask(h, sequence_length=valid_length, use_sequence_length=True, axis=0)
@@ -156,44 +162,3 @@ def attention_bias(F, valid_length, x, num_heads):
     bias = F.broadcast_axis(bias, axis=1, size=num_heads)                        # (B, H, 1, T)
     bias = F.broadcast_like(bias, x, lhs_axes=(2,), rhs_axes=(0,))               # (B, H, T, T)
     return F.BlockGrad(F.reshape(bias, shape=(-3, 0, 0)))
-
-
-def check_token_inputs(config, token_ids, segment_ids, valid_length=None):
-    """Raises :class:`InputError` when arrays do not fit ``config``.
-
-    Checks shapes (free) and value ranges (one small reduction each, on the ids only).
-
-    Parameters
-    ----------
-    config : BERTConfig
-    token_ids : (B, T) NDArray
-    segment_ids : (B, T) NDArray
-    valid_length : (B,) NDArray or None
-    """
-    if token_ids.ndim != 2:
-        raise InputError(f'token_ids has shape {token_ids.shape}; expected (batch, length)')
-    batch, length = token_ids.shape
-    if segment_ids.shape != token_ids.shape:
-        raise InputError(f'segment_ids has shape {segment_ids.shape} but token_ids has shape '
-                         f'{token_ids.shape}; expected the same (batch, length)')
-    if length > config.max_length:
-        raise InputError(f'sequence length {length} exceeds the position table of '
-                         f'{config.max_length} rows (config.max_length); truncate the inputs')
-    if valid_length is not None and valid_length.shape != (batch,):
-        raise InputError(f'valid_length has shape {valid_length.shape}; expected ({batch},)')
-    for name, ids, limit in (('token_ids', token_ids, config.vocab_size),
-                             ('segment_ids', segment_ids, config.token_type_vocab_size)):
-        if ids.size == 0:
-            continue
-        low, high = (float(v) for v in mx.nd.concat(ids.min().reshape(1),
-                                                    ids.max().reshape(1), dim=0).asnumpy())
-        if low < 0 or high >= limit:
-            bad = high if high >= limit else low
-            raise InputError(f'{name} contains {int(bad)}; expected ids in [0, {limit}) '
-                             f'(vocab_size={config.vocab_size}, '
-                             f'token_type_vocab_size={config.token_type_vocab_size})')
-    if valid_length is not None and valid_length.size:
-        lengths = valid_length.asnumpy()
-        if lengths.min() < 1 or lengths.max() > length:
-            raise InputError(f'valid_length contains {lengths.min()}..{lengths.max()}; '
-                             f'expected values in [1, {length}]')

@@ -1,9 +1,9 @@
 """Heads on top of the encoder: the pooler, next-sentence and masked-LM predictions."""
-import mxnet as mx
 from mxnet.gluon import HybridBlock, nn
 
 from ..errors import InputError
 from .init import TruncNorm
+from .inputs import check_masked_positions, checked_scope, needs_check
 from .layer_norm import LayerNorm
 
 __all__ = ['BERTPooler', 'NSClassifier', 'MLMDecoder']
@@ -125,9 +125,10 @@ class MLMDecoder(nn.HybridSequential):
             raise RuntimeError('MLMDecoder: output weight is not tied to the word embedding')
 
     def forward(self, sequence, masked_positions):
-        if isinstance(masked_positions, mx.nd.NDArray):
+        if needs_check(masked_positions):
             check_masked_positions(sequence.shape, masked_positions)
-        return HybridBlock.forward(self, sequence, masked_positions)
+        with checked_scope():
+            return HybridBlock.forward(self, sequence, masked_positions)
 
     def hybrid_forward(self, F, sequence, masked_positions):
         positions = F.cast(masked_positions, dtype='int32')
@@ -137,17 +138,3 @@ class MLMDecoder(nn.HybridSequential):
         for block in self._children.values():
             picked = block(picked)
         return picked
-
-
-def check_masked_positions(sequence_shape, masked_positions):
-    """Raises :class:`InputError` unless ``masked_positions`` is ``(B, P)`` within ``[0, T)``."""
-    batch, length = sequence_shape[0], sequence_shape[1]
-    if masked_positions.ndim != 2 or masked_positions.shape[0] != batch:
-        raise InputError(f'masked_positions has shape {masked_positions.shape}; '
-                         f'expected ({batch}, num_masked)')
-    if masked_positions.size:
-        values = masked_positions.asnumpy()
-        if values.min() < 0 or values.max() >= length:
-            bad = values.max() if values.max() >= length else values.min()
-            raise InputError(f'masked_positions contains {bad}; expected positions in '
-                             f'[0, {length}) for sequences of length {length}')

@@ -57,8 +57,8 @@ def from_files(params_path, config, vocab_path, lower, dropout, source):
     if not os.path.isfile(params_path):
         raise WeightsNotFoundError(f'{params_path}: no such parameter file')
     bert = _encoder_only(config, dropout)
-    arrays = {k.split(':', 1)[-1]: v for k, v in mx.nd.load(params_path).items()}
-    load_parameters(bert, arrays, allow_missing=True, ignore_extra=True)
+    # CheckpointError naming the file when it is truncated or does not fit
+    load_parameters(bert, params_path, allow_missing=True, ignore_extra=True)
     missing = [name for name, p in bert._collect_params_with_prefix().items()
                if p._data is None and p._deferred_init == ()]
     if any(not name.startswith('pooler.') for name in missing):
