@@ -43,10 +43,12 @@ def main(argv=None):
 
 @_command
 def _add_download(sub):
-    parser = sub.add_parser('download', help='download a data set (MRPC) with sha1 checks',
-                            description='Download the MSR Paraphrase Corpus and GLUE\'s dev ids, '
-                            'check their sha1s and build GLUE\'s train.tsv/dev.tsv/test.tsv.')
-    parser.add_argument('dataset', choices=['mrpc'], help='data set to download')
+    parser = sub.add_parser('download', help='download a data set (MRPC, WikiText-2) with sha1 '
+                            'checks',
+                            description='mrpc: the MSR Paraphrase Corpus and GLUE\'s dev ids, '
+                            'sha1-checked, as GLUE\'s train.tsv/dev.tsv/test.tsv. wikitext-2: '
+                            'wikitext-2-v1.zip, sha1-checked, as train.txt/valid.txt/test.txt.')
+    parser.add_argument('dataset', choices=['mrpc', 'wikitext-2'], help='data set to download')
     parser.add_argument('--dir', required=True, help='target directory')
     parser.add_argument('--base-url', default=None,
                         help='mirror holding the files by name (official sha1s still checked)')
@@ -54,8 +56,14 @@ def _add_download(sub):
 
     def run(args):
         import logging
-        from .data.download import download_mrpc
+        from .data.download import download_mrpc, download_wikitext2
         logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
+        if args.dataset == 'wikitext-2':
+            result = download_wikitext2(args.dir, base_url=args.base_url, timeout=args.timeout)
+            print(f'WikiText-2 in {args.dir}:')
+            for path in result['files']:
+                print(f'  {path}')
+            return
         result = download_mrpc(args.dir, base_url=args.base_url, timeout=args.timeout)
         print(f'MRPC in {args.dir}: {result["split"]}')
         for path in result['files']:
@@ -290,6 +298,96 @@ def _run_demo(args):
                     cpus=args.cpus, epochs=args.epochs, batch_size=args.batch_size,
                     pretrain_steps=args.pretrain_steps,
                     progress=not args.no_progress))
+    return 0
+
+
+@_command
+def _add_fill_mask(sub):
+    p = sub.add_parser(
+        'fill-mask', help='top-k words for every [MASK] of a text; next-sentence probability',
+        description='Asks a pretraining run (gluonbert pretrain --out-dir, or one of its '
+                    'checkpoints/step-*) for the most likely tokens at every [MASK] of TEXT, '
+                    'with probabilities; --next prints the IsNext/NotNext probabilities of '
+                    '(TEXT, NEXT).')
+    p.add_argument('text', help='text holding [MASK], e.g. "the capital of france is [MASK] ."')
+    p.add_argument('--model-dir', required=True, help='pretraining run or step-* checkpoint')
+    p.add_argument('--next', dest='next_text', default=None, help='a second sentence')
+    p.add_argument('--top-k', type=int, default=5, help='candidates per [MASK]')
+    p.add_argument('--json', action='store_true', help='print the result as JSON')
+    p.set_defaults(run=_run_fill_mask)
+
+
+def _run_fill_mask(args):
+    import json
+    from .pipelines import fill_mask_report
+    result, lines = fill_mask_report(args.model_dir, args.text, args.next_text, args.top_k)
+    print(json.dumps(result, indent=2) if args.json else '\n'.join(lines))
+    return 0
+
+
+@_command
+def _add_encode(sub):
+    p = sub.add_parser(
+        'encode', help='contextual vectors (per token and pooled) of a text or a pair',
+        description='The last encoder layer at every WordPiece of [CLS] TEXT [SEP] (TEXT_B '
+                    '[SEP]) and the pooled [CLS] vector, from a pretraining run.')
+    p.add_argument('text')
+    p.add_argument('text_b', nargs='?', default=None, help='optional second segment')
+    p.add_argument('--model-dir', required=True, help='pretraining run or step-* checkpoint')
+    p.add_argument('--output', default=None, help='.npz for tokens, sequence (T, C), pooled (C,)')
+    p.add_argument('--json', action='store_true',
+                   help='print tokens, segment ids and vectors as JSON')
+    p.set_defaults(run=_run_encode)
+
+
+def _run_encode(args):
+    import json
+    from .pipelines import encode_report
+    encoding, lines = encode_report(args.model_dir, args.text, args.text_b, args.output)
+    if args.json:
+        print(json.dumps({'tokens': encoding.tokens,
+                          'segment_ids': encoding.segment_ids.tolist(),
+                          'sequence': encoding.sequence.tolist(),
+                          'pooled': encoding.pooled.tolist()}))
+    else:
+        print('\n'.join(lines))
+    return 0
+
+
+@_command
+def _add_evaluate_pretraining(sub):
+    from .train.evaluate_pretraining import EvaluationConfig
+    d = EvaluationConfig(model_dir='', data='')
+    p = sub.add_parser(
+        'evaluate-pretraining', help='held-out masked-LM and next-sentence accuracy of a run',
+        description='Makes NSP + MLM examples from held-out text (fixed seed, as for training) '
+                    'and reports masked-token accuracy beside the most-frequent-token baseline, '
+                    'and next-sentence accuracy.')
+    p.add_argument('--model-dir', required=True, help='pretraining run or step-* checkpoint')
+    p.add_argument('--data', required=True,
+                   help='held-out text file(s), comma separated, or a directory of .npz shards')
+    p.add_argument('--max-seq-length', type=int, default=d.max_seq_length,
+                   help='as in training')
+    p.add_argument('--max-predictions', type=int, default=d.max_predictions_per_seq,
+                   help='as in training')
+    p.add_argument('--batch-size', type=int, default=d.batch_size)
+    p.add_argument('--seed', type=int, default=d.seed, help='seed of the pairs and masks')
+    p.add_argument('--output', default=None, help='JSON file for the result')
+    p.set_defaults(run=_run_evaluate_pretraining)
+
+
+def _run_evaluate_pretraining(args):
+    from .train.evaluate_pretraining import EvaluationConfig, evaluate_pretraining
+    r = evaluate_pretraining(EvaluationConfig(
+        model_dir=args.model_dir, data=args.data, max_seq_length=args.max_seq_length,
+        max_predictions_per_seq=args.max_predictions, batch_size=args.batch_size,
+        seed=args.seed, output=args.output))
+    print(f'{r["num_examples"]} examples, {r["num_predictions"]} masked tokens of {r["data"]}\n'
+          f'masked LM: accuracy {r["mlm_accuracy"]:.4f} (most frequent token '
+          f'{r["baseline_token"]!r}: {r["baseline_accuracy"]:.4f}; '
+          f'{r["accuracy_over_baseline"]:.2f}x), loss {r["mlm_loss"]:.4f}\n'
+          f'next sentence: accuracy {r["nsp_accuracy"]:.4f} (NotNext fraction '
+          f'{r["not_next_fraction"]:.4f}), loss {r["nsp_loss"]:.4f}')
     return 0
 
 

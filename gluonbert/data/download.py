@@ -1,4 +1,11 @@
-"""``gluonbert download mrpc``: fetch the MSR Paraphrase Corpus and build GLUE's MRPC files.
+"""``gluonbert download mrpc|wikitext-2``: fetch a data set, check its sha1s, lay it out.
+
+``wikitext-2``: GluonNLP 0.10's ``WikiText2`` archive (``wikitext-2-v1.zip``, Salesforce's
+word-level release, mirrored on MXNet's S3), sha1-checked, then its ``wiki.train/valid/test.tokens``
+are extracted as ``train.txt``/``valid.txt``/``test.txt`` (each checked against GluonNLP's sha1),
+the layout :func:`~gluonbert.data.corpus.iter_documents` and ``gluonbert pretrain`` read.
+
+``mrpc``: the MSR Paraphrase Corpus and GLUE's MRPC files.
 
 Sources are the ones GluonNLP 0.10's ``GlueMRPC`` uses (and GLUE's own download script): the
 two MSR files from SentEval's mirror and GLUE's list of dev pair ids, each checked against a
@@ -17,13 +24,14 @@ import os
 import socket
 import urllib.error
 import urllib.request
+import zipfile
 
-from ..errors import ChecksumError, WeightsNotFoundError
+from ..errors import ChecksumError, DataFormatError, WeightsNotFoundError
 from .fileio import atomic_write, sha1_of_file
 from .glue import read_dev_ids, read_msr_paraphrase, split_by_dev_ids, write_mrpc_tsv
 
-__all__ = ['RemoteFile', 'MRPC_SOURCES', 'MRPC_DEV_IDS', 'download_file', 'download_mrpc',
-           'mrpc_sources']
+__all__ = ['RemoteFile', 'MRPC_SOURCES', 'MRPC_DEV_IDS', 'WIKITEXT2_ARCHIVE', 'WIKITEXT2_FILES',
+           'download_file', 'download_mrpc', 'mrpc_sources', 'download_wikitext2']
 
 _LOG = logging.getLogger(__name__)
 
@@ -106,9 +114,16 @@ def download_file(remote, directory, timeout=30.0, progress=True):
     from tqdm import tqdm
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, remote.name)
-    if os.path.isfile(path) and sha1_of_file(path) == remote.sha1:
-        _LOG.info('%s: present with the expected sha1, not downloaded again', path)
-        return path
+    stale = ''
+    if os.path.isfile(path):
+        present = sha1_of_file(path)
+        if present == remote.sha1:
+            _LOG.info('%s: present with the expected sha1, not downloaded again', path)
+            return path
+        stale = (f'{path} is in place but its sha1 {present} differs from the expected '
+                 f'{remote.sha1}')
+        _LOG.warning('%s; downloading it again', stale)
+        stale = f' ({stale}: replace it)'
     _LOG.info('downloading %s -> %s', remote.url, path)
     try:
         response = urllib.request.urlopen(remote.url, timeout=timeout)  # noqa: S310
@@ -117,7 +132,7 @@ def download_file(remote, directory, timeout=30.0, progress=True):
         raise WeightsNotFoundError(
             f'cannot download {remote.url} ({reason}); are you offline? Put {remote.name} '
             f'(sha1 {remote.sha1}) into {directory} by hand, or pass a mirror with '
-            '--base-url') from None
+            f'--base-url{stale}') from None
     import hashlib
     digest = hashlib.sha1()
     total = response.headers.get('Content-Length')
@@ -134,7 +149,7 @@ def download_file(remote, directory, timeout=30.0, progress=True):
                                        f'was written to {path}') from None
         if digest.hexdigest() != remote.sha1:
             raise ChecksumError(f'{remote.url}: sha1 {digest.hexdigest()}, expected '
-                                f'{remote.sha1}; the file was not written to {path}')
+                                f'{remote.sha1}; the file was not written to {path}{stale}')
     return path
 
 
@@ -188,3 +203,101 @@ def download_mrpc(directory, base_url=None, sources=None, dev_ids=None, timeout=
         written.append(os.path.join(directory, 'test.tsv'))
     _LOG.info('MRPC in %s: %s', directory, split)
     return {'files': written, 'split': split}
+
+
+#: WikiText-2 (word level, ``<unk>`` kept): the archive GluonNLP 0.10's ``WikiText2`` fetches,
+#: with its URL and sha1. The original release is Salesforce's
+#: ``https://s3.amazonaws.com/research.metamind.io/wikitext/wikitext-2-v1.zip``.
+WIKITEXT2_ARCHIVE = RemoteFile(
+    'wikitext-2-v1.zip',
+    'https://apache-mxnet.s3-accelerate.dualstack.amazonaws.com/gluon/dataset/wikitext-2/'
+    'wikitext-2-v1.zip',
+    '3c914d17d80b1459be871a5039ac23e752a53cbe')
+
+#: Archive member (base name) -> (local file name, sha1), GluonNLP's sha1s of the splits.
+WIKITEXT2_FILES = {
+    'wiki.train.tokens': ('train.txt', '863f29c46ef9d167fff4940ec821195882fe29d1'),
+    'wiki.valid.tokens': ('valid.txt', '0418625c8b4da6e4b5c7a0b9e78d4ae8f7ee5422'),
+    'wiki.test.tokens': ('test.txt', 'c7b8ce0aa086fb34dab808c5c49224211eb2b172'),
+}
+
+
+def _extract_checked(zip_path, member, target, sha1):
+    """Copies one archive member (found by base name) to ``target`` if its sha1 matches."""
+    import hashlib
+    with zipfile.ZipFile(zip_path) as archive:
+        names = [n for n in archive.namelist() if os.path.basename(n) == member]
+        if not names:
+            raise DataFormatError(zip_path, None, f'no member named {member}; expected the '
+                                  f'WikiText-2 archive with {sorted(WIKITEXT2_FILES)}')
+        digest = hashlib.sha1()
+        with archive.open(names[0]) as source, atomic_write(target, 'wb') as fobj:
+            for chunk in iter(lambda: source.read(1 << 20), b''):
+                digest.update(chunk)
+                fobj.write(chunk)
+            if digest.hexdigest() != sha1:
+                raise ChecksumError(f'{zip_path}: member {names[0]} has sha1 '
+                                    f'{digest.hexdigest()}, expected {sha1}; {target} was not '
+                                    'written')
+    return target
+
+
+def download_wikitext2(directory, base_url=None, archive=None, files=None, timeout=30.0,
+                       progress=True):
+    """Downloads WikiText-2 into ``directory`` as ``train.txt``, ``valid.txt``, ``test.txt``.
+
+    Split files already in place with the expected sha1 are kept and nothing is fetched; the
+    archive is kept beside them (a second call, or a copy put there by hand when offline,
+    only extracts).
+
+    Parameters
+    ----------
+    directory : str
+        Target directory (created if missing).
+    base_url : str or None
+        A mirror holding ``wikitext-2-v1.zip`` (checked against the official sha1).
+    archive : RemoteFile or None
+        Overrides the archive (tests serve a fixture with its own sha1).
+    files : dict or None
+        Overrides :data:`WIKITEXT2_FILES` (member -> (local name, sha1)).
+    timeout : float
+        Socket timeout in seconds.
+    progress : bool
+        Show a progress bar.
+
+    Outputs
+    -------
+    dict
+        ``{'files': [split paths], 'archive': path of the zip or None when not needed}``.
+
+    Raises
+    ------
+    WeightsNotFoundError
+        Offline: the message names the archive, its sha1 and the directory to put it in.
+    ChecksumError
+        The archive or a member has another sha1 than expected; nothing is written under the
+        final name.
+    """
+    files = WIKITEXT2_FILES if files is None else files
+    remote = archive or WIKITEXT2_ARCHIVE
+    if archive is None and base_url is not None:
+        base = base_url if base_url.endswith('/') else base_url + '/'
+        remote = dataclasses.replace(remote, url=base + remote.name)
+    targets = {member: os.path.join(directory, name) for member, (name, _) in files.items()}
+    wrong = {}
+    for member, target in targets.items():
+        if os.path.isfile(target):
+            present = sha1_of_file(target)
+            if present != files[member][1]:
+                wrong[member] = present
+                _LOG.warning('%s is in place but its sha1 %s differs from the expected %s; '
+                             'it will be replaced from %s', target, present, files[member][1],
+                             remote.name)
+    if all(os.path.isfile(t) for t in targets.values()) and not wrong:
+        _LOG.info('WikiText-2 in %s: every split present with the expected sha1', directory)
+        return {'files': list(targets.values()), 'archive': None}
+    zip_path = download_file(remote, directory, timeout, progress)
+    for member, target in targets.items():
+        _extract_checked(zip_path, member, target, files[member][1])
+    _LOG.info('WikiText-2 in %s: %s', directory, ', '.join(sorted(targets.values())))
+    return {'files': list(targets.values()), 'archive': zip_path}

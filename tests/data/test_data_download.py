@@ -135,3 +135,131 @@ def test_official_sources_are_gluonnlp_ones():
         assert f"'{remote_file.sha1}'" in source
     assert MRPC_DEV_IDS.url in source
     assert GlueMRPC._repo_dir(None) + MRPC_SOURCES[0].name == MRPC_SOURCES[0].url
+
+
+def test_wrong_file_in_place_names_both_sha1s(server, tmp_path, caplog):
+    """Issue 12 item 8: a wrong file already in place is reported with both sha1s, then
+    replaced when the download works, and named in the offline error when it does not."""
+    base, served = server
+    out = tmp_path / 'mrpc'
+    out.mkdir()
+    wrong = out / 'msr_paraphrase_train.txt'
+    wrong.write_text('not the corpus\n')
+    wrong_sha1 = hashlib.sha1(wrong.read_bytes()).hexdigest()
+    good = remote(base, served, 'msr_paraphrase_train.txt')
+    download_mrpc(str(out), sources=[good], dev_ids=False, progress=False)
+    assert f'{wrong} is in place but its sha1 {wrong_sha1} differs from the expected ' \
+           f'{good.sha1}' in caplog.text
+    assert wrong.read_bytes() == (served / 'msr_paraphrase_train.txt').read_bytes()
+    wrong.write_text('not the corpus\n')
+    sock = socket.socket()
+    sock.bind(('127.0.0.1', 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    offline = RemoteFile(good.name, f'http://127.0.0.1:{port}/{good.name}', good.sha1)
+    with pytest.raises(WeightsNotFoundError) as err:
+        download_mrpc(str(out), sources=[offline], dev_ids=False, timeout=5, progress=False)
+    message = str(err.value)
+    assert 'are you offline' in message and str(wrong) in message
+    assert wrong_sha1 in message and good.sha1 in message
+
+
+def _wikitext_zip(served, splits=None):
+    """A small archive laid out like wikitext-2-v1.zip; returns {member: sha1}."""
+    import zipfile
+    splits = splits or {'train': ' = A = \n\n one two . three four . \n',
+                        'valid': ' = B = \n\n five six . \n', 'test': ' = C = \n\n seven . \n'}
+    members = {}
+    with zipfile.ZipFile(served / 'wikitext-2-v1.zip', 'w') as archive:
+        for split, text in splits.items():
+            data = text.encode('utf-8')
+            archive.writestr(f'wikitext-2/wiki.{split}.tokens', data)
+            members[f'wiki.{split}.tokens'] = hashlib.sha1(data).hexdigest()
+    return members
+
+
+def test_download_wikitext2_checks_and_extracts(server, tmp_path):
+    from gluonbert.data.download import WIKITEXT2_FILES, download_wikitext2
+    base, served = server
+    sha1s = _wikitext_zip(served)
+    files = {m: (WIKITEXT2_FILES[m][0], sha1) for m, sha1 in sha1s.items()}
+    out = tmp_path / 'wt2'
+    result = download_wikitext2(str(out), archive=remote(base, served, 'wikitext-2-v1.zip'),
+                                files=files, progress=False)
+    assert sorted(os.listdir(out)) == ['test.txt', 'train.txt', 'valid.txt', 'wikitext-2-v1.zip']
+    assert (out / 'valid.txt').read_text() == ' = B = \n\n five six . \n'
+    assert result['files'] == [str(out / n) for n in ('train.txt', 'valid.txt', 'test.txt')]
+    fetched = len(_Handler.requests)
+    again = download_wikitext2(str(out), archive=remote(base, served, 'wikitext-2-v1.zip'),
+                               files=files, progress=False)
+    assert len(_Handler.requests) == fetched and again['archive'] is None
+
+
+def test_download_wikitext2_refuses_wrong_archive(server, tmp_path):
+    from gluonbert.data.download import WIKITEXT2_ARCHIVE, download_wikitext2
+    base, served = server
+    _wikitext_zip(served)  # served bytes are not the official archive
+    out = tmp_path / 'wt2'
+    with pytest.raises(ChecksumError, match=f'expected {WIKITEXT2_ARCHIVE.sha1}'):
+        download_wikitext2(str(out), base_url=base, progress=False)
+    assert os.listdir(out) == []
+
+
+def test_download_wikitext2_refuses_wrong_member(server, tmp_path):
+    from gluonbert.data.download import WIKITEXT2_FILES, download_wikitext2
+    base, served = server
+    sha1s = _wikitext_zip(served)
+    files = {m: (WIKITEXT2_FILES[m][0], sha1) for m, sha1 in sha1s.items()}
+    files['wiki.valid.tokens'] = ('valid.txt', '2' * 40)
+    out = tmp_path / 'wt2'
+    with pytest.raises(ChecksumError, match=r'wiki\.valid\.tokens has sha1 .*expected 2222'):
+        download_wikitext2(str(out), archive=remote(base, served, 'wikitext-2-v1.zip'),
+                           files=files, progress=False)
+    assert 'valid.txt' not in os.listdir(out)
+
+
+def test_cli_download_wikitext2_offline_message(tmp_path):
+    """The process: exit code 2, no traceback, the archive, its sha1 and where to put it."""
+    import subprocess
+    import sys
+    from gluonbert.data.download import WIKITEXT2_ARCHIVE
+    sock = socket.socket()
+    sock.bind(('127.0.0.1', 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    target = tmp_path / 'wt2'
+    done = subprocess.run([sys.executable, '-m', 'gluonbert.cli', 'download', 'wikitext-2',
+                           '--dir', str(target), '--base-url', f'http://127.0.0.1:{port}/',
+                           '--timeout', '5'], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and 'Traceback' not in done.stderr
+    assert 'are you offline' in done.stderr and 'wikitext-2-v1.zip' in done.stderr
+    assert WIKITEXT2_ARCHIVE.sha1 in done.stderr and str(target) in done.stderr
+
+
+def test_wikitext2_sources_are_gluonnlp_ones():
+    """URL, archive sha1 and split sha1s are those of GluonNLP 0.10's WikiText2."""
+    import inspect
+    from gluonnlp.data import WikiText2
+    from mxnet.gluon.utils import _get_repo_file_url
+    from gluonbert.data.download import WIKITEXT2_ARCHIVE, WIKITEXT2_FILES
+    source = inspect.getsource(WikiText2)
+    assert f"'{WIKITEXT2_ARCHIVE.name}'" in source
+    for sha1 in [WIKITEXT2_ARCHIVE.sha1] + [s for _, s in WIKITEXT2_FILES.values()]:
+        assert f"'{sha1}'" in source
+    for member in WIKITEXT2_FILES:
+        assert f"'{member}'" in source
+    assert _get_repo_file_url('gluon/dataset/wikitext-2', WIKITEXT2_ARCHIVE.name) == \
+        WIKITEXT2_ARCHIVE.url
+
+
+def test_shared_wikitext2_copy_matches_official_sha1s():
+    """The copy in ../shared/data (when present) is the archive's valid and test split."""
+    from gluonbert.data.fileio import sha1_of_file
+    from gluonbert.data.download import WIKITEXT2_FILES
+    shared = os.path.join(os.path.dirname(__file__), '..', '..', '..', 'shared', 'data',
+                          'wikitext-2')
+    if not os.path.isdir(shared):
+        pytest.skip(f'{shared} not present (WikiText-2 copy of the development machines)')
+    for member in ('wiki.valid.tokens', 'wiki.test.tokens'):
+        name, sha1 = WIKITEXT2_FILES[member]
+        assert sha1_of_file(os.path.join(shared, name)) == sha1
