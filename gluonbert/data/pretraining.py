@@ -19,6 +19,11 @@ Deviations needed to stream a corpus larger than memory (Google keeps every docu
 * The random "other document" is drawn from a bounded pool: the next ``nsp_pool_documents``
   documents (read ahead) and the last ``nsp_pool_documents`` processed ones, not from the whole
   corpus.
+* When there is no other document at all (a one-document corpus), Google's code takes B from
+  the same document and labels it NotNext, which can pair a sentence with itself. Here a chunk
+  of several sentences becomes an IsNext example instead, and a single-sentence chunk (which
+  has no B) is skipped; the count is logged, warned about and recorded in the manifest
+  (``skipped_no_other_document``).
 * The ``dupe_factor`` copies of a document are made one after the other, and examples are
   shuffled through a bounded buffer of ``shuffle_buffer`` examples instead of globally.
   The loader shuffles again within shards every epoch.
@@ -37,6 +42,7 @@ import os
 import queue as _queue
 import time
 import traceback
+import warnings
 
 import numpy as np
 
@@ -46,7 +52,8 @@ from .fileio import atomic_write
 from .masking import Masker
 from .shards import FORMAT_VERSION, MANIFEST_NAME, ShardWriter
 
-__all__ = ['PretrainingDataConfig', 'create_instances', 'prepare_pretraining_data']
+__all__ = ['PretrainingDataConfig', 'create_instances', 'prepare_pretraining_data',
+           'data_fingerprint', 'fingerprint_changes', 'ensure_prepared']
 
 _LOG = logging.getLogger(__name__)
 
@@ -112,17 +119,25 @@ class PretrainingDataConfig:
 
 
 class _DocumentPool:
-    """Documents to draw "random next" segments from: read-ahead window plus recent history."""
+    """Documents to draw "random next" segments from: read-ahead window plus recent history.
+
+    ``no_partner`` counts the chunks that wanted a random next segment when the pool held no
+    other document (a one-document corpus or worker share), ``skipped`` those of them that were
+    dropped (a single sentence: no B at all).
+    """
 
     def __init__(self, capacity):
         self.capacity = capacity
         self.ahead = collections.deque()
         self.behind = collections.deque(maxlen=capacity)
+        self.no_partner = 0
+        self.skipped = 0
 
-    def random_other(self, rng, current):
+    def random_other(self, rng):
+        """A random other document, or None when there is none."""
         count = len(self.ahead) + len(self.behind)
         if count == 0:
-            return current  # a one-document corpus: Google's code also falls back to itself
+            return None
         index = int(rng.integers(count))
         if index < len(self.ahead):
             return self.ahead[index]
@@ -182,10 +197,19 @@ def create_instances(document, pool, rng, config, masker, special):
         if i == len(document) - 1 or length >= target:
             a_end = 1 if len(chunk) < 2 else int(rng.integers(1, len(chunk)))
             tokens_a = _concat(chunk[:a_end])
-            if len(chunk) == 1 or rng.random() < 0.5:
+            want_random = len(chunk) == 1 or rng.random() < 0.5
+            other = pool.random_other(rng) if want_random else None
+            if want_random and other is None:   # no other document: never B = A's own text
+                pool.no_partner += 1
+                if len(chunk) == 1:
+                    pool.skipped += 1
+                    chunk, length = [], 0
+                    i += 1
+                    continue
+                want_random = False
+            if want_random:
                 is_random = 1
                 target_b = target - len(tokens_a)
-                other = pool.random_other(rng, document)
                 start = int(rng.integers(len(other)))
                 picked, picked_len = [], 0
                 for segment in other[start:]:
@@ -281,6 +305,8 @@ def _run_worker(inputs, vocab, lower, output_dir, config, worker, num_workers, r
         writer.add(buffer[index])
     writer.flush()
     stats['shards'] = writer.shards
+    stats['no_other_document'] = pool.no_partner
+    stats['skipped_no_other_document'] = pool.skipped
     return stats
 
 
@@ -367,6 +393,8 @@ def prepare_pretraining_data(inputs, vocab, output_dir, config=None, num_workers
     _LOG.setLevel(logging.INFO)
     start = time.time()
     try:
+        # before reading: an input edited while it is processed differs from the record
+        fingerprint = data_fingerprint(inputs, vocab, config, lower)
         _LOG.info('inputs=%s vocab=%s num_workers=%d config=%s', inputs,
                   _vocab_description(vocab), num_workers, config)
         args = (inputs, vocab, lower, output_dir, config)
@@ -379,8 +407,17 @@ def prepare_pretraining_data(inputs, vocab, output_dir, config=None, num_workers
             else:
                 results = _run_processes(args, num_workers, bar)
         seconds = time.time() - start
+        if not sum(r['documents'] for r in results):
+            raise DataFormatError(', '.join(inputs), None, 'holds no sentences (only blank '
+                                  'lines or nothing the tokenizer keeps); expected text, one '
+                                  'sentence per line, blank lines between documents')
+        _warn_no_partner(results)
+        if not sum(r['examples'] for r in results):
+            raise DataFormatError(', '.join(inputs), None, 'gave no examples: a single '
+                                  'sentence has no next sentence and there is no other document '
+                                  'to pair it with; expected at least two sentences')
         manifest = _write_manifest(output_dir, inputs, vocab, config, num_workers, lower,
-                                   results, seconds)
+                                   results, seconds, fingerprint)
         _LOG.info('%d examples from %d documents in %.1f s (%.0f examples/s)',
                   manifest['num_examples'], manifest['num_documents'], seconds,
                   manifest['examples_per_second'])
@@ -388,6 +425,19 @@ def prepare_pretraining_data(inputs, vocab, output_dir, config=None, num_workers
         _LOG.removeHandler(handler)
         handler.close()
     return manifest
+
+
+def _warn_no_partner(results):
+    unpaired = sum(r['no_other_document'] for r in results)
+    if not unpaired:
+        return
+    skipped = sum(r['skipped_no_other_document'] for r in results)
+    message = (f'{unpaired} chunks had no other document to draw a NotNext sentence from '
+               f'(a one-document corpus, or fewer documents than workers): {skipped} '
+               f'single-sentence chunks were skipped, {unpaired - skipped} made IsNext examples '
+               'instead of pairing a sentence with text of its own document')
+    _LOG.warning(message)
+    warnings.warn(message, stacklevel=3)
 
 
 def _run_processes(args, num_workers, bar):
@@ -431,7 +481,8 @@ def _run_processes(args, num_workers, bar):
     return [results[w] for w in range(num_workers)]
 
 
-def _write_manifest(output_dir, inputs, vocab, config, num_workers, lower, results, seconds):
+def _write_manifest(output_dir, inputs, vocab, config, num_workers, lower, results, seconds,
+                    fingerprint):
     shards = [{'file': name, 'num_examples': count}
               for stats in results for name, count in stats['shards']]
     total = sum(s['examples'] for s in results)
@@ -450,10 +501,178 @@ def _write_manifest(output_dir, inputs, vocab, config, num_workers, lower, resul
         'num_documents': sum(s['documents'] for s in results),
         'masked_fraction': (sum(s['masked'] for s in results) / tokens) if tokens else 0.0,
         'not_next_fraction': (sum(s['nsp_not_next'] for s in results) / total) if total else 0.0,
+        'skipped_no_other_document': sum(s['skipped_no_other_document'] for s in results),
         'seconds': round(seconds, 3),
         'examples_per_second': round(total / seconds, 1) if seconds > 0 else 0.0,
+        'fingerprint': fingerprint,
     }
     with atomic_write(os.path.join(output_dir, MANIFEST_NAME), 'w', newline='\n') as fobj:
         json.dump(manifest, fobj, indent=2)
         fobj.write('\n')
     return manifest
+
+
+# --------------------------------------------------------------------------- fingerprints
+
+def _file_fingerprint(path):
+    from .fileio import sha1_of_file
+    stat = os.stat(path)
+    return {'path': os.path.abspath(path), 'bytes': stat.st_size,
+            'mtime_ns': stat.st_mtime_ns, 'sha1': sha1_of_file(path)}
+
+
+def _vocab_fingerprint(vocab):
+    if isinstance(vocab, (str, os.PathLike)):
+        from .tokenizer import resolve_vocab_path
+        return _file_fingerprint(resolve_vocab_path(os.fspath(vocab)))
+    import hashlib
+    tokens = '\n'.join(vocab.idx_to_token).encode('utf-8')
+    return {'path': None, 'bytes': len(tokens), 'mtime_ns': None,
+            'sha1': hashlib.sha1(tokens).hexdigest()}
+
+
+def data_fingerprint(inputs, vocab, config, lower):
+    """What prepared pretraining data depends on, as recorded in its manifest.
+
+    Parameters
+    ----------
+    inputs : str or sequence of str
+        The text files.
+    vocab : str or gluonnlp.vocab.BERTVocab
+    config : PretrainingDataConfig
+    lower : bool
+
+    Outputs
+    -------
+    dict
+        ``inputs`` and ``vocab`` (absolute path, size in bytes, mtime in ns and sha1 of each
+        file; a vocabulary object is hashed from its tokens), ``lower`` and ``config``.
+    """
+    inputs = [inputs] if isinstance(inputs, str) else list(inputs)
+    return {'inputs': [_file_fingerprint(p) for p in inputs], 'vocab': _vocab_fingerprint(vocab),
+            'lower': bool(lower), 'config': dataclasses.asdict(config)}
+
+
+def _file_changed(recorded, path):
+    """Why ``path`` no longer matches ``recorded`` (None when it does). Size and mtime are
+    compared first; the file is hashed only when its mtime changed (a touch or a copy of the
+    same text is not a change)."""
+    stat = os.stat(path)
+    if stat.st_size != recorded['bytes']:
+        return f'{path} changed ({recorded["bytes"]} -> {stat.st_size} bytes)'
+    if stat.st_mtime_ns != recorded['mtime_ns']:
+        from .fileio import sha1_of_file
+        if sha1_of_file(path) != recorded['sha1']:
+            modified = time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(stat.st_mtime))
+            return f'{path} changed (same size, new content, modified {modified})'
+    return None
+
+
+def fingerprint_changes(recorded, inputs, vocab, config, lower):
+    """The differences between a recorded :func:`data_fingerprint` and the current inputs.
+
+    Outputs
+    -------
+    list of str
+        One sentence per difference, naming the input file, the vocabulary or the option that
+        changed; empty when the prepared data still fits.
+    """
+    inputs = [inputs] if isinstance(inputs, str) else list(inputs)
+    reasons = []
+    old_inputs = recorded.get('inputs', [])
+    if len(old_inputs) != len(inputs):
+        reasons.append(f'the inputs are {inputs}; the data was prepared from '
+                       f'{[r["path"] for r in old_inputs]}')
+    else:
+        for old, path in zip(old_inputs, inputs):
+            change = _file_changed(old, path)
+            if change:
+                reasons.append(f'input {change}')
+    old_vocab = recorded.get('vocab', {})
+    if isinstance(vocab, (str, os.PathLike)) and old_vocab.get('mtime_ns') is not None:
+        from .tokenizer import resolve_vocab_path
+        change = _file_changed(old_vocab, resolve_vocab_path(os.fspath(vocab)))
+        if change:
+            reasons.append(f'vocabulary {change}')
+    elif _vocab_fingerprint(vocab)['sha1'] != old_vocab.get('sha1'):
+        reasons.append('the vocabulary differs from the one the data was prepared with')
+    if recorded.get('lower') != bool(lower):
+        reasons.append(f'lower={bool(lower)}; the data was prepared with '
+                       f'lower={recorded.get("lower")}')
+    new_config, old_config = dataclasses.asdict(config), recorded.get('config', {})
+    changed = [f'{key} {old_config.get(key)!r} -> {value!r}' for key, value in new_config.items()
+               if old_config.get(key) != value]
+    if changed:
+        reasons.append(f'options changed: {", ".join(changed)}')
+    return reasons
+
+
+def _has_shards(output_dir):
+    return os.path.isdir(output_dir) and any(
+        n.startswith('part-') and n.endswith('.npz') for n in os.listdir(output_dir))
+
+
+def ensure_prepared(inputs, vocab, output_dir, config=None, lower=True, progress=True,
+                    num_workers=1):
+    """Shards of ``inputs`` in ``output_dir``, prepared once and rebuilt when an input changes.
+
+    * No shards yet: :func:`prepare_pretraining_data`.
+    * A manifest whose fingerprint (:func:`data_fingerprint`) matches the inputs, vocabulary,
+      casing and ``config``: the shards are reused.
+    * Anything else (an input file or the vocabulary edited or replaced, other options, a
+      manifest without fingerprint, shards without manifest from an interrupted run): the
+      shards are rebuilt, with a warning in the log naming what changed.
+
+    Parameters
+    ----------
+    inputs : str or sequence of str
+        Text files.
+    vocab : str or gluonnlp.vocab.BERTVocab
+    output_dir : str
+        Directory holding only these shards (and their manifest and log).
+    config : PretrainingDataConfig or None
+    lower : bool
+    progress : bool
+        Progress bar while preparing.
+    num_workers : int
+        Worker processes while preparing.
+
+    Outputs
+    -------
+    dict
+        The manifest (see :func:`prepare_pretraining_data`), plus ``action`` (``'prepared'``,
+        ``'reused'`` or ``'rebuilt'``) and ``reasons`` (list of str, why it was rebuilt); these
+        two keys are not written to the file.
+    """
+    config = config or PretrainingDataConfig()
+    inputs = [inputs] if isinstance(inputs, str) else list(inputs)
+    for path in inputs:
+        if not os.path.isfile(path):
+            raise DataFormatError(path, None, 'input file not found')
+    manifest_path = os.path.join(output_dir, MANIFEST_NAME)
+    reasons = []
+    if os.path.isfile(manifest_path):
+        try:
+            with open(manifest_path, encoding='utf-8') as f:
+                manifest = json.load(f)
+            recorded = manifest['fingerprint']
+        except (ValueError, KeyError, TypeError):
+            recorded, manifest = None, None
+        if recorded is None:
+            reasons.append(f'{manifest_path} has no fingerprint of its inputs (unreadable, or '
+                           'written by an older gluonbert)')
+        else:
+            reasons = fingerprint_changes(recorded, inputs, vocab, config, lower)
+            if not reasons:
+                _LOG.info('reusing the pretraining data in %s (inputs unchanged)', output_dir)
+                return dict(manifest, action='reused', reasons=[])
+    elif _has_shards(output_dir):
+        reasons.append(f'{output_dir} holds shards but no {MANIFEST_NAME} (an interrupted '
+                       'preparation)')
+    if reasons:
+        message = (f'rebuilding the pretraining data in {output_dir}: ' + '; '.join(reasons))
+        _LOG.warning(message)
+    manifest = prepare_pretraining_data(inputs, vocab, output_dir, config,
+                                        num_workers=num_workers, lower=lower, overwrite=True,
+                                        progress=progress)
+    return dict(manifest, action='rebuilt' if reasons else 'prepared', reasons=reasons)

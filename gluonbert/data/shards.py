@@ -24,6 +24,7 @@ Shards are written by :class:`ShardWriter` (atomically, one at a time) and read 
 import json
 import logging
 import os
+import zipfile
 
 import numpy as np
 
@@ -164,11 +165,12 @@ def load_shard(path):
     dict of np.ndarray
         The :data:`~gluonbert.data.pretraining.SHARD_KEYS` arrays.
     """
-    try:
-        with np.load(path, allow_pickle=False) as data:
+    with _open_npz(path) as data:
+        try:
             arrays = {key: data[key] for key in SHARD_KEYS if key in data.files}
-    except (OSError, ValueError) as err:
-        raise DataFormatError(path, None, f'cannot read as .npz ({err})') from None
+        except (OSError, ValueError, zipfile.BadZipFile) as err:
+            raise DataFormatError(path, None, f'damaged .npz archive ({err}); expected a shard '
+                                  'written by gluonbert prepare-pretraining') from None
     missing = [key for key in SHARD_KEYS if key not in arrays]
     if missing:
         raise DataFormatError(path, None, f'missing arrays {missing}; expected {list(SHARD_KEYS)}')
@@ -188,7 +190,34 @@ def load_shard(path):
 
 def shard_size(path):
     """Number of examples in a shard (reads only its ``nsp_label`` array)."""
-    with np.load(path, allow_pickle=False) as data:
-        return int(data['nsp_label'].shape[0])
+    with _open_npz(path) as data:
+        if 'nsp_label' not in data.files:
+            raise DataFormatError(path, None, f'holds {sorted(data.files)}; expected the '
+                                  f'arrays {list(SHARD_KEYS)}')
+        try:
+            return int(data['nsp_label'].shape[0])
+        except (OSError, ValueError, zipfile.BadZipFile) as err:
+            raise DataFormatError(path, None, f'damaged .npz archive ({err})') from None
+
+
+def _open_npz(path):
+    """``np.load`` of an ``.npz`` archive, refusing anything else with a message that says
+    what the file is (a text file named ``.npz`` would otherwise be reported as a pickle)."""
+    try:
+        with open(path, 'rb') as f:
+            head = f.read(64)
+    except OSError as err:
+        raise DataFormatError(path, None, f'cannot read ({err.strerror})') from None
+    if not head.startswith((b'PK\x03\x04', b'PK\x05\x06')):     # zip: a file, or empty
+        looks = ('text' if head and all(32 <= b < 127 or b in (9, 10, 13) for b in head)
+                 else 'empty' if not head else 'binary data')
+        raise DataFormatError(path, None, f'is not an .npz (zip) archive: it starts with '
+                              f'{head[:16]!r} ({looks}); expected a shard written by gluonbert '
+                              'prepare-pretraining. Remove it from the shard directory')
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
+        raise DataFormatError(path, None, f'damaged .npz archive ({err}); expected a shard '
+                              'written by gluonbert prepare-pretraining') from None
 
 

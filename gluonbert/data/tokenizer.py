@@ -18,11 +18,12 @@ import json
 import os
 import re
 
-from ..errors import DataFormatError, InputError, WeightsNotFoundError
+from ..errors import ConfigError, DataFormatError, InputError, WeightsNotFoundError
 from .fileio import atomic_write, read_text_lines
 
-__all__ = ['HF_SPECIAL_TOKENS', 'load_vocab', 'vocab_from_hf_vocab_txt', 'vocab_from_json',
-           'write_hf_vocab_txt', 'get_tokenizer', 'load_tokenizer', 'infer_lower_case']
+__all__ = ['HF_SPECIAL_TOKENS', 'as_vocab', 'resolve_vocab_path', 'load_vocab',
+           'vocab_from_hf_vocab_txt', 'vocab_from_json', 'write_hf_vocab_txt', 'get_tokenizer',
+           'load_tokenizer', 'infer_lower_case']
 
 #: ``BERTVocab`` attribute -> the token HuggingFace's ``BertTokenizer`` uses for it.
 HF_SPECIAL_TOKENS = {
@@ -34,7 +35,7 @@ HF_SPECIAL_TOKENS = {
 }
 
 
-def _resolve_vocab_path(path):
+def resolve_vocab_path(path):
     """A HuggingFace model directory stands for its ``vocab.txt``."""
     if os.path.isdir(path):
         candidate = os.path.join(path, 'vocab.txt')
@@ -46,6 +47,27 @@ def _resolve_vocab_path(path):
         raise WeightsNotFoundError(f'{path}: vocabulary file not found; expected a GluonNLP '
                                    '.vocab JSON file, a HuggingFace vocab.txt or a model directory')
     return path
+
+
+def as_vocab(vocab):
+    """A ``BERTVocab`` given either itself or a path :func:`load_vocab` reads.
+
+    Parameters
+    ----------
+    vocab : gluonnlp.vocab.BERTVocab, str or os.PathLike
+
+    Outputs
+    -------
+    gluonnlp.vocab.BERTVocab
+    """
+    if isinstance(vocab, (str, os.PathLike)):
+        return load_vocab(os.fspath(vocab))
+    from gluonnlp.vocab import BERTVocab
+    if not isinstance(vocab, BERTVocab):
+        raise ConfigError(f'vocab is a {type(vocab).__name__}; expected a gluonnlp BERTVocab or '
+                          'the path of a vocabulary file (.vocab JSON, vocab.txt or a model '
+                          'directory holding vocab.txt)')
+    return vocab
 
 
 def load_vocab(path):
@@ -64,7 +86,7 @@ def load_vocab(path):
     gluonnlp.vocab.BERTVocab
         ``len(vocab)`` tokens; ``vocab[token]`` is the id the file assigns.
     """
-    path = _resolve_vocab_path(path)
+    path = resolve_vocab_path(path)
     with open(path, 'rb') as fobj:
         head = fobj.read(64).lstrip(b'\xef\xbb\xbf \t\r\n')
     if head.startswith(b'{'):
@@ -115,7 +137,7 @@ def vocab_from_hf_vocab_txt(path):
     """
     from gluonnlp.data import count_tokens
     from gluonnlp.vocab import BERTVocab
-    path = _resolve_vocab_path(path)
+    path = resolve_vocab_path(path)
     tokens, seen = [], {}
     for number, token in read_text_lines(path):
         if token == '':

@@ -82,16 +82,6 @@ def _atomic_text(path, text):
         f.write(text)
 
 
-def _load_vocab(vocab):
-    if isinstance(vocab, (str, os.PathLike)):
-        from ..data.tokenizer import load_vocab
-        return load_vocab(os.fspath(vocab))
-    if not hasattr(vocab, 'idx_to_token'):
-        raise InputError(f'vocab is a {type(vocab).__name__}; expected a gluonnlp BERTVocab or '
-                         'the path of a vocabulary file')
-    return vocab
-
-
 def read_config(path):
     """Reads a gluonbert config JSON (BERTConfig fields) or a HuggingFace ``config.json``.
 
@@ -311,7 +301,7 @@ def convert_hf_to_gluon(hf_dir, out_dir, target_vocab=None, ignore_extra=False):
     -------
     ConvertedModel
     """
-    from ..data.tokenizer import infer_lower_case, load_vocab, write_hf_vocab_txt
+    from ..data.tokenizer import as_vocab, infer_lower_case, load_vocab, write_hf_vocab_txt
     hf_dir, out_dir = os.fspath(hf_dir), os.fspath(out_dir)
     if not os.path.isdir(hf_dir):
         raise WeightsNotFoundError(f'{hf_dir}: no such directory; expected a HuggingFace model '
@@ -339,7 +329,7 @@ def convert_hf_to_gluon(hf_dir, out_dir, target_vocab=None, ignore_extra=False):
     if target_vocab is not None:
         name = os.fspath(target_vocab) if isinstance(target_vocab, (str, os.PathLike)) \
             else 'the target vocabulary'
-        target = _load_vocab(target_vocab)
+        target = as_vocab(target_vocab)
         arrays = remap_vocab_rows(arrays, vocab, target, target_name=name)
         vocab, config = target, config.replace(vocab_size=len(target))
     heads = _heads_of(arrays)
@@ -433,7 +423,7 @@ def convert_gluon_to_hf(params, vocab, out_dir, config=None, do_lower_case=None)
         ``out_dir``. Keys are BertModel names when the model has no pretraining head, else
         BertForPreTraining names (``bert.*``, ``cls.*``).
     """
-    from ..data.tokenizer import infer_lower_case, write_hf_vocab_txt
+    from ..data.tokenizer import as_vocab, infer_lower_case, write_hf_vocab_txt
     if isinstance(params, BERTClassifier):
         raise InputError('convert_gluon_to_hf exports a BERTModel; pass classifier.bert')
     if isinstance(params, BERTModel):
@@ -446,7 +436,7 @@ def convert_gluon_to_hf(params, vocab, out_dir, config=None, do_lower_case=None)
     config = model.config
     if do_lower_case is None and isinstance(vocab, (str, os.PathLike)):
         do_lower_case = infer_lower_case(os.fspath(vocab))
-    vocab = _load_vocab(vocab)
+    vocab = as_vocab(vocab)
     if len(vocab) != config.vocab_size:
         raise InputError(f'the vocabulary has {len(vocab)} tokens but the model has '
                          f'vocab_size={config.vocab_size}; expected the vocabulary it was '

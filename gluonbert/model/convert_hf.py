@@ -156,12 +156,36 @@ def _read_sharded(path):
 
 
 def _read_header(path):
+    """The JSON header of a safetensors file and the offset of its data, checked against the
+    file's size before anything is allocated (a damaged length field would otherwise ask for
+    petabytes)."""
     try:
+        file_size = os.path.getsize(path)
         with open(path, 'rb') as f:
             size = struct.unpack('<Q', f.read(8))[0]
-            return json.loads(f.read(size)), 8 + size
+            header = (json.loads(f.read(size)) if size <= file_size - 8 else None)
     except (struct.error, ValueError, OSError) as err:
         raise CheckpointError(f'{path}: not a safetensors file ({err})') from None
+    if size > file_size - 8:
+        raise CheckpointError(f'{path}: not a safetensors file (truncated or damaged): its '
+                              f'header claims {size} bytes but the whole file holds {file_size}')
+    if not isinstance(header, dict):
+        raise CheckpointError(f'{path}: not a safetensors file (the header is not a JSON '
+                              'object)')
+    data_size = file_size - 8 - size
+    for name, entry in header.items():
+        if name == '__metadata__':
+            continue
+        try:
+            begin, end = entry['data_offsets']
+            ok = 0 <= begin <= end <= data_size
+        except (KeyError, TypeError, ValueError):
+            ok = False
+        if not ok:
+            offsets = entry.get('data_offsets') if isinstance(entry, dict) else entry
+            raise CheckpointError(f'{path}: tensor {name} has data_offsets {offsets}; expected '
+                                  f'0 <= begin <= end <= {data_size} (truncated or damaged file)')
+    return header, 8 + size
 
 
 def _read_safetensors(path):

@@ -214,15 +214,15 @@ def fetch(zoo_file, root=None, downloader=None):
     return path
 
 
-def _resolve_vocab(vocab):
-    from gluonnlp.vocab import BERTVocab
-    if isinstance(vocab, (str, os.PathLike)):
-        from ..data.tokenizer import load_vocab
-        return load_vocab(os.fspath(vocab))
-    if not isinstance(vocab, BERTVocab):
-        raise ConfigError(f'vocab is a {type(vocab).__name__}; expected a gluonnlp BERTVocab or '
-                          'the path of a .vocab JSON file or a vocab.txt')
-    return vocab
+def _also_needed(weights, root):
+    """The sentence naming the weights file too, when it is not in ``root`` either."""
+    if weights is None:
+        return ''
+    root = os.path.abspath(os.path.expanduser(root if root is not None else default_root()))
+    if os.path.isfile(os.path.join(root, weights.file_name)):
+        return ''
+    return (f'. The weights are not there either: pretrained=True also needs '
+            f'{weights.file_name} (from {weights.url}) in {root}')
 
 
 def get_model(name, dataset_name=None, vocab=None, pretrained=True, root=None, ctx=mx.cpu(),
@@ -269,19 +269,26 @@ def get_model(name, dataset_name=None, vocab=None, pretrained=True, root=None, c
     (BERTModel, gluonnlp.vocab.BERTVocab)
     """
     del hparam_allow_override
+    get_config(name)        # an unknown model name is the first thing to report
     if dataset_name is not None:
         if vocab is not None:
             warnings.warn('get_model: both dataset_name and vocab were given; using the '
                           f'vocabulary of dataset_name={dataset_name!r}', stacklevel=2)
         from ..data.tokenizer import vocab_from_json
-        vocab = vocab_from_json(fetch(vocab_file(dataset_name), root, downloader))
+        weights = params_file(name, dataset_name) if pretrained else None
+        try:
+            vocab_path = fetch(vocab_file(dataset_name), root, downloader)
+        except WeightsNotFoundError as err:
+            raise WeightsNotFoundError(f'{err}{_also_needed(weights, root)}') from None
+        vocab = vocab_from_json(vocab_path)
     elif vocab is None:
         raise ConfigError('get_model: pass dataset_name (a GluonNLP pretraining corpus) or '
                           'vocab (a BERTVocab or a vocabulary file)')
     elif pretrained:
         raise ConfigError('get_model: pretrained=True needs dataset_name to select the '
                           'weights; pass pretrained=False to build an untrained model')
-    vocab = _resolve_vocab(vocab)
+    from ..data.tokenizer import as_vocab
+    vocab = as_vocab(vocab)
     if config_overrides.get('vocab_size', len(vocab)) != len(vocab):
         raise ConfigError(f"get_model: vocab_size={config_overrides['vocab_size']} but the "
                           f'vocabulary has {len(vocab)} tokens; vocab_size comes from the '

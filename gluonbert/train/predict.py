@@ -5,6 +5,7 @@ A fine-tuned model directory (written by :func:`gluonbert.train.finetune.finetun
 ``model.params`` (a BERTClassifier), ``finetune.json`` (BERT config, task, casing, max length)
 and ``vocab.txt``.
 """
+import dataclasses
 import json
 import os
 
@@ -12,7 +13,7 @@ import mxnet as mx
 import numpy as np
 
 from ..data.fileio import atomic_write
-from ..errors import ConfigError, WeightsNotFoundError
+from ..errors import ConfigError, InputError, WeightsNotFoundError
 from .loop import split_batch
 
 __all__ = ['predict_proba', 'load_classifier', 'predict']
@@ -56,6 +57,50 @@ def predict_proba(net, samples, batch_size, contexts, pad_id=0):
     return out if out is not None else np.zeros((0, 0), dtype=np.float32)
 
 
+#: Keys of ``finetune.json`` that ``predict`` reads, with their JSON types.
+_INFO_KEYS = {'bert': dict, 'task': dict, 'lower': bool, 'max_seq_length': int,
+              'dropout': (int, float)}
+
+
+def _read_info(path):
+    """``finetune.json``, with a :class:`ConfigError` naming the file, the line and what is
+    wrong when it is not the JSON ``finetune`` writes."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            info = json.load(f)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f'{path}:{err.lineno}: not valid JSON ({err.msg}, column {err.colno}); '
+                          'expected the finetune.json written by gluonbert finetune') from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f'{path}: not UTF-8 text ({err.reason} at byte {err.start}); '
+                          'expected the finetune.json written by gluonbert finetune') from None
+    if not isinstance(info, dict):
+        raise ConfigError(f'{path}: holds a JSON {type(info).__name__}; expected an object '
+                          f'with the keys {sorted(_INFO_KEYS)}')
+    for key, kind in _INFO_KEYS.items():
+        if not isinstance(info.get(key), kind):
+            raise ConfigError(f'{path}: "{key}" is {info.get(key)!r}; expected a JSON '
+                              f'{getattr(kind, "__name__", "number")} (written by gluonbert '
+                              'finetune)')
+    labels = info['task'].get('labels')
+    if not (isinstance(labels, list) and labels and all(isinstance(x, str) for x in labels)):
+        raise ConfigError(f'{path}: "task.labels" is {labels!r}; expected a list of label '
+                          'strings')
+    from .tasks import TaskSpec
+    unknown = set(info['task']) - {f.name for f in dataclasses.fields(TaskSpec)}
+    if unknown:
+        raise ConfigError(f'{path}: "task" has unknown keys {sorted(unknown)}; expected those '
+                          'of gluonbert.train.tasks.TaskSpec')
+    return info
+
+
+def _check_output_path(path):
+    if os.path.isdir(path):
+        example = os.path.join(path, 'predictions.tsv')
+        raise ConfigError(f'--output {path} is a directory; expected the path of the '
+                          f'predictions file to write (e.g. {example})')
+
+
 def load_classifier(model_dir, contexts):
     """Rebuilds a fine-tuned classifier and its input transform from ``model_dir``.
 
@@ -70,8 +115,7 @@ def load_classifier(model_dir, contexts):
     if not os.path.isfile(info_path):
         raise WeightsNotFoundError(f'{info_path}: not found; expected a directory written by '
                                    'gluonbert finetune')
-    with open(info_path, encoding='utf-8') as f:
-        info = json.load(f)
+    info = _read_info(info_path)
     spec = TaskSpec(**info['task'])
     bert = BERTModel(BERTConfig.from_dict(info['bert'], source=info_path), use_pooler=True,
                      use_decoder=False, use_classifier=False)
@@ -111,12 +155,16 @@ def predict(model_dir, input_path, output_path, batch_size=64, gpus=None, cpus=N
     from .tasks import read_examples
     if batch_size < 1:
         raise ConfigError(f'batch_size={batch_size}: expected >= 1')
+    _check_output_path(output_path)      # before any work
     contexts = parse_devices(gpus, cpus)
     net, transform, spec = load_classifier(model_dir, contexts)
     records = read_examples(input_path, spec)
     texts = [(r.text_a, r.text_b) if spec.pair else (r.text_a,) for r in records]
-    probs = predict_proba(net, [transform(t) for t in texts], batch_size, contexts,
-                          transform.pad_id)
+    try:
+        probs = predict_proba(net, [transform(t) for t in texts], batch_size, contexts,
+                              transform.pad_id)
+    except InputError as err:       # the model's input check: say which files
+        raise InputError(f'{input_path} with the model in {model_dir}: {err}') from None
     predicted = probs.argmax(axis=1) if len(records) else np.zeros(0, dtype=int)
     known = bool(records) and records[0].label is not None
     header = ['index', 'prediction'] + [f'prob_{label}' for label in spec.labels]
