@@ -32,12 +32,27 @@ def _command(func):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    import os
+    import traceback
     from .errors import GluonBERTError
+    # A worker of a kvstore job (gluonbert launch, or DMLC_* set by hand) that fails must end
+    # at once: a normal exit would wait in the kvstore's shutdown barrier for the others.
+    worker = os.environ.get('DMLC_ROLE') == 'worker' and args.command != 'launch'
+    if worker:
+        from .train.launcher import end_process, stop_on_signals
+        stop_on_signals()
     try:
         result = args.run(args)
     except GluonBERTError as err:
         print(f'gluonbert {args.command}: error: {err}', file=sys.stderr)
+        if worker:
+            end_process(2)
         return 2
+    except Exception:
+        if not worker:
+            raise
+        traceback.print_exc()
+        end_process(1)
     return int(result or 0)
 
 
@@ -187,24 +202,46 @@ def _add_launch(sub):
         'launch', help='run a command as the workers of an MXNet distributed-kvstore job',
         description='Starts a scheduler, SERVERS parameter servers and WORKERS copies of the '
                     'command after --, with the DMLC_* variables of MXNet\'s kvstore; prefixes '
-                    'their output with the role; stops everything and exits non-zero as soon as '
-                    'any process dies.')
-    p.add_argument('-n', '--num-workers', type=int, required=True)
+                    'their output with the role. Any process that fails or dies ends the whole '
+                    'job (exit 1, naming it); SIGINT/SIGTERM are passed on to every process, '
+                    'which is killed after --grace seconds (exit 130/143). With --role, runs '
+                    'this process as the scheduler or a server of a job started by hand.')
+    p.add_argument('-n', '--num-workers', type=int)
     p.add_argument('-s', '--num-servers', type=int, default=1)
     p.add_argument('-H', '--hosts', help='hosts file (one host or host:ssh_port per line); '
                    'omit to run every process on this machine')
     p.add_argument('--port', type=int, help='scheduler port (default: a free one)')
-    p.add_argument('command', nargs=argparse.REMAINDER,
+    p.add_argument('--grace', type=float, default=5.0,
+                   help='seconds a process has to end when the job is stopped, before SIGKILL')
+    p.add_argument('--start-timeout', type=float, default=None,
+                   help='seconds every process waits for the others to arrive before it fails '
+                        '(GLUONBERT_START_TIMEOUT, default 120; 0: no limit)')
+    p.add_argument('--role', choices=['scheduler', 'server'],
+                   help='run this process as the scheduler or a server of a job whose '
+                        'processes are started by hand (DMLC_* from the environment)')
+    p.add_argument('worker_command', nargs=argparse.REMAINDER, metavar='command',
                    help='-- then the worker command, e.g. -- gluonbert pretrain --kvstore '
                         'dist_sync ...')
     p.set_defaults(run=_run_launch)
 
 
 def _run_launch(args):
+    from .errors import ConfigError
     from .train.launcher import LaunchConfig, launch, read_hosts
-    command = args.command[1:] if args.command[:1] == ['--'] else args.command
+    command = args.worker_command
+    command = command[1:] if command[:1] == ['--'] else command
+    if args.role:
+        if command or args.num_workers or args.hosts:
+            raise ConfigError(f'launch --role {args.role}: runs this process only; expected no '
+                              '-n, --hosts or command (the job comes from DMLC_* variables)')
+        from .train.rendezvous import serve
+        serve(args.role, args.start_timeout)
+        return 0
+    if args.num_workers is None:
+        raise ConfigError('launch: -n/--num-workers is required (or --role)')
     hosts = read_hosts(args.hosts) if args.hosts else None
-    config = LaunchConfig(args.num_workers, args.num_servers, hosts=hosts, port=args.port)
+    config = LaunchConfig(args.num_workers, args.num_servers, hosts=hosts, port=args.port,
+                          stop_grace_s=args.grace, start_timeout_s=args.start_timeout)
     return launch(command, config)
 
 

@@ -135,7 +135,8 @@ def make_cluster(contexts, kvstore='device', comm_backend='kvstore'):
         raise ConfigError(f"--kvstore {kvstore!r}: expected 'device', 'local' or a dist_* type")
     if len(contexts) == 1 and 'dist' not in kvstore:
         return Cluster(list(contexts), None, 0, 1)   # nothing to reduce
-    kv = mx.kv.create(kvstore)
+    from .rendezvous import create_kvstore   # mx.kv.create with a start-up deadline
+    kv = create_kvstore(kvstore)
     sums = None
     if kv.num_workers > 1:
         from .distributed import KVStoreSums

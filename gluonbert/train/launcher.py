@@ -1,25 +1,46 @@
-"""Start an MXNet parameter-server job (scheduler, servers, workers) and fail fast.
+"""Start an MXNet parameter-server job (scheduler, servers, workers) and end it cleanly.
 
 MXNet's distributed kvstore (``dist_sync``, ``dist_sync_device``, ``dist_async``) is started
 by environment variables: every process gets ``DMLC_PS_ROOT_URI``/``DMLC_PS_ROOT_PORT`` (where
-the scheduler listens), ``DMLC_NUM_WORKER``, ``DMLC_NUM_SERVER`` and its ``DMLC_ROLE``. A
-scheduler or server is any Python process that imports ``mxnet`` with that role: the import
-runs the server loop and exits when the workers finish.
+the scheduler listens), ``DMLC_NUM_WORKER``, ``DMLC_NUM_SERVER`` and its role. The scheduler
+and the servers run ``gluonbert launch --role scheduler|server``
+(:func:`gluonbert.train.rendezvous.serve`); the workers run the user's command with
+``DMLC_ROLE=worker``.
 
 This is what ``mxnet/tools/launch.py`` sets up too; its ``dmlc_tracker`` back-end fails on
-Python >= 3.9 (``Thread.isAlive`` no longer exists) and, like it, a plain launcher leaves
-the surviving processes blocked forever in a ``dist_sync`` barrier when one worker dies.
-:func:`launch` sets the same variables, prefixes every output line with the process's role,
-and when any process dies it stops all the others and returns non-zero within seconds.
+Python >= 3.9 (``Thread.isAlive`` no longer exists) and, like any plain launcher, it leaves the
+surviving processes blocked forever in a ``dist_sync`` barrier when one of them dies.
+:func:`launch` prefixes every output line with the process's role, and ends the whole job when
+
+* any process dies or exits with an error (a scheduler or server that leaves while workers
+  still run counts too): every other process is stopped, and the launcher names the process,
+  its kvstore rank and its last error line, and returns 1;
+* the launcher receives SIGINT or SIGTERM: the signal is passed on to every process, whatever
+  is still running after a grace period is killed, and the launcher returns 130 or 143.
+
+Every process runs under a small guard (:func:`_process_guard`, plain Python without MXNet) that
+holds the read end of a pipe from the launcher. If that pipe closes (the launcher was killed
+with SIGKILL, or the ssh connection to a remote host broke) the guard stops its process: SIGTERM,
+the grace period, then SIGKILL to its whole process group. So nothing of a job outlives its
+launcher, on this machine or on hosts reached through ssh.
+
+Workers that are gluonbert commands end themselves at once when they fail
+(:func:`stop_on_signals`, :func:`end_process`, called by ``gluonbert.cli.main`` when
+``DMLC_ROLE=worker``): a Python process that exits normally after creating a ``dist`` kvstore
+waits in ps-lite's shutdown barrier for every other worker, which never comes when it is the
+one that failed.
 
 Hosts: with a hosts file (one ``host`` or ``host:ssh_port`` per line, as MXNet's ssh launcher
 reads), the scheduler runs on the first host and servers and workers are placed round-robin
-over the hosts, each started through ``ssh host 'cd DIR && env ... COMMAND'``.
+over the hosts, each started through ``ssh host 'cd DIR && exec env ... GUARD COMMAND'``.
 """
 import dataclasses
+import inspect
+import logging
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -29,10 +50,15 @@ import time
 
 from ..errors import ConfigError, DataFormatError
 
-__all__ = ['LaunchConfig', 'launch', 'free_port', 'read_hosts']
+__all__ = ['LaunchConfig', 'launch', 'free_port', 'read_hosts', 'stop_on_signals',
+           'end_process']
 
 _RANK_LINE = re.compile(r'kvstore rank (\d+) of (\d+)')
-_SERVER_COMMAND = [sys.executable, '-c', 'import mxnet']
+# A line worth quoting when a process fails: gluonbert's "error:" line, the last line of a
+# Python traceback ("RuntimeError: ..."), a C++ check of MXNet/ps-lite.
+_ERROR_LINE = re.compile(r'error\b|exception\b|check failed|fatal', re.IGNORECASE)
+# Variables of the launcher's environment passed on to processes on other hosts.
+_FORWARDED_PREFIXES = ('DMLC_', 'PS_', 'MXNET_', 'GLUONBERT_', 'OMP_')
 
 
 @dataclasses.dataclass
@@ -52,7 +78,10 @@ class LaunchConfig:
     interface_host : str
         Address the processes advertise on a local run (loopback by default).
     stop_grace_s : float
-        Seconds between SIGTERM and SIGKILL when stopping the job.
+        Seconds a process has to end after SIGTERM/SIGINT before it is killed (SIGKILL).
+    start_timeout_s : float, optional
+        Start-up deadline of every process (``GLUONBERT_START_TIMEOUT``, see
+        :mod:`gluonbert.train.rendezvous`); None keeps the environment's or the default.
     """
     num_workers: int
     num_servers: int = 1
@@ -60,11 +89,14 @@ class LaunchConfig:
     port: int = None
     interface_host: str = '127.0.0.1'
     stop_grace_s: float = 5.0
+    start_timeout_s: float = None
 
     def __post_init__(self):
-        if self.num_workers < 1 or self.num_servers < 1:
+        if self.num_workers is None or self.num_workers < 1 or self.num_servers < 1:
             raise ConfigError(f'launch: num_workers={self.num_workers}, num_servers='
                               f'{self.num_servers}; expected at least 1 of each')
+        if self.stop_grace_s < 0:
+            raise ConfigError(f'launch: stop grace {self.stop_grace_s} s; expected >= 0')
 
 
 def free_port(host='127.0.0.1'):
@@ -90,28 +122,202 @@ def read_hosts(path):
     return hosts
 
 
+# ----------------------------------------------------------------------------------------------
+# In the worker process (gluonbert.cli.main, when DMLC_ROLE=worker)
+
+def end_process(code):
+    """Flushes standard output, standard error and the log files, then ends the process with
+    ``code`` at once (``os._exit``): no atexit handler runs, so a worker does not wait in the
+    kvstore's shutdown barrier for peers that will never come."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    try:
+        logging.shutdown()
+    except Exception:   # noqa: BLE001 -- the process ends either way
+        pass
+    os._exit(code)
+
+
+def _frames(thread_id):
+    frame = sys._current_frames().get(thread_id)
+    while frame is not None:
+        yield frame
+        frame = frame.f_back
+
+
+def stop_on_signals(critical=None, poll_s=0.05):
+    """SIGINT and SIGTERM end this process at once (exit 130/143), even while its main thread
+    is blocked inside MXNet, except that a call to a ``critical`` function running on the main
+    thread (by default a checkpoint being written) is let finish first.
+
+    A Python signal handler runs only when the main thread executes Python code, never while it
+    waits inside MXNet's C++ (a kvstore barrier). Here the signal is read by a thread from
+    :func:`signal.set_wakeup_fd`'s pipe, so it is seen at once; that thread ends the process
+    with :func:`end_process` as soon as no ``critical`` frame is on the main thread's stack.
+    The launcher's grace period bounds the wait. Call it from the main thread.
+
+    Parameters
+    ----------
+    critical : sequence of functions, optional
+        Default: :func:`gluonbert.train.checkpoint.save_checkpoint`.
+    poll_s : float
+        How often the main thread's stack is looked at while a critical call runs.
+    """
+    if critical is None:
+        from .checkpoint import save_checkpoint
+        critical = (save_checkpoint,)
+    codes = {func.__code__ for func in critical}
+    main = threading.main_thread().ident
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: None)   # the wakeup pipe does the work
+    signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+
+    def watch():
+        while True:
+            received = [s for s in os.read(read_end, 16)
+                        if s in (signal.SIGINT, signal.SIGTERM)]
+            if received:
+                break
+        while any(f.f_code in codes for f in _frames(main)):
+            time.sleep(poll_s)
+        name = signal.Signals(received[0]).name
+        print(f'gluonbert: stopped by {name}', file=sys.stderr, flush=True)
+        end_process(128 + received[0])
+
+    threading.Thread(target=watch, name='gluonbert-stop-on-signals', daemon=True).start()
+
+
+# ----------------------------------------------------------------------------------------------
+# The guard around every process of a job (runs as `python -c SOURCE GRACE COMMAND...`)
+
+def _process_guard():
+    """Runs ``sys.argv[2:]`` in this process group and stops it when standard input closes.
+
+    Standard input is a pipe from the launcher (through ssh on other hosts). It closes when the
+    launcher ends in any way, even SIGKILL, or when the ssh connection is lost; the command
+    then gets SIGTERM and, ``sys.argv[1]`` seconds later, the whole process group SIGKILL.
+    SIGINT, SIGTERM and SIGHUP sent to the guard are passed on to the command. The guard ends
+    like the command: same exit code, or killed by the same signal. Uses the standard library
+    only (it is sent as source text, also to hosts where only Python is known to exist).
+    """
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+    grace, command = float(sys.argv[1]), sys.argv[2:]
+    if os.getpgid(0) != os.getpid():
+        os.setpgid(0, 0)
+    try:
+        child = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+    except OSError as err:
+        print(f'gluonbert launch: error: cannot start {command[0]!r}: {err.strerror}',
+              flush=True)
+        os._exit(127)
+
+    def forward(signum, frame):
+        try:
+            child.send_signal(signum)
+        except OSError:
+            pass
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, forward)
+
+    def watch_stdin():
+        while os.read(0, 4096):
+            pass
+        forward(signal.SIGTERM, None)
+        deadline = time.monotonic() + grace
+        while child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.killpg(0, signal.SIGKILL)
+    threading.Thread(target=watch_stdin, daemon=True).start()
+    code = child.wait()
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        os.killpg(0, signal.SIGTERM)     # what the command left behind in its group
+    except OSError:
+        pass
+    sys.stdout.flush()
+    if code < 0:
+        try:
+            signal.signal(-code, signal.SIG_DFL)
+        except (OSError, ValueError):   # SIGKILL, SIGSTOP: default already
+            pass
+        os.kill(os.getpid(), -code)
+        time.sleep(1)
+    os._exit(code if code >= 0 else 128 - code)
+
+
+_GUARD_SOURCE = inspect.getsource(_process_guard) + '\n_process_guard()\n'
+
+
+def _guarded(command, grace):
+    return [sys.executable, '-c', _GUARD_SOURCE, f'{grace:g}', *command]
+
+
+# ----------------------------------------------------------------------------------------------
+# The launcher
+
 @dataclasses.dataclass
 class _Process:
     name: str
     role: str
     popen: subprocess.Popen
+    remote: bool
     rank: int = None
+    error_line: str = None
+    stream: threading.Thread = None
+    exited_at: float = None
+
+    def alive(self):
+        return self.popen.poll() is None
+
+    def signal(self, sig):
+        """Passes ``sig`` on (local) or closes the guard's pipe (remote: it sends SIGTERM)."""
+        if self.remote:
+            try:
+                self.popen.stdin.close()
+            except OSError:
+                pass
+        elif self.alive():
+            try:
+                os.kill(self.popen.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def kill(self):
+        """SIGKILL to the guard's process group (on another host: to the ssh client)."""
+        if self.alive():
+            try:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
-def _spawn(name, role, command, env, host, workdir):
+def _spawn(name, role, command, env, host, workdir, grace):
+    guarded = _guarded(command, grace)
     if host is None:
-        popen = subprocess.Popen(command, env={**os.environ, **env}, stdout=subprocess.PIPE,
+        popen = subprocess.Popen(guarded, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT, start_new_session=True)
     else:
         address, _, ssh_port = host.partition(':')
         exports = ' '.join(f'{k}={shlex.quote(v)}' for k, v in env.items())
-        remote = f'cd {shlex.quote(workdir)} && env {exports} {shlex.join(command)}'
-        ssh = ['ssh', '-o', 'StrictHostKeyChecking=no', '-o', 'BatchMode=yes']
+        remote = f'cd {shlex.quote(workdir)} && exec env {exports} {shlex.join(guarded)}'
+        ssh = ['ssh', '-o', 'StrictHostKeyChecking=no', '-o', 'BatchMode=yes',
+               '-o', 'ServerAliveInterval=10', '-o', 'ServerAliveCountMax=3']
         if ssh_port:
             ssh += ['-p', ssh_port]
-        popen = subprocess.Popen(ssh + [address, remote], stdout=subprocess.PIPE,
-                                 stderr=subprocess.STDOUT, start_new_session=True)
-    return _Process(name, role, popen)
+        popen = subprocess.Popen(ssh + [address, remote], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 start_new_session=True)
+    return _Process(name, role, popen, remote=host is not None)
 
 
 def _stream(proc, out, lock):
@@ -120,28 +326,77 @@ def _stream(proc, out, lock):
         match = _RANK_LINE.search(line)
         if match and proc.role == 'worker':
             proc.rank = int(match.group(1))
+        if _ERROR_LINE.search(line):
+            proc.error_line = line.strip()
         with lock:
             print(f'[{proc.name}] {line}', file=out, flush=True)
 
 
-def _stop(procs, grace):
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for p in procs:
-            if p.popen.poll() is None:
-                try:
-                    os.killpg(p.popen.pid, sig)
-                except ProcessLookupError:
-                    pass
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and any(p.popen.poll() is None for p in procs):
-            time.sleep(0.05)
-
-
 def _describe(proc):
     code = proc.popen.returncode
-    how = f'was killed by {signal.Signals(-code).name}' if code < 0 else f'exited with code {code}'
+    if code < 0:
+        how = f'was killed by {signal.Signals(-code).name}'
+    elif code == 0:
+        how = 'exited with code 0 while workers were still running'
+    else:
+        how = f'exited with code {code}'
     rank = f' (kvstore rank {proc.rank})' if proc.rank is not None else ''
-    return f'{proc.name}{rank}, pid {proc.popen.pid}, {how}'
+    line = f': {proc.error_line}' if code > 0 and proc.error_line else ''
+    return f'{proc.name}{rank}, pid {proc.popen.pid}, {how}{line}'
+
+
+class _Signals:
+    """SIGINT/SIGTERM to the launcher, recorded instead of ending it (main thread only)."""
+
+    def __init__(self):
+        self.received = []
+        self._previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._record)
+        return self
+
+    def _record(self, signum, frame):
+        self.received.append(signum)
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _stop(procs, grace, sig, signals):
+    """Passes ``sig`` to every process, waits up to ``grace`` s (less if another signal comes
+    to the launcher), then kills what is left. Returns the seconds it took."""
+    began = time.monotonic()
+    already = len(signals.received)
+    for p in procs:
+        p.signal(sig)
+    # Remote guards use their own grace after the pipe closes: wait a little longer for them.
+    wait = grace + (2.0 if any(p.remote for p in procs) else 0.0)
+    while (time.monotonic() - began < wait and any(p.alive() for p in procs)
+           and len(signals.received) == already):
+        time.sleep(0.05)
+    for p in procs:
+        p.kill()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(p.alive() for p in procs):
+        time.sleep(0.05)
+    return time.monotonic() - began
+
+
+def _environment(config, role, host, base):
+    if host is None:
+        env = {k: v for k, v in os.environ.items() if k != 'DMLC_ROLE'}
+        env['DMLC_NODE_HOST'] = config.interface_host
+    else:
+        env = {k: v for k, v in os.environ.items()
+               if k.startswith(_FORWARDED_PREFIXES) and k != 'DMLC_ROLE'}
+    env.update(base)
+    if role == 'worker':
+        env['DMLC_ROLE'] = 'worker'
+    return env
 
 
 def launch(command, config, out=sys.stdout, workdir=None, extra_env=None):
@@ -162,62 +417,95 @@ def launch(command, config, out=sys.stdout, workdir=None, extra_env=None):
     Returns
     -------
     int
-        0 when every worker exited 0; otherwise non-zero, after stopping every process.
+        0 when every worker exited 0; 1 when a process failed (after stopping all the others);
+        128 + the signal number (130, 143) when the launcher was interrupted.
     """
     if not command:
         raise ConfigError('launch: no worker command given (put it after --)')
+    if not config.hosts and shutil.which(command[0]) is None:
+        raise ConfigError(f'launch: cannot start worker 0: {command[0]!r} is not an executable '
+                          'program; expected an executable command after --')
     hosts = config.hosts
     root = hosts[0].partition(':')[0] if hosts else config.interface_host
     port = config.port or free_port(config.interface_host if not hosts else '0.0.0.0')
     base = {'DMLC_PS_ROOT_URI': root, 'DMLC_PS_ROOT_PORT': str(port),
             'DMLC_NUM_WORKER': str(config.num_workers),
-            'DMLC_NUM_SERVER': str(config.num_servers), 'PS_VERBOSE': '0',
-            **(extra_env or {})}
+            'DMLC_NUM_SERVER': str(config.num_servers), 'PS_VERBOSE': '0'}
+    if config.start_timeout_s is not None:
+        base['GLUONBERT_START_TIMEOUT'] = f'{config.start_timeout_s:g}'
+    base.update(extra_env or {})
     workdir = workdir or os.getcwd()
-    roles = [('scheduler', 'scheduler', _SERVER_COMMAND)]
-    roles += [(f'server {i}', 'server', _SERVER_COMMAND) for i in range(config.num_servers)]
+    serve = [sys.executable, '-m', 'gluonbert.cli', 'launch', '--role']
+    roles = [('scheduler', 'scheduler', serve + ['scheduler'])]
+    roles += [(f'server {i}', 'server', serve + ['server']) for i in range(config.num_servers)]
     roles += [(f'worker {i}', 'worker', list(command)) for i in range(config.num_workers)]
     lock = threading.Lock()
-    procs, threads = [], []
-    for index, (name, role, cmd) in enumerate(roles):
-        host = hosts[max(index - 1, 0) % len(hosts)] if hosts else None
-        env = dict(base, DMLC_ROLE=role)
-        if host is None:
-            env['DMLC_NODE_HOST'] = config.interface_host
-        if role == 'worker':
-            env['GLUONBERT_LAUNCH_INDEX'] = name.split()[-1]
+    procs = []
+    with _Signals() as signals:
         try:
-            proc = _spawn(name, role, cmd, env, host, workdir)
-        except OSError as err:
-            _stop(procs, config.stop_grace_s)
-            raise ConfigError(f'launch: cannot start {name}: {cmd[0]!r}: {err.strerror}; '
-                              'expected an executable command after --') from None
-        procs.append(proc)
-        thread = threading.Thread(target=_stream, args=(proc, out, lock), daemon=True)
-        thread.start()
-        threads.append(thread)
+            for index, (name, role, cmd) in enumerate(roles):
+                host = hosts[max(index - 1, 0) % len(hosts)] if hosts else None
+                env = _environment(config, role, host, base)
+                try:
+                    proc = _spawn(name, role, cmd, env, host, workdir, config.stop_grace_s)
+                except OSError as err:      # no ssh client, or no Python at sys.executable
+                    raise ConfigError(f'launch: cannot start {name}: {err}') from None
+                procs.append(proc)
+                proc.stream = threading.Thread(target=_stream, args=(proc, out, lock),
+                                               daemon=True)
+                proc.stream.start()
+            with lock:
+                print('gluonbert launch: started ' + ', '.join(
+                    f'{p.name} (pid {p.popen.pid})' for p in procs), file=out, flush=True)
+            return _supervise(procs, config, out, lock, signals)
+        except BaseException:
+            _stop(procs, config.stop_grace_s, signal.SIGTERM, signals)
+            raise
+        finally:
+            for p in procs:
+                if p.stream is not None:
+                    p.stream.join(timeout=2)
+
+
+def _supervise(procs, config, out, lock, signals):
     workers = [p for p in procs if p.role == 'worker']
-    try:
-        while True:
-            failed = [p for p in procs if p.popen.poll() not in (None, 0)]
-            if failed:
-                _stop(procs, config.stop_grace_s)
-                with lock:
-                    print(f'gluonbert launch: {_describe(failed[0])}; stopped the other '
-                          f'{len(procs) - 1} processes', file=out, flush=True)
-                return 1
-            if all(p.popen.poll() == 0 for p in workers):
-                # Servers and the scheduler leave by themselves once workers finalize.
-                deadline = time.monotonic() + 30
-                while time.monotonic() < deadline and any(p.popen.poll() is None
-                                                          for p in procs):
-                    time.sleep(0.1)
-                _stop(procs, config.stop_grace_s)
-                return 0
-            time.sleep(0.1)
-    except KeyboardInterrupt:
-        _stop(procs, config.stop_grace_s)
-        return 130
-    finally:
-        for thread in threads:
-            thread.join(timeout=2)
+    while True:
+        if signals.received:
+            sig = signals.received[0]
+            seconds = _stop(procs, config.stop_grace_s, sig, signals)
+            with lock:
+                print(f'gluonbert launch: {signal.Signals(sig).name} received; stopped all '
+                      f'{len(procs)} processes in {seconds:.1f} s', file=out, flush=True)
+            return 128 + sig
+        now = time.monotonic()
+        failed = None
+        for p in procs:
+            code = p.popen.poll()
+            if code is None:
+                continue
+            if p.exited_at is None:
+                p.exited_at = now
+            if code != 0:
+                failed = p
+                break
+            # A scheduler or server that leaves with code 0 while workers run: the workers
+            # finishing also end them, so allow the workers a moment to exit too.
+            if (p.role != 'worker' and any(w.alive() for w in workers)
+                    and now - p.exited_at > 10):
+                failed = p
+                break
+        if failed is not None:
+            failed.stream.join(timeout=2)          # its last lines, with the error, are read
+            seconds = _stop(procs, config.stop_grace_s, signal.SIGTERM, signals)
+            with lock:
+                print(f'gluonbert launch: {_describe(failed)}; stopped the other '
+                      f'{len(procs) - 1} processes in {seconds:.1f} s', file=out, flush=True)
+            return 1
+        if all(p.popen.poll() == 0 for p in workers):
+            # Servers and the scheduler leave by themselves once workers finalize.
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and any(p.alive() for p in procs):
+                time.sleep(0.1)
+            _stop(procs, config.stop_grace_s, signal.SIGTERM, signals)
+            return 0
+        time.sleep(0.1)
