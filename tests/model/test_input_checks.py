@@ -167,3 +167,11 @@ def test_import_exported_refuses_missing_description(tmp_path):
     (tmp_path / 'm-gluonbert.json').unlink()
     with pytest.raises(WeightsNotFoundError, match=r'm-gluonbert.json: not found'):
         import_exported(str(tmp_path / 'm'))
+
+
+def test_exported_model_needs_every_input(tmp_path):
+    net = _prepared(_classifier, 'exported', tmp_path)
+    ids, segments, _ = (_nd(a) for a in _batch())
+    with pytest.raises(InputError, match=r'this exported model takes 3 inputs \(token_ids, '
+                                         r'segment_ids, valid_length\); got 2'):
+        net(ids, segments)
