@@ -45,9 +45,10 @@ def main(argv=None):
         result = args.run(args)
     except GluonBERTError as err:
         print(f'gluonbert {args.command}: error: {err}', file=sys.stderr)
+        code = getattr(err, 'exit_code', 2)     # 130/143: stopped by a signal
         if worker:
-            end_process(2)
-        return 2
+            end_process(code)
+        return code
     except Exception:
         if not worker:
             raise
@@ -203,8 +204,9 @@ def _add_launch(sub):
         description='Starts a scheduler, SERVERS parameter servers and WORKERS copies of the '
                     'command after --, with the DMLC_* variables of MXNet\'s kvstore; prefixes '
                     'their output with the role. Any process that fails or dies ends the whole '
-                    'job (exit 1, naming it); SIGINT/SIGTERM are passed on to every process, '
-                    'which is killed after --grace seconds (exit 130/143). With --role, runs '
+                    'job (exit 1, naming it); SIGINT/SIGTERM/SIGHUP are passed on to every '
+                    'process, which is killed after --grace seconds (exit 130/143/129). With '
+                    '--role, runs '
                     'this process as the scheduler or a server of a job started by hand.')
     p.add_argument('-n', '--num-workers', type=int)
     p.add_argument('-s', '--num-servers', type=int, default=1)

@@ -15,8 +15,9 @@ surviving processes blocked forever in a ``dist_sync`` barrier when one of them 
 * any process dies or exits with an error (a scheduler or server that leaves while workers
   still run counts too): every other process is stopped, and the launcher names the process,
   its kvstore rank and its last error line, and returns 1;
-* the launcher receives SIGINT or SIGTERM: the signal is passed on to every process, whatever
-  is still running after a grace period is killed, and the launcher returns 130 or 143.
+* the launcher receives SIGINT, SIGTERM or SIGHUP: the signal is passed on to every process
+  (SIGHUP as SIGTERM), whatever is still running after a grace period is killed, and the
+  launcher returns 130, 143 or 129.
 
 Every process runs under a small guard (:func:`_process_guard`, plain Python without MXNet) that
 holds the read end of a pipe from the launcher. If that pipe closes (the launcher was killed
@@ -159,6 +160,11 @@ def stop_on_signals(critical=None, poll_s=0.05):
     with :func:`end_process` as soon as no ``critical`` frame is on the main thread's stack.
     The launcher's grace period bounds the wait. Call it from the main thread.
 
+    Code that installs its own handler for a while (the training loop, which stops every worker
+    after the same update with a checkpoint) keeps the first signal to itself: this thread then
+    acts on the second one only, also when the main thread is stuck and that handler never
+    runs.
+
     Parameters
     ----------
     critical : sequence of functions, optional
@@ -173,21 +179,27 @@ def stop_on_signals(critical=None, poll_s=0.05):
     main = threading.main_thread().ident
     read_end, write_end = os.pipe()
     os.set_blocking(write_end, False)
+
+    def handler(signum, frame):      # the wakeup pipe does the work
+        pass
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda signum, frame: None)   # the wakeup pipe does the work
+        signal.signal(sig, handler)
     signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
 
     def watch():
+        left_to_others = False
         while True:
-            received = [s for s in os.read(read_end, 16)
-                        if s in (signal.SIGINT, signal.SIGTERM)]
-            if received:
-                break
-        while any(f.f_code in codes for f in _frames(main)):
-            time.sleep(poll_s)
-        name = signal.Signals(received[0]).name
-        print(f'gluonbert: stopped by {name}', file=sys.stderr, flush=True)
-        end_process(128 + received[0])
+            for signum in os.read(read_end, 16):
+                if signum not in (signal.SIGINT, signal.SIGTERM):
+                    continue
+                if signal.getsignal(signum) is not handler and not left_to_others:
+                    left_to_others = True
+                    continue
+                while any(f.f_code in codes for f in _frames(main)):
+                    time.sleep(poll_s)
+                name = signal.Signals(signum).name
+                print(f'gluonbert: stopped by {name}', file=sys.stderr, flush=True)
+                end_process(128 + signum)
 
     threading.Thread(target=watch, name='gluonbert-stop-on-signals', daemon=True).start()
 
@@ -346,7 +358,8 @@ def _describe(proc):
 
 
 class _Signals:
-    """SIGINT/SIGTERM to the launcher, recorded instead of ending it (main thread only)."""
+    """SIGINT/SIGTERM/SIGHUP to the launcher, recorded instead of ending it (main thread
+    only)."""
 
     def __init__(self):
         self.received = []
@@ -354,7 +367,7 @@ class _Signals:
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 self._previous[sig] = signal.signal(sig, self._record)
         return self
 
@@ -418,7 +431,7 @@ def launch(command, config, out=sys.stdout, workdir=None, extra_env=None):
     -------
     int
         0 when every worker exited 0; 1 when a process failed (after stopping all the others);
-        128 + the signal number (130, 143) when the launcher was interrupted.
+        128 + the signal number (130, 143, 129) when the launcher got SIGINT, SIGTERM, SIGHUP.
     """
     if not command:
         raise ConfigError('launch: no worker command given (put it after --)')
@@ -472,7 +485,9 @@ def _supervise(procs, config, out, lock, signals):
     while True:
         if signals.received:
             sig = signals.received[0]
-            seconds = _stop(procs, config.stop_grace_s, sig, signals)
+            # The processes have no terminal: a hang-up of the launcher's is a SIGTERM to them.
+            passed = signal.SIGTERM if sig == signal.SIGHUP else sig
+            seconds = _stop(procs, config.stop_grace_s, passed, signals)
             with lock:
                 print(f'gluonbert launch: {signal.Signals(sig).name} received; stopped all '
                       f'{len(procs)} processes in {seconds:.1f} s', file=out, flush=True)

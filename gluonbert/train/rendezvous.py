@@ -85,8 +85,10 @@ class _Deadline:
             sys.stdout.flush()
         except (OSError, ValueError):
             pass
-        os.write(stream, (message + '\n').encode('utf-8', 'replace'))
-        os._exit(2)
+        try:
+            os.write(stream, (message + '\n').encode('utf-8', 'replace'))
+        finally:
+            os._exit(2)
 
     def met(self):
         self._met.set()
@@ -110,8 +112,7 @@ def create_kvstore(kvstore, timeout=None):
     seconds = start_timeout(timeout)
     if 'dist' not in str(kvstore) or seconds <= 0:
         return mx.kv.create(kvstore)
-    deadline = _Deadline(seconds, _late_message(f'this worker ({kvstore} kvstore)', seconds),
-                         sys.stderr.fileno())
+    deadline = _Deadline(seconds, _late_message(f'this worker ({kvstore} kvstore)', seconds), 2)
     kv = mx.kv.create(kvstore)
     deadline.met()
     return kv
@@ -179,4 +180,7 @@ def _watch_stderr(read_end, original, deadline, quiet):
                 deadline.met()
             if quiet and _VERBOSE_LINE.search(line):
                 continue
-            os.write(original, raw)
+            try:
+                os.write(original, raw)
+            except OSError:     # keep draining: a full pipe would block the server
+                pass

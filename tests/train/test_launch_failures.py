@@ -162,12 +162,15 @@ def _pretrain(data, out, steps, *extra):
 def test_a_worker_error_ends_the_job(tmp_path, jobs):
     """The issue's first reproduction: raw text with two workers. Rank 1 finds no prepared
     shards and raises a GluonBERTError after the kvstore exists."""
-    text, vocab = write_corpus(tmp_path / 'corpus.txt'), write_vocab(tmp_path / 'vocab.txt')
+    # Enough text that rank 0 is still preparing the shards when rank 1 looks for them.
+    text = write_corpus(tmp_path / 'corpus.txt', num_docs=3000)
+    vocab = write_vocab(tmp_path / 'vocab.txt')
     job = jobs(CLI + ['launch', '-n', '2', '-s', '1', '--grace', '20', '--'] +
                _pretrain(text, tmp_path / 'run', 30, '--vocab', vocab))
     failed_at = job.wait_for(r'\[worker \d\] gluonbert pretrain: error: .*not found; with '
                              r'several workers')
     code, ended = job.finish(timeout=40)
+    print(f'job ended {ended - failed_at:.1f} s after the error line')
     assert code == 1, job.output
     assert ended - failed_at < 30
     summary = job.output.splitlines()[-1]
@@ -195,6 +198,7 @@ def test_sigterm_to_the_launcher_stops_a_training_job(tmp_path, jobs):
     sent = time.monotonic()
     job.proc.send_signal(signal.SIGTERM)
     code, ended = job.finish(timeout=30)
+    print(f'job ended {ended - sent:.1f} s after SIGTERM')
     assert code == 143, job.output
     assert ended - sent < 15            # the grace period is 5 s
     assert 'gluonbert launch: SIGTERM received; stopped all 4 processes' in job.output
@@ -205,16 +209,20 @@ def test_sigterm_to_the_launcher_stops_a_training_job(tmp_path, jobs):
     assert sorted(p.name for p in (out / 'checkpoints').iterdir()) == before
 
 
-def test_sigint_to_the_launcher_stops_every_process(tmp_path, jobs):
-    job = jobs(CLI + ['launch', '-n', '2', '-s', '2', '--'] +
+@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGHUP], ids=['SIGINT', 'SIGHUP'])
+def test_sigint_or_sighup_to_the_launcher_stops_every_process(tmp_path, jobs, sig):
+    """Plain-script workers (no gluonbert handler): SIGINT reaches them as KeyboardInterrupt,
+    after which they wait in the kvstore barrier until the grace period (2 s) ends."""
+    job = jobs(CLI + ['launch', '-n', '2', '-s', '2', '--grace', '2', '--'] +
                _worker_script(tmp_path, 100_000, 0.05))
     job.wait_for(r'kvstore rank 1 of 2')
     sent = time.monotonic()
-    job.proc.send_signal(signal.SIGINT)
+    job.proc.send_signal(sig)
     code, ended = job.finish(timeout=30)
-    assert code == 130, job.output
+    print(f'job ended {ended - sent:.1f} s after {sig.name}')
+    assert code == 128 + sig, job.output
     assert ended - sent < 15
-    assert 'SIGINT received; stopped all 5 processes' in job.output
+    assert f'{sig.name} received; stopped all 5 processes' in job.output
     job.assert_nothing_left()
 
 
@@ -227,6 +235,7 @@ def test_a_killed_scheduler_or_server_ends_the_job(tmp_path, jobs, role):
     killed_at = time.monotonic()
     os.kill(victim, signal.SIGKILL)
     code, ended = job.finish(timeout=40)
+    print(f'job ended {ended - killed_at:.1f} s after the {role} was killed')
     assert code == 1, job.output
     assert ended - killed_at < 30
     name = 'scheduler' if role == 'scheduler' else 'server 0'
@@ -264,6 +273,7 @@ def test_a_worker_raising_mid_training_ends_the_job_and_resume_continues(tmp_pat
                args[3:])
     failed_at = job.wait_for(r'RuntimeError: injected failure in step 7')
     code, ended = job.finish(timeout=40)
+    print(f'job ended {ended - failed_at:.1f} s after the error line')
     assert code == 1, job.output
     assert ended - failed_at < 30
     assert re.search(r'gluonbert launch: worker \d \(kvstore rank 1\), pid \d+, exited with '
@@ -291,10 +301,11 @@ def test_a_launcher_killed_with_sigkill_leaves_nothing(tmp_path, jobs):
     started = job.started_pids()
     assert len(job.pids()) >= 9           # launcher, 4 guards and their 4 processes
     job.proc.kill()
-    job.finish(timeout=10)
+    _, killed_at = job.finish(timeout=10)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and (job.pids() or any(_alive(p) for p in started)):
         time.sleep(0.1)
+    print(f'last process gone {time.monotonic() - killed_at:.1f} s after the launcher')
     assert not job.pids() and not any(_alive(p) for p in started), job.output
 
 
@@ -322,6 +333,7 @@ def test_processes_started_through_ssh_end_with_the_launcher(tmp_path, jobs):
     sent = time.monotonic()
     job.proc.send_signal(signal.SIGTERM)
     code, ended = job.finish(timeout=30)
+    print(f'job ended {ended - sent:.1f} s after SIGTERM')
     assert code == 143, job.output
     assert ended - sent < 15
     job.assert_nothing_left()
@@ -378,42 +390,72 @@ def test_launcher_start_timeout_flag(tmp_path, jobs):
 
 
 SAVER = textwrap.dedent('''
-    import os, sys, threading, time
+    import os, signal, sys, time
     from gluonbert.train.launcher import stop_on_signals
 
     def save(path):                      # stands in for a checkpoint being written
         with open(path + '.tmp', 'w') as f:
             f.write('first half\\n')
-            print('saving', flush=True)
+            print('ready', flush=True)
             time.sleep(3)
             f.write('second half\\n')
         os.replace(path + '.tmp', path)
 
     stop_on_signals(critical=[save])
-    if sys.argv[2] == 'save':
+    mode = sys.argv[2]
+    if mode == 'save':
         save(sys.argv[1])
         time.sleep(5)
         print('still running after the save', flush=True)
-    else:                                # the main thread blocked, as in a kvstore wait
-        print('blocked', flush=True)
-        threading.Event().wait()
+        sys.exit(0)
+    asked = []
+    if mode != 'stuck':                  # a graceful stop of its own, as the training loop has
+        signal.signal(signal.SIGTERM, lambda signum, frame: asked.append(signum))
+    if mode == 'graceful':
+        print('ready', flush=True)
+        while not asked:
+            time.sleep(0.05)
+        print('graceful stop', flush=True)
+        sys.exit(7)
+    # The main thread stuck inside MXNet: a kvstore whose scheduler never comes.
+    import mxnet as mx
+    print('ready', flush=True)
+    mx.kv.create('dist_sync')
 ''')
 
 
-@pytest.mark.parametrize('where', ['save', 'blocked'])
-def test_a_stopped_worker_finishes_its_checkpoint_first(tmp_path, jobs, where):
+@pytest.mark.parametrize('mode', ['save', 'stuck', 'graceful', 'stuck-with-handler'])
+def test_a_stopped_worker_finishes_its_checkpoint_first(tmp_path, jobs, mode):
+    """stop_on_signals: a checkpoint being written is finished; a main thread stuck in MXNet
+    does not delay the stop; a graceful stop of the code's own is left to it, and then a
+    second signal stops the process even when that code never gets to run."""
+    from gluonbert.train.launcher import free_port
     script = tmp_path / 'saver.py'
     script.write_text(SAVER)
     target = tmp_path / 'checkpoint.txt'
-    job = jobs([sys.executable, str(script), str(target), where])
-    job.wait_for('saving' if where == 'save' else 'blocked', timeout=60)
+    env = {'DMLC_ROLE': 'worker', 'DMLC_PS_ROOT_URI': '127.0.0.1',
+           'DMLC_PS_ROOT_PORT': str(free_port()), 'DMLC_NUM_WORKER': '2',
+           'DMLC_NUM_SERVER': '1', 'DMLC_NODE_HOST': '127.0.0.1'}
+    job = jobs([sys.executable, str(script), str(target), mode], env=env)
+    job.wait_for('ready', timeout=60)
+    if mode.startswith('stuck'):
+        time.sleep(1.0)                  # inside mx.kv.create by now
     sent = time.monotonic()
     job.proc.send_signal(signal.SIGTERM)
+    if mode == 'stuck-with-handler':
+        time.sleep(1.5)
+        assert job.proc.poll() is None, job.output     # the first signal was left to the code
+        sent = time.monotonic()
+        job.proc.send_signal(signal.SIGTERM)
     code, ended = job.finish(timeout=20)
+    if mode == 'graceful':
+        assert code == 7, job.output
+        assert 'graceful stop' in job.output and 'gluonbert: stopped' not in job.output
+        return
     assert code == 143, job.output
     assert 'gluonbert: stopped by SIGTERM' in job.output
-    assert 'still running' not in job.output
-    if where == 'save':
+    if mode == 'save':
+        assert 'still running' not in job.output
         assert target.read_text() == 'first half\nsecond half\n'
         assert ended - sent > 1.0          # it waited for the save
     else:
