@@ -22,7 +22,7 @@ from .glue import (MRPC_LABELS, MRPCData, PairRecord, load_mrpc, read_dev_ids, r
                    read_mrpc_tsv, read_msr_paraphrase, split_by_dev_ids, split_by_id)
 from .loader import PretrainingBatch, PretrainingBatches, list_shards, load_shard
 from .masking import Masker
-from .pretraining import PretrainingDataConfig, prepare_pretraining_data
+from .pretraining import PretrainingDataConfig, ensure_prepared, prepare_pretraining_data
 from .shards import SHARD_KEYS
 from .tokenizer import (get_tokenizer, infer_lower_case, load_tokenizer, load_vocab,
                         vocab_from_hf_vocab_txt, write_hf_vocab_txt)
@@ -32,7 +32,7 @@ from .transform import (BERTDatasetTransform, ClassificationBatchify, batchify_c
 __all__ = ['MRPC_LABELS', 'MRPCData', 'PairRecord', 'load_mrpc', 'read_dev_ids', 'read_glue_tsv',
            'read_mrpc_tsv', 'read_msr_paraphrase', 'split_by_dev_ids', 'split_by_id',
            'PretrainingBatch', 'PretrainingBatches', 'list_shards', 'load_shard', 'Masker',
-           'SHARD_KEYS', 'PretrainingDataConfig', 'prepare_pretraining_data', 'get_tokenizer',
-           'infer_lower_case', 'load_tokenizer', 'load_vocab', 'vocab_from_hf_vocab_txt',
+           'SHARD_KEYS', 'PretrainingDataConfig', 'prepare_pretraining_data', 'ensure_prepared',
+           'get_tokenizer', 'infer_lower_case', 'load_tokenizer', 'load_vocab', 'vocab_from_hf_vocab_txt',
            'write_hf_vocab_txt', 'BERTDatasetTransform', 'ClassificationBatchify',
            'batchify_classification', 'classification_dataloader']
