@@ -84,7 +84,7 @@ def _read(path_or_arrays):
 
 
 def load_parameters(block, path_or_arrays, ctx=None, allow_missing=False, ignore_extra=False,
-                    cast_dtype=False):
+                    cast_dtype=False, source=None):
     """Loads a parameter file (or a name -> NDArray dict) into ``block``.
 
     Unlike ``Block.load_parameters``, every mismatch is reported before anything is changed,
@@ -104,8 +104,11 @@ def load_parameters(block, path_or_arrays, ctx=None, allow_missing=False, ignore
         a classifier's encoder).
     cast_dtype : bool
         Cast loaded arrays to the parameters' dtypes.
+    source : str, optional
+        The file ``path_or_arrays`` (a dict) was read from, for messages.
     """
-    arrays, source = _read(path_or_arrays)
+    arrays, read_from = _read(path_or_arrays)
+    source = source or read_from
     params = block._collect_params_with_prefix()
     # One Parameter may have several names (weight tying): present under any name is enough.
     by_param = {}

@@ -372,7 +372,7 @@ def load_converted(directory, ctx=mx.cpu()):
         raise WeightsNotFoundError(f'{params}: no such file; expected gluonbert parameters')
     arrays = checkpoint.read_params(params)
     model = _model_with_heads(config, _heads_of(arrays))
-    checkpoint.load_parameters(model, arrays, ctx=ctx)
+    checkpoint.load_parameters(model, arrays, ctx=ctx, source=params)
     return model, load_vocab(os.path.join(directory, VOCAB_JSON_FILE))
 
 
@@ -396,7 +396,7 @@ def _model_from_params(path, config):
     if not isinstance(config, BERTConfig):
         config = read_config(config)
     model = _model_with_heads(config, _heads_of(names))
-    checkpoint.load_parameters(model, path)
+    checkpoint.load_parameters(model, arrays, source=path)
     return model
 
 
