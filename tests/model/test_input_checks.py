@@ -175,3 +175,23 @@ def test_exported_model_needs_every_input(tmp_path):
     with pytest.raises(InputError, match=r'this exported model takes 3 inputs \(token_ids, '
                                          r'segment_ids, valid_length\); got 2'):
         net(ids, segments)
+
+
+def test_overhead_benchmark_runs(tmp_path):
+    """benchmarks/input_checks.py --quick: the table and the JSON with the machine's CPU."""
+    import json
+    import os
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = tmp_path / 'checks.json'
+    proc = subprocess.run([sys.executable, os.path.join(root, 'benchmarks', 'input_checks.py'),
+                           '--quick', '--out', str(out)], capture_output=True, text=True,
+                          timeout=300, cwd=root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'checked med/min ms' in proc.stdout
+    result = json.loads(out.read_text())
+    assert result['meta']['cpu']['model_name'] and isinstance(result['meta']['cpu']['isa_flags'],
+                                                              list)
+    (row,) = result['rows']
+    assert row['model'] == 'bert_tiny_test' and row['check_us'] > 0
+    for key in ('sync', 'pipelined'):
+        assert row[key]['checked']['min_ms'] > 0 and row[key]['unchecked']['min_ms'] > 0
