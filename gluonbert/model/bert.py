@@ -9,11 +9,11 @@ from mxnet.gluon import HybridBlock, nn
 
 from ..errors import InputError
 from . import checkpoint
-from .inputs import check_inputs, checked_scope, needs_check
 from .config import BERTConfig, get_config
 from .encoder import BERTEncoder
 from .heads import BERTPooler, MLMDecoder, NSClassifier
 from .init import TruncNorm
+from .inputs import check_inputs, checked_scope, needs_check
 
 __all__ = ['BERTModel', 'BERTClassifier', 'ExportedBERT', 'import_exported']
 
@@ -82,6 +82,9 @@ class BERTModel(_CheckpointNames, HybridBlock):
         Real lengths; all ``T`` if omitted.
     masked_positions : (B, P) int, optional
         Positions for the MLM head (required with ``use_decoder``).
+
+    NDArray inputs are checked before the graph runs, hybridized or not
+    (:mod:`gluonbert.model.inputs`); :class:`~gluonbert.errors.InputError` names the bad value.
 
     Outputs
     -------
@@ -181,6 +184,7 @@ class BERTClassifier(_CheckpointNames, HybridBlock):
     ------
     inputs, token_types : (B, T) int
     valid_length : (B,) int, optional
+        Checked before the graph runs, as for :class:`BERTModel`.
 
     Outputs
     -------
