@@ -241,16 +241,17 @@ def _process_guard():
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, forward)
 
+    finished = threading.Event()
+
     def watch_stdin():
         while os.read(0, 4096):
             pass
         forward(signal.SIGTERM, None)
-        deadline = time.monotonic() + grace
-        while child.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        os.killpg(0, signal.SIGKILL)
+        if not finished.wait(grace):
+            os.killpg(0, signal.SIGKILL)
     threading.Thread(target=watch_stdin, daemon=True).start()
     code = child.wait()
+    finished.set()
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         os.killpg(0, signal.SIGTERM)     # what the command left behind in its group
@@ -379,9 +380,15 @@ class _Signals:
             signal.signal(sig, handler)
 
 
-def _stop(procs, grace, sig, signals):
+def _stop(procs, grace, sig, signals, again_after=None):
     """Passes ``sig`` to every process, waits up to ``grace`` s (less if another signal comes
-    to the launcher), then kills what is left. Returns the seconds it took."""
+    to the launcher), then kills what is left. Returns the seconds it took.
+
+    ``again_after``: seconds after which ``sig`` is sent a second time to what still runs. A
+    job that has lost a process cannot stop gracefully (a training loop that would finish the
+    current update with every worker waits for the lost one), and to gluonbert workers a
+    second signal means "stop now".
+    """
     began = time.monotonic()
     already = len(signals.received)
     for p in procs:
@@ -390,6 +397,11 @@ def _stop(procs, grace, sig, signals):
     wait = grace + (2.0 if any(p.remote for p in procs) else 0.0)
     while (time.monotonic() - began < wait and any(p.alive() for p in procs)
            and len(signals.received) == already):
+        if again_after is not None and time.monotonic() - began >= again_after:
+            again_after = None
+            for p in procs:
+                if not p.remote:
+                    p.signal(sig)
         time.sleep(0.05)
     for p in procs:
         p.kill()
@@ -511,7 +523,8 @@ def _supervise(procs, config, out, lock, signals):
                 break
         if failed is not None:
             failed.stream.join(timeout=2)          # its last lines, with the error, are read
-            seconds = _stop(procs, config.stop_grace_s, signal.SIGTERM, signals)
+            seconds = _stop(procs, config.stop_grace_s, signal.SIGTERM, signals,
+                            again_after=min(1.0, config.stop_grace_s / 2))
             with lock:
                 print(f'gluonbert launch: {_describe(failed)}; stopped the other '
                       f'{len(procs) - 1} processes in {seconds:.1f} s', file=out, flush=True)

@@ -244,6 +244,49 @@ def test_a_killed_scheduler_or_server_ends_the_job(tmp_path, jobs, role):
     job.assert_nothing_left()
 
 
+STUCK = textwrap.dedent('''
+    import signal
+    import mxnet as mx
+    from gluonbert.train.launcher import end_process, stop_on_signals
+
+    stop_on_signals()
+    kv = mx.kv.create('dist_sync')
+    print(f'kvstore rank {kv.rank} of {kv.num_workers}', flush=True)
+    kv.init(0, mx.nd.zeros((4,)))
+    # A graceful stop of its own (as the training loop has), which never gets to run below.
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    if kv.rank == 1:
+        print('error: rank 1 gives up', flush=True)
+        end_process(2)
+    while True:                          # rank 0 waits for rank 1's push, forever
+        kv.push(0, mx.nd.ones((4,)))
+        out = mx.nd.zeros((4,))
+        kv.pull(0, out=out)
+        out.wait_to_read()
+''')
+
+
+def test_a_failed_job_stops_workers_whose_graceful_stop_cannot_finish(tmp_path, jobs):
+    """After a failure the launcher signals twice: a worker that keeps the first signal for a
+    graceful stop, stuck waiting for the lost worker, ends on the second, long before the
+    20 s grace period."""
+    script = tmp_path / 'stuck.py'
+    script.write_text(STUCK)
+    job = jobs(CLI + ['launch', '-n', '2', '-s', '1', '--grace', '20', '--', sys.executable,
+                      str(script)])
+    failed_at = job.wait_for(r'error: rank 1 gives up')
+    code, ended = job.finish(timeout=40)
+    print(f'job ended {ended - failed_at:.1f} s after the error line')
+    assert code == 1, job.output
+    summary = job.output.splitlines()[-1]
+    assert re.search(r'worker \d \(kvstore rank 1\), pid \d+, exited with code 2: error: rank 1 '
+                     r'gives up; stopped the other 3 processes', summary), job.output
+    seconds = float(re.search(r'processes in ([\d.]+) s', summary).group(1))
+    assert seconds < 10, summary
+    assert re.search(r'\[worker \d\] gluonbert: stopped by SIGTERM', job.output), job.output
+    job.assert_nothing_left()
+
+
 INJECT = textwrap.dedent('''
     """gluonbert's CLI, with rank 1 raising a plain Python error in training step 7."""
     import sys
