@@ -292,7 +292,7 @@ class _Process:
     def alive(self):
         return self.popen.poll() is None
 
-    def signal(self, sig):
+    def send(self, sig):
         """Passes ``sig`` on (local) or closes the guard's pipe (remote: it sends SIGTERM)."""
         if self.remote:
             try:
@@ -392,7 +392,7 @@ def _stop(procs, grace, sig, signals, again_after=None):
     began = time.monotonic()
     already = len(signals.received)
     for p in procs:
-        p.signal(sig)
+        p.send(sig)
     # Remote guards use their own grace after the pipe closes: wait a little longer for them.
     wait = grace + (2.0 if any(p.remote for p in procs) else 0.0)
     while (time.monotonic() - began < wait and any(p.alive() for p in procs)
@@ -401,7 +401,7 @@ def _stop(procs, grace, sig, signals, again_after=None):
             again_after = None
             for p in procs:
                 if not p.remote:
-                    p.signal(sig)
+                    p.send(sig)
         time.sleep(0.05)
     for p in procs:
         p.kill()

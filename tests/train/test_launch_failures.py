@@ -402,21 +402,24 @@ def test_hand_started_worker_and_scheduler_fail_when_a_peer_never_arrives(tmp_pa
 
 
 def test_hand_started_job_runs_past_its_start_deadline(tmp_path, jobs):
-    """Scheduler and server by hand (gluonbert launch --role) with a 3 s deadline: once every
+    """Scheduler and server by hand (gluonbert launch --role) with a 6 s deadline: once every
     process has arrived the deadline no longer applies, and ps-lite's start-up lines that only
     the deadline asked for stay hidden."""
     from gluonbert.train.launcher import free_port
     env = {'DMLC_PS_ROOT_URI': '127.0.0.1', 'DMLC_PS_ROOT_PORT': str(free_port()),
            'DMLC_NUM_WORKER': '1', 'DMLC_NUM_SERVER': '1', 'DMLC_NODE_HOST': '127.0.0.1',
-           'GLUONBERT_START_TIMEOUT': '3'}
+           'GLUONBERT_START_TIMEOUT': '6'}
     scheduler = jobs(CLI + ['launch', '--role', 'scheduler'], env=env)
     server = jobs(CLI + ['launch', '--role', 'server'], env=env)
-    worker = jobs(_worker_script(tmp_path, 40, 0.15), env={**env, 'DMLC_ROLE': 'worker'})
+    worker = jobs(_worker_script(tmp_path, 60, 0.15), env={**env, 'DMLC_ROLE': 'worker'})
+    worker.wait_for('kvstore rank 0 of 1', timeout=60)
+    started = time.monotonic()
     for job in (worker, scheduler, server):
         code, _ = job.finish(timeout=60)
         assert code == 0, job.output
         assert 'ps-lite' not in job.output, job.output
     assert 'rank 0 sum 1.0' in worker.output
+    assert time.monotonic() - started > 6          # the job did outlive the deadline
 
 
 def test_launcher_start_timeout_flag(tmp_path, jobs):
