@@ -1,12 +1,4 @@
-"""gluonbert models for the MXNet loops of :mod:`benchmarks.impl_mxnet`, set up the way
-``gluonbert.perf`` recommends (hybridized with static memory, fused Adam)."""
-import mxnet as mx
-
-from gluonbert import perf
-from gluonbert.model import BERTClassifier, BERTConfig, BERTModel
-
-VALID_LENGTH_DTYPE = 'int32'
-NOTE = 'gluonbert.perf.optimize / gluonbert.perf.make_trainer'
+X
 
 
 def _config(shape, dropout=None):
@@ -36,7 +28,12 @@ def pretrainer(shape):
 
 
 def trainer(net, lr):
-    return perf.make_trainer(net.collect_params(), learning_rate=lr, weight_decay=0.01)
+    from gluonbert.train.config import OptimizerConfig
+    from gluonbert.train.devices import Cluster
+    from gluonbert.train.engine import make_trainer
+    contexts = list(net.collect_params().values())[0].list_ctx()
+    kvstore = mx.kv.create('device') if len(contexts) > 1 else None
+    return make_trainer(net, OptimizerConfig(lr=lr, weight_decay=0.01), Cluster(contexts, kvstore))
 
 
 def prepare(net, inputs, training):

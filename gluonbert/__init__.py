@@ -1,4 +1,9 @@
-"""gluonbert: the reference BERT for Apache MXNet Gluon."""
+"""gluonbert: the reference BERT for Apache MXNet Gluon.
+
+MXNet is imported only when something that needs it is first used (``gluonbert.BERTModel``,
+``gluonbert.get_model``, any ``gluonbert.model``/``gluonbert.train`` module), so that
+``gluonbert --help`` and the data tools start at once.
+"""
 __version__ = '0.1.0'
 
 from .allocator import tune_allocator
@@ -7,6 +12,22 @@ from .allocator import tune_allocator
 # (see gluonbert/allocator.py; GLUONBERT_TUNE_MALLOC=0 turns it off).
 tune_allocator()
 
-from .model import (BERTClassifier, BERTConfig, BERTEncoder, BERTModel, MLMDecoder,  # noqa: E402
-                    NSClassifier, get_config)
-from .model.zoo import get_model  # noqa: E402
+#: Public names and the module that defines each (imported on first use).
+_LAZY = {'BERTClassifier': 'model', 'BERTConfig': 'model', 'BERTEncoder': 'model',
+         'BERTModel': 'model', 'MLMDecoder': 'model', 'NSClassifier': 'model',
+         'get_config': 'model', 'get_model': 'model.zoo'}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+        value = getattr(importlib.import_module(f'.{_LAZY[name]}', __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))

@@ -8,9 +8,8 @@ Each lever is measured in ``benchmarks/README.md``.
   ``import mxnet``/``gluonbert``.
 * :func:`optimize` -- for training narrow models, LayerNorm with a fast backward pass; for
   inference, MXNet's MKLDNN subgraph fusion; ``static_alloc``/``static_shape`` hybridization.
-* :func:`make_trainer` -- a ``gluon.Trainer`` with
-  :class:`~gluonbert.train.optim.BERTAdamW` (BERT's Adam, one fused kernel per parameter),
-  with no decay on LayerNorm and bias parameters.
+  The training engine (:mod:`gluonbert.train.engine`) hybridizes every task's model with it.
+* The one ``Trainer`` factory is the engine's :func:`~gluonbert.train.engine.make_trainer`.
 * glibc malloc settings (:mod:`gluonbert.allocator`), applied by ``import gluonbert``.
 """
 import os
@@ -18,7 +17,7 @@ import sys
 
 from .allocator import ALLOCATOR_ENV
 
-__all__ = ['recommended_env', 'optimize', 'make_trainer']
+__all__ = ['recommended_env', 'optimize']
 
 
 def recommended_env(threads=None, allocator=False):
@@ -107,35 +106,6 @@ def optimize(net, *example_inputs, training=True, fast_layer_norm='auto', static
     else:
         net.hybridize(static_alloc=True, static_shape=static_shape)
     return net
-
-
-def make_trainer(params, learning_rate=1e-4, weight_decay=0.01, beta1=0.9, beta2=0.999,
-                 epsilon=1e-6, kvstore='device'):
-    """A ``gluon.Trainer`` running :class:`~gluonbert.train.optim.BERTAdamW`.
-
-    Parameters
-    ----------
-    params : ParameterDict
-        ``net.collect_params()``.
-    learning_rate, weight_decay, beta1, beta2, epsilon : float
-        Adam hyper-parameters. Weight decay is not applied to biases and LayerNorm
-        parameters (their ``wd_mult`` is set to 0), as in BERT.
-    kvstore : str
-        Passed to ``gluon.Trainer``.
-
-    Outputs
-    -------
-    trainer : gluon.Trainer
-    """
-    from mxnet import gluon
-
-    from .train.optim import BERTAdamW, no_weight_decay
-    for name, param in params.items():
-        if no_weight_decay(name):
-            param.wd_mult = 0.0
-    optimizer = BERTAdamW(learning_rate=learning_rate, wd=weight_decay, beta1=beta1,
-                          beta2=beta2, epsilon=epsilon)
-    return gluon.Trainer(params, optimizer, kvstore=kvstore)
 
 
 def _main(argv=None):

@@ -1,4 +1,4 @@
-"""gluonbert.perf: make_trainer's BERTAdamW is BERT's Adam (also in float16 with a master
+"""gluonbert.perf and the engine's make_trainer: BERTAdamW is BERT's Adam (also in float16 with a master
 copy) and excludes biases and LayerNorm from weight decay; the environment helper prints shell
 exports."""
 import json
@@ -78,11 +78,15 @@ def test_registered_name_and_gluonnlp_equivalence():
 
 
 def test_make_trainer_trains_and_skips_decay_on_bias_and_layernorm():
+    from gluonbert.train.config import OptimizerConfig
+    from gluonbert.train.devices import Cluster
+    from gluonbert.train.engine import make_trainer
     config = get_config('bert_tiny_test')
     net = BERTClassifier(BERTModel(config, use_decoder=False, use_classifier=False), 2)
     net.initialize(mx.init.Normal(0.02))
     perf.optimize(net)
-    trainer = perf.make_trainer(net.collect_params(), learning_rate=1e-2, weight_decay=0.01)
+    trainer = make_trainer(net, OptimizerConfig(lr=1e-2, weight_decay=0.01),
+                           Cluster([mx.cpu()], None))
     params = net.collect_params()
     no_decay = [p for n, p in params.items() if n.endswith(('bias', 'gamma', 'beta'))]
     decay = [p for n, p in params.items() if n.endswith('weight')]

@@ -46,12 +46,51 @@ def _optimizer_config(args):
                            accumulate=args.accumulate)
 
 
+def _add_run_arguments(parser, defaults):
+    """The engine's flags: the same names and meaning for every task."""
+    group = parser.add_argument_group('run (the training engine)')
+    group.add_argument('--out-dir', default=defaults.out_dir,
+                       help='run directory (one run per directory)')
+    group.add_argument('--seed', type=int, default=defaults.seed)
+    group.add_argument('--log-interval', type=int, default=defaults.log_interval,
+                       help='updates between log lines')
+    group.add_argument('--checkpoint-interval', type=int, default=defaults.checkpoint_interval,
+                       help='updates between checkpoints (also at the end, at the end of a '
+                            'fine-tuning epoch, and on SIGINT/SIGTERM)')
+    group.add_argument('--keep-checkpoints', type=int, default=defaults.keep_checkpoints)
+    resume = group.add_mutually_exclusive_group()
+    resume.add_argument('--resume', action='store_true',
+                        help='continue from the newest valid checkpoint in OUT_DIR (an error '
+                             'when there is none)')
+    resume.add_argument('--resume-if-possible', action='store_true',
+                        help='continue when OUT_DIR has a checkpoint, start afresh otherwise')
+    resume.add_argument('--overwrite', action='store_true',
+                        help="delete the previous run's checkpoints and outputs in OUT_DIR")
+    group.add_argument('--stop-at-step', type=int, default=None,
+                       help='end this invocation after that update (resume later)')
+    group.add_argument('--save-all-ranks', action='store_true',
+                       help='every worker also writes model.rank<R>.params at the end '
+                            '(to check that the workers of a multi-process job agree)')
+    group.add_argument('--no-progress', action='store_true', help='no console progress bar')
+    _add_optimizer_arguments(parser, defaults.optimizer)
+    add_device_arguments(parser)
+
+
+def _run_config_values(args):
+    return dict(out_dir=args.out_dir, seed=args.seed, log_interval=args.log_interval,
+                checkpoint_interval=args.checkpoint_interval,
+                keep_checkpoints=args.keep_checkpoints, resume=args.resume,
+                resume_if_possible=args.resume_if_possible, overwrite=args.overwrite,
+                stop_at_step=args.stop_at_step, save_all_ranks=args.save_all_ranks,
+                progress=not args.no_progress, optimizer=_optimizer_config(args),
+                devices=device_config(args))
+
+
 def add_pretrain_arguments(parser):
     d = PretrainConfig(data='')
     parser.add_argument('--data', required=True,
                         help='directory of .npz shards (or comma-separated shards), or raw '
                              'text file(s) ending in .txt')
-    parser.add_argument('--out-dir', default=d.out_dir)
     parser.add_argument('--model', default=d.model, help='named BERT configuration')
     parser.add_argument('--config', dest='model_config', default=None,
                         help='BERTConfig JSON (or HF config.json) instead of --model')
@@ -67,33 +106,16 @@ def add_pretrain_arguments(parser):
                         help='sentence pairs per micro-batch (all devices of this worker)')
     parser.add_argument('--num-steps', type=int, default=d.num_steps)
     parser.add_argument('--dropout', type=float, default=None)
-    parser.add_argument('--log-interval', type=int, default=d.log_interval)
-    parser.add_argument('--checkpoint-interval', type=int, default=d.checkpoint_interval)
-    parser.add_argument('--keep-checkpoints', type=int, default=d.keep_checkpoints)
-    parser.add_argument('--save-all-ranks', action='store_true',
-                        help='every worker also writes model.rank<R>.params at the end '
-                             '(to check that the workers of a multi-process job agree)')
-    parser.add_argument('--resume', action='store_true',
-                        help='continue from the newest valid checkpoint in OUT_DIR')
-    parser.add_argument('--stop-at-step', type=int, default=None,
-                        help='end this invocation after that step (resume later)')
-    parser.add_argument('--seed', type=int, default=d.seed)
-    parser.add_argument('--no-progress', action='store_true', help='no console progress bar')
-    _add_optimizer_arguments(parser, d.optimizer)
-    add_device_arguments(parser)
+    _add_run_arguments(parser, d)
 
 
 def pretrain_config(args):
     return PretrainConfig(
-        data=args.data, out_dir=args.out_dir, model=args.model, model_config=args.model_config,
+        data=args.data, model=args.model, model_config=args.model_config,
         vocab=args.vocab, lower=not args.cased, max_seq_length=args.max_seq_length,
         max_predictions_per_seq=args.max_predictions, dynamic_masking=not args.static_masking,
         batch_size=args.batch_size, num_steps=args.num_steps, dropout=args.dropout,
-        log_interval=args.log_interval, checkpoint_interval=args.checkpoint_interval,
-        keep_checkpoints=args.keep_checkpoints, resume=args.resume,
-        stop_at_step=args.stop_at_step, seed=args.seed, save_all_ranks=args.save_all_ranks,
-        progress=not args.no_progress, optimizer=_optimizer_config(args),
-        devices=device_config(args))
+        **_run_config_values(args))
 
 
 def add_finetune_arguments(parser):
@@ -120,32 +142,26 @@ def add_finetune_arguments(parser):
     data.add_argument('--dev-fraction', type=float, default=d.dev_fraction)
     data.add_argument('--split-seed', type=int, default=d.split_seed)
     data.add_argument('--max-seq-length', type=int, default=d.max_seq_length)
-    parser.add_argument('--out-dir', default=d.out_dir)
-    parser.add_argument('--batch-size', type=int, default=d.batch_size)
+    parser.add_argument('--batch-size', type=int, default=d.batch_size,
+                        help='sentences per micro-batch on this worker, split over its devices')
     parser.add_argument('--eval-batch-size', type=int, default=d.eval_batch_size)
     parser.add_argument('--epochs', type=int, default=d.epochs)
     parser.add_argument('--dropout', type=float, default=d.dropout)
     parser.add_argument('--early-stop', type=int, default=None,
                         help='stop after N epochs without a better dev accuracy')
-    parser.add_argument('--log-interval', type=int, default=d.log_interval)
-    parser.add_argument('--seed', type=int, default=d.seed)
-    parser.add_argument('--no-progress', action='store_true')
-    _add_optimizer_arguments(parser, d.optimizer)
-    add_device_arguments(parser)
+    _add_run_arguments(parser, d)
 
 
 def finetune_config(args):
     return FinetuneConfig(
         data_dir=args.data_dir, text_a=args.text_a, text_b=args.text_b,
-        label_column=args.label_column, labels=args.labels, out_dir=args.out_dir,
-        model=args.model, dataset=args.dataset, hf_dir=args.hf_dir,
+        label_column=args.label_column, labels=args.labels, model=args.model,
+        dataset=args.dataset, hf_dir=args.hf_dir,
         from_converted=args.from_converted, pretrained_checkpoint=args.pretrained_checkpoint,
         cache_dir=args.cache_dir, max_seq_length=args.max_seq_length,
         batch_size=args.batch_size, eval_batch_size=args.eval_batch_size, epochs=args.epochs,
         dropout=args.dropout, early_stop=args.early_stop, dev_fraction=args.dev_fraction,
-        split_seed=args.split_seed, log_interval=args.log_interval, seed=args.seed,
-        progress=not args.no_progress, optimizer=_optimizer_config(args),
-        devices=device_config(args))
+        split_seed=args.split_seed, **_run_config_values(args))
 
 
 def add_predict_arguments(parser):

@@ -31,10 +31,11 @@ from ..errors import CheckpointError
 from ..model.checkpoint import atomic_nd_save, load_parameters, save_parameters
 
 __all__ = ['save_checkpoint', 'load_checkpoint', 'find_latest', 'list_checkpoints',
-           'reseed_mxnet', 'rng_state', 'set_rng_state']
+           'remove_stale_temporaries', 'reseed_mxnet', 'rng_state', 'set_rng_state']
 
 _LOG = logging.getLogger(__name__)
 _NAME = re.compile(r'^step-(\d{8,})$')
+_TEMPORARY = re.compile(r'^\.tmp-step-\d{8,}-\d+$|^step-\d{8,}\.old\d+$')
 FORMAT = 'gluonbert-train-checkpoint/1'
 
 
@@ -128,6 +129,19 @@ def list_checkpoints(directory):
     return sorted(found)
 
 
+def remove_stale_temporaries(directory):
+    """Deletes what a save killed halfway left in ``directory`` (``.tmp-step-*``,
+    ``step-*.old*``); returns their names. Call it before a run starts, from one process."""
+    if not os.path.isdir(directory):
+        return []
+    stale = sorted(n for n in os.listdir(directory) if _TEMPORARY.match(n))
+    for name in stale:
+        _LOG.warning('removing %s, left by an interrupted checkpoint save',
+                     os.path.join(directory, name))
+        shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
+    return stale
+
+
 def save_checkpoint(directory, net, trainer, step, data_position, seed, config, history=(),
                     keep=3):
     """Writes ``directory/step-<step>/`` atomically and keeps the newest ``keep`` checkpoints.
@@ -161,23 +175,27 @@ def save_checkpoint(directory, net, trainer, step, data_position, seed, config, 
     tmp = os.path.join(directory, f'.tmp-step-{step:08d}-{os.getpid()}')
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
-    names = _trainer_names(net, trainer)
-    save_parameters(net, os.path.join(tmp, 'model.params'))
-    arrays, opt_meta = _optimizer_arrays(trainer, names)
-    atomic_nd_save(os.path.join(tmp, 'optimizer.params'), arrays)
-    files = {f: {'bytes': os.path.getsize(os.path.join(tmp, f)),
-                 'sha1': sha1_of_file(os.path.join(tmp, f))}
-             for f in ('model.params', 'optimizer.params')}
-    meta = {'format': FORMAT, 'step': int(step), 'data_position': data_position,
-            'seed': int(seed), 'rng': rng_state(), 'optimizer': opt_meta, 'config': config,
-            'history': list(history), 'files': files}
-    with atomic_write(os.path.join(tmp, 'meta.json')) as f:
-        json.dump(meta, f)
-    if os.path.exists(final):                       # re-saving a step (after a resume)
-        old = final + f'.old{os.getpid()}'
-        os.replace(final, old)
-        shutil.rmtree(old)
-    os.replace(tmp, final)
+    try:
+        names = _trainer_names(net, trainer)
+        save_parameters(net, os.path.join(tmp, 'model.params'))
+        arrays, opt_meta = _optimizer_arrays(trainer, names)
+        atomic_nd_save(os.path.join(tmp, 'optimizer.params'), arrays)
+        files = {f: {'bytes': os.path.getsize(os.path.join(tmp, f)),
+                     'sha1': sha1_of_file(os.path.join(tmp, f))}
+                 for f in ('model.params', 'optimizer.params')}
+        meta = {'format': FORMAT, 'step': int(step), 'data_position': data_position,
+                'seed': int(seed), 'rng': rng_state(), 'optimizer': opt_meta, 'config': config,
+                'history': list(history), 'files': files}
+        with atomic_write(os.path.join(tmp, 'meta.json')) as f:
+            json.dump(meta, f)
+        if os.path.exists(final):                       # re-saving a step (after a resume)
+            old = final + f'.old{os.getpid()}'
+            os.replace(final, old)
+            shutil.rmtree(old)
+        os.replace(tmp, final)
+    except BaseException:           # a full disk, a second Ctrl-C: leave nothing half-written
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     for _, path in list_checkpoints(directory)[:-keep] if keep > 0 else []:
         shutil.rmtree(path, ignore_errors=True)
     reseed_mxnet(seed, step)

@@ -1,15 +1,19 @@
 """Configuration of training runs as small dataclasses (no MXNet import here).
 
-:class:`OptimizerConfig` is shared; :class:`PretrainConfig` and :class:`FinetuneConfig` hold a
-run's data, model, devices and schedule. Each validates its values when built and raises
+:class:`RunConfig` holds what the training engine (:mod:`gluonbert.train.engine`) reads for
+every task: output directory, seed, logging and checkpoint intervals, resume/overwrite, the
+optimiser and the devices. :class:`PretrainConfig` and :class:`FinetuneConfig` extend it with
+their task's data and model, so a flag such as ``--checkpoint-interval`` means the same for
+both. Each validates its values when built and raises
 :class:`~gluonbert.errors.ConfigError` naming the field, the value and what was expected.
+All fields are keyword-only.
 """
 import dataclasses
 from typing import Optional
 
 from ..errors import ConfigError
 
-__all__ = ['OptimizerConfig', 'DeviceConfig', 'PretrainConfig', 'FinetuneConfig']
+__all__ = ['OptimizerConfig', 'DeviceConfig', 'RunConfig', 'PretrainConfig', 'FinetuneConfig']
 
 OPTIMIZERS = ('bertadam', 'lamb')
 
@@ -96,8 +100,72 @@ class DeviceConfig:
                self.comm_backend, "'kvstore' or 'horovod'")
 
 
-@dataclasses.dataclass
-class PretrainConfig:
+@dataclasses.dataclass(kw_only=True)
+class RunConfig:
+    """What the training engine reads, the same for every task.
+
+    Parameters
+    ----------
+    out_dir : str
+        The run's directory: ``run.json``, ``train.log``, ``checkpoints/``, outputs. It belongs
+        to one run: a new run into a directory holding another run's files is refused unless
+        ``resume`` or ``overwrite``.
+    seed : int
+        Seeds Python, numpy and MXNet (data order, initialisation, dropout).
+    log_interval : int
+        Updates between log lines.
+    checkpoint_interval : int
+        Updates between checkpoints (a checkpoint is also written at the end of the run, at the
+        end of every fine-tuning epoch and when the run is stopped by SIGINT/SIGTERM).
+    keep_checkpoints : int
+        Newest checkpoints kept.
+    resume : bool
+        Continue from the newest valid checkpoint in ``out_dir/checkpoints``; an error when
+        there is none, unless ``resume_if_possible``.
+    resume_if_possible : bool
+        Continue from a checkpoint when there is one, otherwise start afresh (replacing the
+        files of a run that never wrote a checkpoint). For jobs restarted by a scheduler.
+    overwrite : bool
+        Delete the previous run's checkpoints and outputs in ``out_dir`` first.
+    stop_at_step : int or None
+        End this invocation after that update, with a checkpoint (the schedule still spans
+        the whole run; continue with ``resume``). For time-sliced jobs and tests.
+    save_all_ranks : bool
+        Every worker of a multi-process job also writes ``model.rank<R>.params`` at the end,
+        to check that the workers agree.
+    progress : bool
+        Show the console progress bar.
+    optimizer : OptimizerConfig
+    devices : DeviceConfig
+    """
+    out_dir: str = 'runs/train'
+    seed: int = 0
+    log_interval: int = 10
+    checkpoint_interval: int = 200
+    keep_checkpoints: int = 3
+    resume: bool = False
+    resume_if_possible: bool = False
+    overwrite: bool = False
+    stop_at_step: Optional[int] = None
+    save_all_ranks: bool = False
+    progress: bool = True
+    optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+    devices: DeviceConfig = dataclasses.field(default_factory=DeviceConfig)
+
+    def __post_init__(self):
+        r = type(self).__name__
+        for name in ('log_interval', 'checkpoint_interval', 'keep_checkpoints'):
+            value = getattr(self, name)
+            _check(isinstance(value, int) and value >= 1, r, name, value, 'an integer >= 1')
+        _check(not (self.overwrite and (self.resume or self.resume_if_possible)), r,
+               'overwrite', self.overwrite, 'not together with resume (one or the other)')
+        _check(self.stop_at_step is None or (isinstance(self.stop_at_step, int)
+                                             and self.stop_at_step >= 1), r, 'stop_at_step',
+               self.stop_at_step, 'None or an integer >= 1')
+
+
+@dataclasses.dataclass(kw_only=True)
+class PretrainConfig(RunConfig):
     """A pretraining run (masked LM + next sentence prediction).
 
     Parameters
@@ -106,7 +174,8 @@ class PretrainConfig:
         A directory of ``.npz`` shards (or comma-separated shard files), or raw text file(s)
         (comma-separated ``.txt``), which are turned into shards under ``out_dir/data``.
     out_dir : str
-        Run directory: ``train.log``, ``checkpoints/``, ``model.params``, ``loss_curve.png``.
+        Run directory (default ``runs/pretrain``): ``train.log``, ``checkpoints/``,
+        ``model.params``, ``loss_curve.png``.
     model : str
         Named BERT configuration (``bert_2_128_2``, ``bert_tiny_test``, ...).
     model_config : str or None
@@ -127,19 +196,9 @@ class PretrainConfig:
         Optimiser updates in the whole run.
     dropout : float or None
         Overrides the configuration's dropout.
-    log_interval, checkpoint_interval, keep_checkpoints : int
-        Steps between log lines and between checkpoints; checkpoints kept.
-    resume : bool
-        Continue from the newest valid checkpoint in ``out_dir/checkpoints``.
-    save_all_ranks : bool
-        Every rank writes its final parameters (``model.rank<R>.params``) to check that the
-        workers of a multi-process job agree.
-    stop_at_step : int or None
-        End this invocation after that step, with a checkpoint (the schedule still spans
-        ``num_steps``; continue with ``resume``). For time-sliced jobs and tests.
-    seed : int
-    progress : bool
-        Show the console progress bar.
+
+    The engine's settings (seed, intervals, resume, optimizer, devices) are
+    :class:`RunConfig`'s.
     """
     data: str
     out_dir: str = 'runs/pretrain'
@@ -153,29 +212,19 @@ class PretrainConfig:
     batch_size: int = 64
     num_steps: int = 1000
     dropout: Optional[float] = None
-    log_interval: int = 10
-    checkpoint_interval: int = 200
-    keep_checkpoints: int = 3
-    resume: bool = False
-    stop_at_step: Optional[int] = None
-    save_all_ranks: bool = False
-    seed: int = 0
-    progress: bool = True
-    optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
-    devices: DeviceConfig = dataclasses.field(default_factory=DeviceConfig)
 
     def __post_init__(self):
+        super().__post_init__()
         p = 'PretrainConfig'
-        for name in ('batch_size', 'num_steps', 'log_interval', 'checkpoint_interval',
-                     'keep_checkpoints', 'max_seq_length', 'max_predictions_per_seq'):
+        for name in ('batch_size', 'num_steps', 'max_seq_length', 'max_predictions_per_seq'):
             value = getattr(self, name)
             _check(isinstance(value, int) and value >= 1, p, name, value, 'an integer >= 1')
         _check(self.stop_at_step is None or 1 <= self.stop_at_step <= self.num_steps, p,
                'stop_at_step', self.stop_at_step, f'None or 1..num_steps={self.num_steps}')
 
 
-@dataclasses.dataclass
-class FinetuneConfig:
+@dataclasses.dataclass(kw_only=True)
+class FinetuneConfig(RunConfig):
     """A sentence-pair classification fine-tuning run (MRPC or a GLUE-format TSV task).
 
     Exactly one starting point: ``model`` + ``dataset`` (GluonNLP model zoo), ``hf_dir`` (a
@@ -203,9 +252,10 @@ class FinetuneConfig:
         Stop after this many epochs without a better dev accuracy.
     dev_fraction, split_seed : float, int
         Dev share and seed of the split when only the MSR training file is there.
-    log_interval : int
-    seed : int
-    progress : bool
+
+    The engine's settings are :class:`RunConfig`'s (defaults here: ``out_dir``
+    ``runs/finetune``, ``seed`` 2, learning rate 5e-5, a checkpoint every 100 updates and at
+    the end of every epoch).
     """
     data_dir: Optional[str] = None
     text_a: Optional[str] = None
@@ -227,17 +277,15 @@ class FinetuneConfig:
     early_stop: Optional[int] = None
     dev_fraction: float = 0.1
     split_seed: int = 0
-    log_interval: int = 10
     seed: int = 2
-    progress: bool = True
+    checkpoint_interval: int = 100
     optimizer: OptimizerConfig = dataclasses.field(
         default_factory=lambda: OptimizerConfig(lr=5e-5, warmup_ratio=0.1))
-    devices: DeviceConfig = dataclasses.field(default_factory=DeviceConfig)
 
     def __post_init__(self):
+        super().__post_init__()
         f = 'FinetuneConfig'
-        for name in ('max_seq_length', 'batch_size', 'eval_batch_size', 'epochs',
-                     'log_interval'):
+        for name in ('max_seq_length', 'batch_size', 'eval_batch_size', 'epochs'):
             value = getattr(self, name)
             _check(isinstance(value, int) and value >= 1, f, name, value, 'an integer >= 1')
         _check(0.0 <= self.dropout < 1.0, f, 'dropout', self.dropout, '0 <= dropout < 1')

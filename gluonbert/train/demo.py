@@ -121,6 +121,8 @@ def _sample(name):
 def demo(config=None):
     """Runs both parts; returns ``{'finetune': ..., 'pretrain': ..., 'learned': ...}``.
 
+    A demo run replaces the previous demo's runs in ``config.out_dir`` (``overwrite``).
+
     Parameters
     ----------
     config : DemoConfig or None
@@ -137,7 +139,8 @@ def demo(config=None):
         cache_dir=os.path.join(config.out_dir, 'minilm_converted'),
         out_dir=os.path.join(config.out_dir, 'finetune'), max_seq_length=config.max_seq_length,
         batch_size=config.batch_size, epochs=config.epochs, progress=config.progress,
-        optimizer=OptimizerConfig(lr=config.lr, warmup_ratio=0.1), devices=devices))
+        overwrite=True, optimizer=OptimizerConfig(lr=config.lr, warmup_ratio=0.1),
+        devices=devices))
     best = ft['best']
     print(f'  best epoch {best["epoch"]}: dev accuracy {best["dev_accuracy"]:.4f}  F1 '
           f'{best["dev_f1"]:.4f}  ({ft["split"]})')
@@ -149,7 +152,7 @@ def demo(config=None):
         batch_size=config.pretrain_batch_size, num_steps=config.pretrain_steps,
         log_interval=max(1, config.pretrain_steps // 10),
         checkpoint_interval=max(1, config.pretrain_steps // 2), progress=config.progress,
-        optimizer=OptimizerConfig(lr=1e-3, warmup_ratio=0.1), devices=devices))
+        overwrite=True, optimizer=OptimizerConfig(lr=1e-3, warmup_ratio=0.1), devices=devices))
     first, last = pt['first'], pt['last']
     print(f'  MLM loss {first["mlm_loss"]:.3f} -> {last["mlm_loss"]:.3f}, NSP accuracy '
           f'{first["nsp_acc"]:.3f} -> {last["nsp_acc"]:.3f}, {last["pairs_per_s"]:.0f} '

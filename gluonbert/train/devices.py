@@ -87,6 +87,24 @@ class Cluster:
         values = np.asarray(values, dtype=np.float64)
         return values if self.sums is None else self.sums(values)
 
+    def sync_weights(self, trainer):
+        """Gives every worker rank 0's parameters before the first (or resumed) update.
+
+        Gluon broadcasts them lazily, inside the first ``allreduce_grads``: the kvstore's
+        ``broadcast`` pull of a parameter is then still in flight while the same key's
+        gradients are pushed. With ``update_on_kvstore=False`` the servers keep the summed
+        gradient under the parameter's key, so a late pull returns that sum, and the worker
+        silently takes a gradient for its weights (the ``dist_sync`` divergence of the NSP
+        head). Here every pull completes before any gradient is pushed.
+        """
+        if self.kvstore is None or self.hvd is not None:
+            return
+        if not trainer._kv_initialized:
+            trainer._init_kvstore()
+        if trainer._params_to_init:
+            trainer._init_params()
+        mx.nd.waitall()
+
     def make_trainer(self, params, optimizer):
         """A ``gluon.Trainer`` reducing gradients over devices and workers.
 
@@ -140,7 +158,7 @@ def make_cluster(contexts, kvstore='device', comm_backend='kvstore'):
     sums = None
     if kv.num_workers > 1:
         from .distributed import KVStoreSums
-        sums = KVStoreSums(kv, 2)
+        sums = KVStoreSums(kv)
     # The launcher maps output lines to ranks through this line.
     if 'dist' in kvstore:
         print(f'gluonbert: kvstore rank {kv.rank} of {kv.num_workers}', flush=True)

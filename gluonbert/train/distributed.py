@@ -21,24 +21,28 @@ class KVStoreSums:
     """Sums small host arrays over the workers of a ``dist_sync*`` kvstore.
 
     Each call is one push (every worker's values) and one pull (their sum) on a reserved key;
-    the servers merge exactly ``num_workers`` pushes per round.
+    the servers merge exactly ``num_workers`` pushes per round. The key is created on the first
+    call (a collective step: every worker makes its first call at the same point), with the
+    length of that call's values; later calls must have the same length.
 
     Parameters
     ----------
     kvstore : mx.kv.KVStore
         Distributed (``kvstore.num_workers`` >= 1); created identically on every worker.
-    size : int
-        Length of the arrays to sum.
     """
 
-    def __init__(self, kvstore, size):
+    def __init__(self, kvstore):
         self._kv = kvstore
-        self._size = size
-        self._kv.init(NORMALISER_KEY, mx.nd.zeros((size,)))
+        self._size = None
 
     def __call__(self, values):
-        local = mx.nd.array(np.asarray(values, dtype=np.float64).reshape(self._size),
-                            dtype='float32')
+        values = np.asarray(values, dtype=np.float64).ravel()
+        if self._size is None:
+            self._size = values.size
+            self._kv.init(NORMALISER_KEY, mx.nd.zeros((self._size,)))
+        if values.size != self._size:
+            raise ValueError(f'KVStoreSums: {values.size} values; this job sums {self._size}')
+        local = mx.nd.array(values, dtype='float32')
         self._kv.push(NORMALISER_KEY, local)
         total = mx.nd.zeros((self._size,))
         self._kv.pull(NORMALISER_KEY, out=total)

@@ -9,7 +9,8 @@ import mxnet as mx
 from mxnet.gluon import HybridBlock
 
 __all__ = ['PRETRAIN_STATS', 'CLASSIFY_STATS', 'PretrainingSums', 'pretraining_loss',
-           'classification_loss', 'cross_entropy']
+           'pretraining_counts', 'classification_loss', 'classification_counts',
+           'cross_entropy']
 
 #: Names of the sums returned by :func:`pretraining_loss`.
 PRETRAIN_STATS = ('mlm_loss_sum', 'mlm_correct', 'mlm_weight', 'nsp_loss_sum', 'nsp_correct',
@@ -90,11 +91,11 @@ def _pretraining_sums():
 
 
 def pretraining_loss(model, input_ids, segment_ids, valid_length, masked_positions, masked_ids,
-                     masked_weights, nsp_label, mlm_denominator, num_sentences):
+                     masked_weights, nsp_label, totals):
     """Masked-LM plus next-sentence loss of one shard.
 
-    ``loss = sum(w * ce_mlm) / mlm_denominator + sum(ce_nsp) / num_sentences``, where both
-    denominators are computed over the whole (un-split) batch.
+    ``loss = sum(w * ce_mlm) / totals[0] + sum(ce_nsp) / totals[1]``, where both denominators
+    are computed over the whole update (every micro-batch, device and worker).
 
     Parameters
     ----------
@@ -107,10 +108,9 @@ def pretraining_loss(model, input_ids, segment_ids, valid_length, masked_positio
         1 for real predictions, 0 for padding.
     nsp_label : (b,) int32
         0 IsNext, 1 NotNext.
-    mlm_denominator : float
-        Sum of ``masked_weights`` over the global batch.
-    num_sentences : int
-        Global batch size B.
+    totals : (2,) array
+        Sum of ``masked_weights`` and number of sentence pairs over the whole update
+        (:func:`pretraining_counts` summed over micro-batches and workers).
 
     Outputs
     -------
@@ -123,12 +123,23 @@ def pretraining_loss(model, input_ids, segment_ids, valid_length, masked_positio
     nsp_scores, mlm_scores = outputs[-2], outputs[-1]
     mlm_sum, nsp_sum, stats = _pretraining_sums()(nsp_scores, mlm_scores, masked_ids,
                                                   masked_weights, nsp_label)
-    loss = mlm_sum / float(mlm_denominator) + nsp_sum / float(num_sentences)
+    loss = mlm_sum / max(float(totals[0]), 1.0) + nsp_sum / max(float(totals[1]), 1.0)
     return loss, stats
 
 
-def classification_loss(model, input_ids, segment_ids, valid_length, label, num_sentences):
-    """Mean (over the global batch) softmax cross-entropy of a classifier on one shard.
+def pretraining_counts(batch):
+    """``(sum of masked_weights, sentence pairs)`` of a :class:`PretrainingBatch` (host)."""
+    return [float(batch.masked_weights.sum()), float(len(batch.nsp_label))]
+
+
+def classification_counts(batch):
+    """``(sentences,)`` of a classification batch ``(input_ids, segment_ids, valid_length,
+    label)`` (host)."""
+    return [float(len(batch[0]))]
+
+
+def classification_loss(model, input_ids, segment_ids, valid_length, label, totals):
+    """Mean (over the whole update) softmax cross-entropy of a classifier on one shard.
 
     Parameters
     ----------
@@ -136,8 +147,9 @@ def classification_loss(model, input_ids, segment_ids, valid_length, label, num_
     input_ids, segment_ids : (b, T) int32
     valid_length : (b,) int32
     label : (b,) int32
-    num_sentences : int
-        Global batch size B.
+    totals : (1,) array
+        Number of sentences of the whole update (:func:`classification_counts` summed over
+        micro-batches and workers).
 
     Outputs
     -------
@@ -150,4 +162,4 @@ def classification_loss(model, input_ids, segment_ids, valid_length, label, num_
     total = mx.nd.sum(ce)
     with mx.autograd.pause():
         stats = mx.nd.stack(total, mx.nd.sum(hit), mx.nd.sum(mx.nd.ones_like(ce))).reshape((-1,))
-    return (total / float(num_sentences)).reshape((1,)), stats
+    return (total / float(totals[0])).reshape((1,)), stats

@@ -2,20 +2,15 @@
 
 Reads ``.npz`` shards through :class:`~gluonbert.data.PretrainingBatches` (resumable, each
 worker reading its own shards, optional dynamic re-masking), or raw text, which is first
-turned into shards under ``out_dir/data`` by :func:`~gluonbert.data.prepare_pretraining_data`.
-Writes into ``out_dir``: ``train.log``, ``checkpoints/step-*``, and at the end
-``model.params`` (with both heads), ``gluonbert_config.json``, ``vocab.txt``,
+turned into shards under ``out_dir/data`` (prepared once, rebuilt when the text changes).
+:class:`PretrainingTask` is what the training engine (:mod:`gluonbert.train.engine`) runs.
+Writes into ``out_dir``: ``gluonbert_config.json``, ``vocab.txt`` and
+``tokenizer_config.json`` at the start (fine-tuning can start from any checkpoint), then
+``train.log``, ``checkpoints/step-*``, and at the end ``model.params`` (with both heads),
 ``loss_curve.png`` and ``summary.json``. Only rank 0 writes.
 """
-import dataclasses
 import json
 import os
-import random
-import time
-
-import mxnet as mx
-import numpy as np
-from mxnet import gluon
 
 from .. import perf
 from ..data.fileio import atomic_write
@@ -23,16 +18,11 @@ from ..errors import ConfigError
 from ..model import BERTModel, get_config
 from ..model.convert import CONFIG_FILE
 from ..model.init import TruncNorm
-from . import checkpoint as ckpt
-from .devices import make_cluster, parse_devices
-from .loop import ShardedStep
-from .losses import PRETRAIN_STATS, pretraining_loss
-from .metrics import DeviceSums
-from .optim import WarmupLinearSchedule, create_optimizer, exclude_from_weight_decay
+from .engine import Task, Update, train
+from .losses import PRETRAIN_STATS, pretraining_counts, pretraining_loss
 from .plot import plot_curves
-from .progress import TrainProgress
 
-__all__ = ['pretrain', 'load_pretraining_data', 'build_pretraining_model', 'setup_amp']
+__all__ = ['pretrain', 'PretrainingTask', 'load_pretraining_data', 'build_pretraining_model']
 
 
 def _is_text(data):
@@ -42,13 +32,16 @@ def _is_text(data):
 def load_pretraining_data(config, rank=0, num_workers=1):
     """The batch stream and vocabulary of a run (raw text is prepared into shards first).
 
+    Raw text is turned into shards under ``out_dir/data`` by
+    :func:`~gluonbert.data.pretraining.ensure_prepared`: prepared once, reused while the
+    text, the vocabulary and the options are unchanged, rebuilt (with a message) otherwise.
+
     Outputs
     -------
     (PretrainingBatches, gluonnlp.vocab.BERTVocab or None)
     """
-    from ..data import (Masker, PretrainingBatches, PretrainingDataConfig, load_vocab,
-                        prepare_pretraining_data)
-    from ..data.pretraining import MANIFEST_NAME
+    from ..data import Masker, PretrainingBatches, PretrainingDataConfig, load_vocab
+    from ..data.pretraining import MANIFEST_NAME, ensure_prepared
     vocab = load_vocab(config.vocab) if config.vocab else None
     shards = config.data
     if vocab is None and os.path.isfile(os.path.join(shards, MANIFEST_NAME)):
@@ -64,20 +57,13 @@ def load_pretraining_data(config, rank=0, num_workers=1):
         data_config = PretrainingDataConfig(
             max_seq_length=config.max_seq_length, seed=config.seed,
             max_predictions_per_seq=config.max_predictions_per_seq)
-        manifest = os.path.join(shards, MANIFEST_NAME)
-        if not os.path.isfile(manifest):      # prepared once, reused by a resumed run
-            if rank != 0:
-                raise ConfigError(f'{manifest}: not found; with several workers, prepare the '
-                                  'shards first (gluonbert prepare-pretraining) and pass them')
-            prepare_pretraining_data(config.data.split(','), config.vocab, shards, data_config,
-                                     lower=config.lower, overwrite=True,
-                                     progress=config.progress)
-        else:
-            with open(manifest, encoding='utf-8') as f:
-                previous = json.load(f)['config']
-            if previous != dataclasses.asdict(data_config):
-                raise ConfigError(f'{manifest}: prepared with {previous}; this run asks for '
-                                  f'{dataclasses.asdict(data_config)}. Use another --out-dir')
+        if rank == 0:
+            ensure_prepared(config.data.split(','), config.vocab, shards, data_config,
+                            lower=config.lower, progress=config.progress)
+        elif not os.path.isfile(os.path.join(shards, MANIFEST_NAME)):
+            raise ConfigError(f'{os.path.join(shards, MANIFEST_NAME)}: not found; with several '
+                              'workers, prepare the shards first (gluonbert '
+                              'prepare-pretraining) and pass them')
     masker = None
     if config.dynamic_masking and vocab is not None:
         masker = Masker.from_vocab(vocab, max_predictions_per_seq=config.max_predictions_per_seq)
@@ -119,42 +105,77 @@ def build_pretraining_model(config, vocab_size, contexts):
     return net
 
 
-def setup_amp(contexts, dtype):
-    """Turns on MXNet AMP (float16 + dynamic loss scaling) for GPU training.
+class PretrainingTask(Task):
+    """Masked LM + next sentence prediction on :class:`~gluonbert.data.PretrainingBatches`.
 
-    Outputs
-    -------
-    bool
-        Whether AMP is on. float16 on a CPU context raises :class:`ConfigError`.
+    An update is ``accumulate`` batches of the worker's endless stream (epochs follow one
+    another); the loss is normalised by the masked-token weight and the sentence pairs of the
+    whole update over every worker (:func:`~gluonbert.train.losses.pretraining_counts`).
     """
-    if dtype != 'float16':
-        return False
-    cpus = [c for c in contexts if c.device_type == 'cpu']
-    if cpus:
-        raise ConfigError(f'--dtype float16 needs GPUs (MXNet AMP loss scaling is GPU-only); '
-                          f'got {cpus}. Use --gpus, or --dtype float32 on CPU')
-    from mxnet.contrib import amp
-    amp.init(target_dtype='float16')
-    return True
+    name = 'pretrain'
+    stats = PRETRAIN_STATS
+    num_counts = 2
+    unit = 'pairs'
 
+    def __init__(self, config):
+        self.config = config
+        self.total_steps = config.num_steps
 
-def _summarise(sums, seconds, sentences, tokens, step, lr, norm):
-    mlm_w, nsp_n = max(sums['mlm_weight'], 1e-12), max(sums['nsp_count'], 1)
-    return {'step': step, 'mlm_loss': sums['mlm_loss_sum'] / mlm_w,
-            'mlm_acc': sums['mlm_correct'] / mlm_w, 'nsp_loss': sums['nsp_loss_sum'] / nsp_n,
-            'nsp_acc': sums['nsp_correct'] / nsp_n, 'lr': lr,
-            'grad_norm': float(norm.asnumpy()[0]) if norm is not None else 0.0,
-            'pairs_per_s': sentences / max(seconds, 1e-9),
-            'tokens_per_s': tokens / max(seconds, 1e-9)}
+    def _forever(self):
+        while True:
+            yield from self.batches
 
+    def describe(self):
+        return (f'{self.net.config} from {self.batches.num_examples} examples, batch '
+                f'{self.config.batch_size} x {self.config.optimizer.accumulate}')
 
-def _forever(batches):
-    while True:
-        yield from batches
+    def build(self, run):
+        self.batches, self.vocab = load_pretraining_data(self.config, run.cluster.rank,
+                                                         run.cluster.num_workers)
+        self._stream = self._forever()
+        vocab_size = len(self.vocab) if self.vocab is not None else None
+        self.net = build_pretraining_model(self.config, vocab_size, run.contexts)
+        check_ids_fit(self.batches, self.net.config.vocab_size)
+        if run.cluster.is_main:     # beside the checkpoints: fine-tuning can start from them
+            _write_run_files(run.out_dir, self.net.config, self.vocab, self.config.lower)
+        return self.net
+
+    def next_update(self):
+        return Update([next(self._stream) for _ in range(self.config.optimizer.accumulate)])
+
+    counts = staticmethod(pretraining_counts)
+
+    def loss(self, net, *shard_and_totals):
+        return pretraining_loss(net, *shard_and_totals)
+
+    def metrics(self, sums):
+        mlm_w, nsp_n = max(sums['mlm_weight'], 1e-12), max(sums['nsp_count'], 1)
+        return {'mlm_loss': sums['mlm_loss_sum'] / mlm_w, 'mlm_acc': sums['mlm_correct'] / mlm_w,
+                'nsp_loss': sums['nsp_loss_sum'] / nsp_n, 'nsp_acc': sums['nsp_correct'] / nsp_n}
+
+    def data_state(self):
+        return self.batches.state_dict()
+
+    def load_data_state(self, state, rank, step):
+        if rank == state.get('rank', 0):
+            self.batches.load_state_dict(state)
+        else:   # rank 0 saved its own position; every rank read as many batches
+            self.batches.seek(step * self.config.optimizer.accumulate)
+
+    def finish(self, net, run, summary):
+        if run.cluster.is_main and summary['finished']:
+            net.save_parameters(os.path.join(run.out_dir, 'model.params'))
+            summary['plot'] = plot_curves(summary['history'],
+                                          os.path.join(run.out_dir, 'loss_curve.png'),
+                                          ('mlm_loss', 'nsp_loss', 'mlm_acc', 'nsp_acc'),
+                                          title=f'pretraining {self.config.model}')
+            with atomic_write(os.path.join(run.out_dir, 'summary.json')) as f:
+                json.dump({k: v for k, v in summary.items() if k != 'history'}, f, indent=2)
+        return summary
 
 
 def pretrain(config):
-    """Runs (or resumes) a pretraining run.
+    """Runs (or resumes) a pretraining run on the training engine.
 
     Parameters
     ----------
@@ -164,112 +185,9 @@ def pretrain(config):
     -------
     dict
         Summary: ``first`` and ``last`` logged records, ``steps``, ``seconds``, ``history``
-        and the output paths.
+        and the output paths (see :func:`gluonbert.train.engine.train`).
     """
-    random.seed(config.seed)
-    np.random.seed(config.seed)
-    mx.random.seed(config.seed, ctx='all')
-    contexts = parse_devices(config.devices.gpus, config.devices.cpus)
-    use_amp = setup_amp(contexts, config.devices.dtype)
-    cluster = make_cluster(contexts, config.devices.kvstore, config.devices.comm_backend)
-    batches, vocab = load_pretraining_data(config, cluster.rank, cluster.num_workers)
-    net = build_pretraining_model(config, len(vocab) if vocab is not None else None, contexts)
-    check_ids_fit(batches, net.config.vocab_size)
-    exclude_from_weight_decay(net)
-    trainer = cluster.make_trainer(net.collect_params(), create_optimizer(config.optimizer))
-    if use_amp:
-        from mxnet.contrib import amp
-        amp.init_trainer(trainer)
-    out = config.out_dir
-    os.makedirs(out, exist_ok=True)
-    if cluster.is_main:
-        _write_run_files(out, net.config, vocab, config.lower)
-    workers = cluster.num_workers
-    step = ShardedStep(net.collect_params(), trainer, contexts,
-                       lambda *a, **k: pretraining_loss(net, *a, **k),
-                       config.optimizer.max_grad_norm, config.optimizer.accumulate, use_amp)
-    ckpt_dir = os.path.join(out, 'checkpoints')
-    run_config = {'pretrain': dataclasses.asdict(config), 'bert': net.config.to_dict()}
-    start, history, resumed = 0, [], 'a fresh start'
-    sums = DeviceSums(PRETRAIN_STATS, contexts)
-    if config.resume:
-        latest = ckpt.find_latest(ckpt_dir)
-        if latest is not None:
-            meta = ckpt.load_checkpoint(latest, net, trainer)
-            start, history, resumed = meta['step'], meta['history'], f'resumed from {latest}'
-            if cluster.rank == meta['data_position']['loader'].get('rank', 0):
-                batches.load_state_dict(meta['data_position']['loader'])
-            else:   # rank 0 saved its own position; every rank read as many batches
-                batches.seek(meta['step'] * config.optimizer.accumulate)
-            pending = meta['data_position']['pending']      # sums since the last log line
-            sums.add(0, mx.nd.array([pending[k] for k in PRETRAIN_STATS], ctx=contexts[0]))
-    if not trainer._kv_initialized:
-        # Gluon initialises the kvstore lazily, inside the first step, where it broadcasts
-        # rank 0's parameters into every worker's arrays while that step is in flight. Do it
-        # now, so that every worker starts (or resumes) from the same weights.
-        trainer._init_kvstore()
-        mx.nd.waitall()
-    schedule = WarmupLinearSchedule(config.optimizer.lr, config.num_steps,
-                                    config.optimizer.warmup_ratio)
-    stream = _forever(batches)
-    log_name = 'train.log' if cluster.is_main else f'train.rank{cluster.rank}.log'
-    progress = TrainProgress(os.path.join(out, log_name), config.num_steps, start,
-                             desc='pretrain', bar=config.progress and cluster.is_main,
-                             console=cluster.is_main)
-    progress.message(f'pretrain: {net.config} on {contexts} (rank {cluster.rank}/{workers}), '
-                     f'{batches.num_examples} examples, batch {config.batch_size} x '
-                     f'{config.optimizer.accumulate}, steps {start}..{config.num_steps} '
-                     f'({resumed})')
-    begin = tick = time.time()
-    sentences = tokens = 0
-    norm, lr = None, 0.0
-    end = config.stop_at_step or config.num_steps
-    for index in range(start, end):
-        for _ in range(config.optimizer.accumulate):
-            batch = next(stream)
-            # Normalisers of the global batch (all devices, all workers): sharding is exact.
-            weight, pairs = cluster.sum_over_workers(
-                [batch.masked_weights.sum(), len(batch.nsp_label)])
-            stats = step.forward_backward(batch, mlm_denominator=max(weight, 1.0),
-                                          num_sentences=pairs)
-            for device, values in stats:
-                sums.add(device, values)
-            sentences += len(batch.nsp_label)
-            tokens += int(batch.valid_length.sum())
-        lr = schedule(index)
-        norm = step.update(lr)
-        done = index + 1
-        progress.advance()
-        if done % config.log_interval == 0 or done == config.num_steps:
-            record = _summarise(sums.read(), time.time() - tick, sentences, tokens, done, lr,
-                                norm)
-            history.append(record)
-            progress.log(record)
-            tick, sentences, tokens = time.time(), 0, 0
-        if done % config.checkpoint_interval == 0 or done == end:
-            if cluster.is_main:
-                position = {'loader': batches.state_dict(), 'pending': sums.read(reset=False)}
-                ckpt.save_checkpoint(ckpt_dir, net, trainer, done, position, config.seed,
-                                     run_config, history, config.keep_checkpoints)
-            else:
-                ckpt.reseed_mxnet(config.seed, done)
-    seconds = time.time() - begin
-    progress.close()
-    summary = {'steps': end, 'resumed_from': start, 'seconds': seconds,
-               'first': history[0] if history else None,
-               'last': history[-1] if history else None, 'history': history,
-               'finished': end == config.num_steps}
-    if summary['finished'] and config.save_all_ranks and not cluster.is_main:
-        net.save_parameters(os.path.join(out, f'model.rank{cluster.rank}.params'))
-    if cluster.is_main and summary['finished']:
-        net.save_parameters(os.path.join(out, 'model.params'))
-        summary['plot'] = plot_curves(history, os.path.join(out, 'loss_curve.png'),
-                                      ('mlm_loss', 'nsp_loss', 'mlm_acc', 'nsp_acc'),
-                                      title=f'pretraining {config.model}')
-        with atomic_write(os.path.join(out, 'summary.json')) as f:
-            json.dump({k: v for k, v in summary.items() if k != 'history'}, f, indent=2)
-    summary['out_dir'] = out
-    return summary
+    return train(PretrainingTask(config), config)
 
 
 def _write_run_files(out, bert_config, vocab, lower):

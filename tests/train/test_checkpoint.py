@@ -29,15 +29,14 @@ def build(contexts, optimizer='bertadam', seed=0):
                             kvstore=mx.kv.create('device') if len(contexts) > 1 else None,
                             update_on_kvstore=False)
     step = ShardedStep(net.collect_params(), trainer, contexts,
-                       lambda *a, **k: pretraining_loss(net, *a, **k))
+                       lambda *a: pretraining_loss(net, *a))
     return net, trainer, step
 
 
 def run_steps(step, batches):
     losses = []
     for batch in batches:
-        stats = step.forward_backward(batch, mlm_denominator=float(batch[5].sum()),
-                                      num_sentences=len(batch[0]))
+        stats = step.forward_backward(batch, [float(batch[5].sum()), len(batch[0])])
         step.update(1e-3)
         losses.append(sum(float(s.asnumpy()[0]) for _, s in stats))
     return losses

@@ -69,8 +69,9 @@ def test_starting_from_a_pretraining_run(tmp_path, paraphrase_dir, corpus_txt, v
     pretrain(PretrainConfig(data=corpus_txt, vocab=vocab_txt, out_dir=str(tmp_path / 'pt'),
                             model='bert_tiny_test', max_seq_length=32, max_predictions_per_seq=5,
                             batch_size=16, num_steps=4, checkpoint_interval=2, progress=False))
-    for source in (tmp_path / 'pt', tmp_path / 'pt' / 'checkpoints' / 'step-00000002'):
-        summary = finetune(config(tmp_path, paraphrase_dir, None, epochs=1,
+    for i, source in enumerate((tmp_path / 'pt',
+                                tmp_path / 'pt' / 'checkpoints' / 'step-00000002')):
+        summary = finetune(config(tmp_path, paraphrase_dir, None, f'run{i}', epochs=1,
                                   pretrained_checkpoint=str(source)))
         assert summary['source'].endswith('model.params')
         assert summary['train_size'] == 160 and summary['dev_size'] == 48

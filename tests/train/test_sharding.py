@@ -46,12 +46,13 @@ def train(num_devices, steps=4, micro_batches=None, accumulate=1, optimizer='ber
                             kvstore=mx.kv.create('device') if num_devices > 1 else None,
                             update_on_kvstore=False)
     step = ShardedStep(net.collect_params(), trainer, contexts,
-                       lambda *a, **k: pretraining_loss(net, *a, **k), max_grad_norm=1.0,
+                       lambda *a: pretraining_loss(net, *a), max_grad_norm=1.0,
                        accumulate=accumulate)
     for batches in micro_batches[:steps]:
+        # normalisers of the whole update, as the engine computes them
+        totals = np.sum([[b[5].sum(), len(b[0])] for b in batches], axis=0)
         for batch in batches:
-            step.forward_backward(batch, mlm_denominator=float(batch[5].sum()),
-                                  num_sentences=len(batch[0]))
+            step.forward_backward(batch, totals)
         step.update(1e-3)
     return {name: p.data(contexts[0]).asnumpy()
             for name, p in net._collect_params_with_prefix().items()}
@@ -100,7 +101,7 @@ def test_key_bias_gradient_is_round_off_only():
     batch = make_batch(np.random.default_rng(3))
     with autograd.record():
         loss, _ = pretraining_loss(net, *split_batch(batch, [mx.cpu()])[0],
-                                   mlm_denominator=float(batch[5].sum()), num_sentences=8)
+                                   totals=[float(batch[5].sum()), 8])
     loss.backward()
     params = net._collect_params_with_prefix()
     key = params['encoder.transformer_cells.0.attention_cell.proj_key.bias'].grad().asnumpy()
