@@ -45,10 +45,12 @@ def main(argv=None):
         result = args.run(args)
     except GluonBERTError as err:
         print(f'gluonbert {args.command}: error: {err}', file=sys.stderr)
-        code = getattr(err, 'exit_code', 2)     # 130/143: stopped by a signal
-        if worker:
-            end_process(code)
-        return code
+        # With an exit_code (130/143), every worker stops at the same update on a signal: a
+        # normal exit then passes the shutdown barrier and ends the servers too.
+        code = getattr(err, 'exit_code', None)
+        if worker and code is None:
+            end_process(2)
+        return 2 if code is None else code
     except Exception:
         if not worker:
             raise
@@ -262,11 +264,19 @@ def _run_pretrain(args):
     from .train.arguments import pretrain_config
     from .train.pretrain import pretrain
     summary = pretrain(pretrain_config(args))
+    if not summary['finished']:
+        print(_stopped(summary))
+        return 0
     last = summary['last'] or {}
     print(f'pretrained {summary["steps"]} steps in {summary["seconds"]:.1f} s -> '
           f'{summary["out_dir"]} (MLM loss {last.get("mlm_loss", float("nan")):.4f}, '
           f'NSP accuracy {last.get("nsp_acc", float("nan")):.4f})')
     return 0
+
+
+def _stopped(summary):
+    return (f'stopped after update {summary["steps"]} (--stop-at-step); continue with the same '
+            f'command and --resume ({summary["out_dir"]}/checkpoints)')
 
 
 @_command
@@ -285,6 +295,9 @@ def _run_finetune(args):
     from .train.arguments import finetune_config
     from .train.finetune import finetune
     summary = finetune(finetune_config(args))
+    if not summary['finished']:
+        print(_stopped(summary))
+        return 0
     best = summary['best']
     print(f'best epoch {best["epoch"]} of {len(summary["epochs"])}: dev accuracy '
           f'{best["dev_accuracy"]:.4f} F1 {best["dev_f1"]:.4f}; kept in {summary["out_dir"]} '

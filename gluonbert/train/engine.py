@@ -149,7 +149,8 @@ class Task:
         """Restores :meth:`state_dict`."""
 
     def finish(self, net, run, summary):
-        """Writes the task's outputs (rank 0) and completes ``summary``."""
+        """At the end of a finished run: writes the task's outputs (rank 0) and completes
+        ``summary``."""
         return summary
 
 
@@ -409,14 +410,12 @@ def train(task, config):
     run_config = {task.name: dataclasses.asdict(config)}
 
     def save(step_done):
-        if cluster.is_main:
-            position = {'data': task.data_state(), 'task': task.state_dict(),
-                        'pending': sums.read(reset=False), 'stopped_early': stopped_early}
-            return ckpt.save_checkpoint(directory.checkpoints, net, trainer, step_done,
-                                        position, config.seed, run_config, history,
-                                        config.keep_checkpoints)
-        ckpt.reseed_mxnet(config.seed, step_done)
-        return os.path.join(directory.checkpoints, f'step-{step_done:08d}')
+        if not cluster.is_main:
+            return os.path.join(directory.checkpoints, f'step-{step_done:08d}')
+        position = {'data': task.data_state(), 'task': task.state_dict(),
+                    'pending': sums.read(reset=False), 'stopped_early': stopped_early}
+        return ckpt.save_checkpoint(directory.checkpoints, net, trainer, step_done, position,
+                                    config.seed, run_config, history, config.keep_checkpoints)
 
     # 5. the loop
     begin = tick = time.time()
@@ -436,6 +435,10 @@ def train(task, config):
             lr = schedule(done)
             norm = step.update(lr)
             done += 1
+            # MXNet cannot save its generators' state: seeding them from (seed, update) after
+            # every update gives a resumed run the dropout masks of an uninterrupted one,
+            # wherever it was stopped.
+            ckpt.reseed_mxnet(config.seed, done)
             progress.advance()
             if done % config.log_interval == 0 or done == end or update.epoch_end:
                 record = _record(done, task, sums.read(), lr, norm, time.time() - tick, rows,
@@ -461,6 +464,8 @@ def train(task, config):
         'first': history[0] if history else None, 'last': history[-1] if history else None,
         'history': history, 'finished': done == task.total_steps or stopped_early,
         'out_dir': config.out_dir}
-    if summary['finished'] and config.save_all_ranks and not cluster.is_main:
+    if not summary['finished']:                 # --stop-at-step: continue with --resume
+        return summary
+    if config.save_all_ranks and not cluster.is_main:
         net.save_parameters(os.path.join(config.out_dir, f'model.rank{cluster.rank}.params'))
     return task.finish(net, run, summary)

@@ -163,7 +163,7 @@ class PretrainingTask(Task):
             self.batches.seek(step * self.config.optimizer.accumulate)
 
     def finish(self, net, run, summary):
-        if run.cluster.is_main and summary['finished']:
+        if run.cluster.is_main:
             net.save_parameters(os.path.join(run.out_dir, 'model.params'))
             summary['plot'] = plot_curves(summary['history'],
                                           os.path.join(run.out_dir, 'loss_curve.png'),
