@@ -222,16 +222,26 @@ def test_config_validation_and_hf_config(tmp_path):
         BERTConfig.from_hf_config(str(path))
 
 
-def test_same_code_on_several_contexts():
-    """Parameters on two contexts (as split_and_load uses them) give the same outputs."""
+def test_same_code_on_several_contexts(tmp_path):
+    """Parameters on two contexts (as split_and_load uses them) give the outputs of a model
+    loaded on the second context alone, and those outputs depend on the inputs."""
     ids, seg, valid, pos = _batch()
     ctxs = [mx.cpu(0), mx.cpu(1)]
     mx.random.seed(7)
     net = BERTModel(TINY)
     net.initialize(ctx=ctxs)
-    outs = [net(ids.as_in_context(c), seg.as_in_context(c), valid.as_in_context(c),
-                pos.as_in_context(c))[3].asnumpy() for c in ctxs]
-    assert np.array_equal(outs[0], outs[1])
+    net.save_parameters(str(tmp_path / 'net.params'))
+    alone = BERTModel(TINY)
+    alone.load_parameters(str(tmp_path / 'net.params'), ctx=mx.cpu(1))
+
+    def mlm(model, c, token_ids=ids):
+        return model(token_ids.as_in_context(c), seg.as_in_context(c), valid.as_in_context(c),
+                     pos.as_in_context(c))[3].asnumpy()
+
+    outs = [mlm(net, c) for c in ctxs] + [mlm(alone, mx.cpu(1))]
+    assert np.array_equal(outs[0], outs[1]) and np.array_equal(outs[0], outs[2])
+    other = mlm(net, mx.cpu(1), (ids + 1) % TINY.vocab_size)
+    assert np.abs(other - outs[1]).max() > 1e-3
 
 
 def test_mlm_decoder_refuses_mismatched_embedding():

@@ -69,12 +69,25 @@ def test_starting_from_a_pretraining_run(tmp_path, paraphrase_dir, corpus_txt, v
     pretrain(PretrainConfig(data=corpus_txt, vocab=vocab_txt, out_dir=str(tmp_path / 'pt'),
                             model='bert_tiny_test', max_seq_length=32, max_predictions_per_seq=5,
                             batch_size=16, num_steps=4, checkpoint_interval=2, progress=False))
+    import mxnet as mx
+
+    from gluonbert.train.backbone import load_backbone
+    loaded = []
     for i, source in enumerate((tmp_path / 'pt',
                                 tmp_path / 'pt' / 'checkpoints' / 'step-00000002')):
-        summary = finetune(config(tmp_path, paraphrase_dir, None, f'run{i}', epochs=1,
-                                  pretrained_checkpoint=str(source)))
+        cfg = config(tmp_path, paraphrase_dir, None, f'run{i}', epochs=1,
+                     pretrained_checkpoint=str(source))
+        # the encoder starts from exactly that file's weights
+        saved = {k: v.asnumpy() for k, v in mx.nd.load(str(source / 'model.params')).items()}
+        encoder = {k: p.data().asnumpy() for k, p in
+                   load_backbone(cfg).bert._collect_params_with_prefix().items()}
+        shared = [k for k in encoder if k in saved]
+        assert len(shared) > 20 and all(np.array_equal(encoder[k], saved[k]) for k in shared)
+        loaded.append(encoder['word_embed.0.weight'])
+        summary = finetune(cfg)
         assert summary['source'].endswith('model.params')
         assert summary['train_size'] == 160 and summary['dev_size'] == 48
+    assert not np.array_equal(*loaded)          # step 2 is not the final model
 
 
 def test_custom_glue_task_columns(tmp_path, converted_dir):

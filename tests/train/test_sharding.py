@@ -81,18 +81,37 @@ def test_two_devices_equal_one(optimizer):
     assert moved > 1e-4                                           # training did change weights
 
 
+def assert_moved(trained, micro_batches, rtol=1e-4):
+    """Training changed most parameters (the equalities above compare trained weights)."""
+    initial = train(1, steps=0, micro_batches=micro_batches)
+    moved = [n for n in trained if not np.allclose(trained[n], initial[n], rtol=rtol, atol=0)]
+    assert len(moved) > len(trained) // 2, moved
+
+
 def test_three_devices_equal_one():
     rng = np.random.default_rng(1)
     batches = [[make_batch(rng, batch=8)] for _ in range(3)]
-    assert_same_params(train(1, micro_batches=batches), train(3, micro_batches=batches))
+    three = train(3, micro_batches=batches)
+    assert_same_params(train(1, micro_batches=batches), three)
+    assert_moved(three, batches)
+
+
+def test_a_batch_smaller_than_the_devices_runs_on_fewer():
+    """A 2-row batch on 3 devices: the third device gets no rows and a zero gradient."""
+    rng = np.random.default_rng(4)
+    batches = [[make_batch(rng, batch=b)] for b in (7, 2, 1)]
+    three = train(3, micro_batches=batches)
+    assert_same_params(train(1, micro_batches=batches), three)
+    assert_moved(three, batches)
 
 
 def test_accumulation_equals_one_big_batch():
     rng = np.random.default_rng(2)
     halves = [[make_batch(rng, batch=4, all_weights=True) for _ in range(2)] for _ in range(3)]
     whole = [[[np.concatenate([a, b]) for a, b in zip(*pair)]] for pair in halves]
-    assert_same_params(train(1, micro_batches=whole), train(2, micro_batches=halves,
-                                                            accumulate=2))
+    accumulated = train(2, micro_batches=halves, accumulate=2)
+    assert_same_params(train(1, micro_batches=whole), accumulated)
+    assert_moved(accumulated, whole)
 
 
 def test_key_bias_gradient_is_round_off_only():
