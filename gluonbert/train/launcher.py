@@ -380,28 +380,45 @@ class _Signals:
             signal.signal(sig, handler)
 
 
-def _stop(procs, grace, sig, signals, again_after=None):
-    """Passes ``sig`` to every process, waits up to ``grace`` s (less if another signal comes
-    to the launcher), then kills what is left. Returns the seconds it took.
+def _stop(procs, grace, sig, signals, failed=False):
+    """Passes ``sig`` on and kills what is left after ``grace`` s (sooner if another signal
+    comes to the launcher). Returns the seconds it took.
 
-    ``again_after``: seconds after which ``sig`` is sent a second time to what still runs. A
-    job that has lost a process cannot stop gracefully (a training loop that would finish the
-    current update with every worker waits for the lost one), and to gluonbert workers a
-    second signal means "stop now".
+    When nothing ``failed`` (the launcher was signalled), the workers get ``sig`` first and the
+    scheduler and servers once the workers are gone: a worker that stops gracefully (the
+    training loop finishing the current update on every worker, with a checkpoint) still needs
+    the servers, and workers that end normally take the servers and the scheduler with them
+    through ps-lite's shutdown.
+
+    After a failure no graceful stop can finish (the training loop waits for the lost
+    process): every process gets ``sig`` at once, and the workers get it a second time a moment
+    later, which to gluonbert workers means "stop now".
     """
     began = time.monotonic()
     already = len(signals.received)
-    for p in procs:
+    workers = [p for p in procs if p.role == 'worker']
+    others = [p for p in procs if p.role != 'worker']
+    for p in (procs if failed else workers):
         p.send(sig)
+    again_after = min(1.0, grace / 2) if failed else None
     # Remote guards use their own grace after the pipe closes: wait a little longer for them.
     wait = grace + (2.0 if any(p.remote for p in procs) else 0.0)
+    workers_gone_at, others_told = None, failed
     while (time.monotonic() - began < wait and any(p.alive() for p in procs)
            and len(signals.received) == already):
-        if again_after is not None and time.monotonic() - began >= again_after:
+        now = time.monotonic()
+        if again_after is not None and now - began >= again_after:
             again_after = None
-            for p in procs:
+            for p in workers:
                 if not p.remote:
                     p.send(sig)
+        if workers_gone_at is None and not any(p.alive() for p in workers):
+            workers_gone_at = now
+        # Servers end by themselves within moments of a normal end of every worker.
+        if not others_told and workers_gone_at is not None and now - workers_gone_at > 1.0:
+            others_told = True
+            for p in others:
+                p.send(sig)
         time.sleep(0.05)
     for p in procs:
         p.kill()
@@ -484,7 +501,7 @@ def launch(command, config, out=sys.stdout, workdir=None, extra_env=None):
                     f'{p.name} (pid {p.popen.pid})' for p in procs), file=out, flush=True)
             return _supervise(procs, config, out, lock, signals)
         except BaseException:
-            _stop(procs, config.stop_grace_s, signal.SIGTERM, signals)
+            _stop(procs, config.stop_grace_s, signal.SIGTERM, signals, failed=True)
             raise
         finally:
             for p in procs:
@@ -523,8 +540,7 @@ def _supervise(procs, config, out, lock, signals):
                 break
         if failed is not None:
             failed.stream.join(timeout=2)          # its last lines, with the error, are read
-            seconds = _stop(procs, config.stop_grace_s, signal.SIGTERM, signals,
-                            again_after=min(1.0, config.stop_grace_s / 2))
+            seconds = _stop(procs, config.stop_grace_s, signal.SIGTERM, signals, failed=True)
             with lock:
                 print(f'gluonbert launch: {_describe(failed)}; stopped the other '
                       f'{len(procs) - 1} processes in {seconds:.1f} s', file=out, flush=True)
@@ -534,6 +550,6 @@ def _supervise(procs, config, out, lock, signals):
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and any(p.alive() for p in procs):
                 time.sleep(0.1)
-            _stop(procs, config.stop_grace_s, signal.SIGTERM, signals)
+            _stop(procs, config.stop_grace_s, signal.SIGTERM, signals, failed=True)
             return 0
         time.sleep(0.1)
