@@ -123,9 +123,9 @@ def serve(role, timeout=None):
 
     What ``python -c 'import mxnet'`` with ``DMLC_ROLE`` set does, plus: SIGINT and SIGTERM end
     the process at once (a plain ``import mxnet`` server ignores Ctrl-C while it blocks in C++),
-    and the start-up deadline of :func:`start_timeout`. The role is given here, not in
-    ``DMLC_ROLE``, because importing ``mxnet`` with a server role runs the server inside the
-    import, before any code of this module could run.
+    and the start-up deadline of :func:`start_timeout`. The role is given here, and set in
+    ``DMLC_ROLE`` only after ``mxnet`` is imported: importing ``mxnet`` with a server role runs
+    the server inside the import, before the deadline could be armed.
 
     Parameters
     ----------
@@ -145,6 +145,7 @@ def serve(role, timeout=None):
     seconds = start_timeout(timeout)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.environ.pop('DMLC_ROLE', None)       # or the import below would run the server itself
     import mxnet as mx
     os.environ['DMLC_ROLE'] = role
     if seconds <= 0:
