@@ -7,7 +7,10 @@ memory, the shape ``finetune`` and ``predict`` run) called normally (checked) an
 (unchecked). Three figures per model:
 
 * ``check_us``: the check alone (median of many calls), in microseconds;
-* ``sync``: one forward pass waited for, checked vs unchecked (median of interleaved pairs);
+* ``sync``: one forward pass waited for, checked vs unchecked (interleaved pairs; median and
+  minimum wall-clock time);
+* ``cpu``: the same passes in CPU time of the process (all threads): less disturbed than wall
+  time when other jobs share the cores;
 * ``pipelined``: ``--queue`` forward passes queued back to back and waited for once, checked
   vs unchecked: whether the check's host copy of the ids stalls MXNet's asynchronous queue.
 
@@ -99,12 +102,14 @@ def measure(name, batch, length, repeat, queue, check_calls):
     for run in (checked, unchecked, checked, unchecked):       # graph build, warm-up
         run().wait_to_read()
     times = {'checked': [], 'unchecked': []}
+    cpu = {'checked': [], 'unchecked': []}
     for i in range(repeat):     # interleaved, alternating order: both see the same load
         order = (('checked', checked), ('unchecked', unchecked))
         for label, run in (order if i % 2 == 0 else order[::-1]):
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             run().wait_to_read()
             times[label].append(time.perf_counter() - start)
+            cpu[label].append(time.process_time() - start_cpu)
     piped = {'checked': [], 'unchecked': []}
     for i in range(max(3, repeat // queue)):
         order = (('checked', checked), ('unchecked', unchecked))
@@ -128,8 +133,9 @@ def measure(name, batch, length, repeat, queue, check_calls):
            'max_length': config.max_length,
            'check_us': round(statistics.median(check_times) * 1e6, 1),
            'sync': {k: summary(v) for k, v in times.items()},
+           'cpu': {k: summary(v) for k, v in cpu.items()},
            'pipelined': {k: summary(v) for k, v in piped.items()}}
-    for key in ('sync', 'pipelined'):
+    for key in ('sync', 'cpu', 'pipelined'):
         for stat in ('median', 'min'):
             c = row[key]['checked'][f'{stat}_ms']
             u = row[key]['unchecked'][f'{stat}_ms']
@@ -172,7 +178,7 @@ def main(argv=None):
     print(f'{"model":<16}{"B x T":<10}{"check":>8}{"check/fwd":>10}  {"timing":<10}'
           f'{"checked med/min ms":>20}{"unchecked med/min ms":>22}{"overhead med/min":>18}')
     for r in rows:
-        for key in ('sync', 'pipelined'):
+        for key in ('sync', 'cpu', 'pipelined'):
             c, u = r[key]['checked'], r[key]['unchecked']
             first = (f'{r["model"]:<16}{r["batch"]} x {r["length"]:<4}{r["check_us"]:>6.0f}us'
                      f'{r["check_pct_of_forward"]:>9.3f}%' if key == 'sync' else ' ' * 44)
