@@ -1,4 +1,13 @@
-X
+"""gluonbert models for the MXNet loops of :mod:`benchmarks.impl_mxnet`, set up as the
+training engine sets them up (``gluonbert.perf.optimize``: static memory; the engine's one
+``Trainer`` factory: BERT's fused Adam, no decay on biases and LayerNorm)."""
+import mxnet as mx
+
+from gluonbert import perf
+from gluonbert.model import BERTClassifier, BERTConfig, BERTModel
+
+VALID_LENGTH_DTYPE = 'int32'
+NOTE = 'gluonbert.perf.optimize / gluonbert.train.engine.make_trainer'
 
 
 def _config(shape, dropout=None):

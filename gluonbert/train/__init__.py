@@ -2,8 +2,13 @@
 
 Modules (import them directly; nothing heavy is imported here)
 -------------------------------------------------------------
+engine
+    The training loop, once, for every task: devices and cluster, AMP, the one ``Trainer``
+    factory, the sharded step, schedule, checkpoints and exact resume, one run per output
+    directory, SIGINT/SIGTERM, progress, log, evaluation hook. Start reading here.
 config
-    ``OptimizerConfig``, ``DeviceConfig``, ``PretrainConfig``, ``FinetuneConfig``.
+    ``OptimizerConfig``, ``DeviceConfig``, ``RunConfig`` (the engine's settings),
+    ``PretrainConfig``, ``FinetuneConfig``.
 devices
     ``--gpus``/``--cpus`` to contexts; the kvstore seam (rank, worker count).
 optim
@@ -16,8 +21,10 @@ checkpoint
     Atomic, verified, resumable checkpoints (parameters, optimizer, data position, RNGs).
 progress, plot
     tqdm bar + log file; loss curves as PNG.
-pretrain, finetune, predict, backbone, tasks, demo
-    The runs behind ``gluonbert pretrain|finetune|predict|demo``.
+pretrain, finetune
+    The two tasks on the engine (model, batches, loss, metrics, outputs).
+predict, backbone, tasks, demo
+    ``gluonbert predict``, pretrained starting points, task files, ``gluonbert demo``.
 arguments
     Their command-line arguments.
 """
