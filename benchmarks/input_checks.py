@@ -7,6 +7,8 @@ memory, the shape ``finetune`` and ``predict`` run) called normally (checked) an
 (unchecked). Three figures per model:
 
 * ``check_us``: the check alone (median of many calls), in microseconds;
+  ``check_us_while_queued``: the same while two forward passes are still running (a check
+  that waited for the device would take a forward pass's time here);
 * ``sync``: one forward pass waited for, checked vs unchecked (interleaved pairs; median and
   minimum wall-clock time);
 * ``cpu``: the same passes in CPU time of the process (all threads): less disturbed than wall
@@ -125,6 +127,17 @@ def measure(name, batch, length, repeat, queue, check_calls):
         start = time.perf_counter()
         check_inputs(config, *args)
         check_times.append(time.perf_counter() - start)
+    # The check while forward passes are still queued: it reads the ids, which the queued
+    # passes only read, so it must not wait for them.
+    busy_times = []
+    for _ in range(max(3, queue)):
+        mx.nd.waitall()
+        outs = [unchecked() for _ in range(2)]
+        start = time.perf_counter()
+        check_inputs(config, *args)
+        busy_times.append(time.perf_counter() - start)
+        mx.nd.waitall()
+        del outs
 
     def summary(values):
         return {'median_ms': round(statistics.median(values) * 1e3, 3),
@@ -132,6 +145,7 @@ def measure(name, batch, length, repeat, queue, check_calls):
     row = {'model': name, 'batch': batch, 'length': length,
            'max_length': config.max_length,
            'check_us': round(statistics.median(check_times) * 1e6, 1),
+           'check_us_while_queued': round(statistics.median(busy_times) * 1e6, 1),
            'sync': {k: summary(v) for k, v in times.items()},
            'cpu': {k: summary(v) for k, v in cpu.items()},
            'pipelined': {k: summary(v) for k, v in piped.items()}}
@@ -175,6 +189,9 @@ def main(argv=None):
     meta['load_after'] = os.getloadavg()
     print(f'{meta["cpu"]["model_name"]}, ISA {" ".join(meta["cpu"]["isa_flags"])}; '
           f'load {meta["load_before"][0]:.2f} -> {meta["load_after"][0]:.2f}')
+    for r in rows:
+        print(f'{r["model"]}: check {r["check_us"]:.0f} us idle, '
+              f'{r["check_us_while_queued"]:.0f} us with forward passes queued')
     print(f'{"model":<16}{"B x T":<10}{"check":>8}{"check/fwd":>10}  {"timing":<10}'
           f'{"checked med/min ms":>20}{"unchecked med/min ms":>22}{"overhead med/min":>18}')
     for r in rows:

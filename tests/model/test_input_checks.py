@@ -193,5 +193,6 @@ def test_overhead_benchmark_runs(tmp_path):
                                                               list)
     (row,) = result['rows']
     assert row['model'] == 'bert_tiny_test' and row['check_us'] > 0
+    assert row['check_us_while_queued'] > 0
     for key in ('sync', 'pipelined'):
         assert row[key]['checked']['min_ms'] > 0 and row[key]['unchecked']['min_ms'] > 0
