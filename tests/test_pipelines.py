@@ -187,4 +187,4 @@ def test_demo_ends_with_fill_mask_and_crane_similarity(memorised_run, capsys):
     assert 'fill-mask: "the capital of france is [MASK] ." -> paris (' in printed
     assert learned['word'] == AMBIGUOUS[0] == 'crane'
     assert -1.0 <= learned['similarity'] < 0.999
-    assert f'cosine {learned["similarity"]:.3f}' in printed
+    assert f'cosine {learned["similarity"]:.4f}' in printed
