@@ -15,7 +15,8 @@ tune_allocator()
 #: Public names and the module that defines each (imported on first use).
 _LAZY = {'BERTClassifier': 'model', 'BERTConfig': 'model', 'BERTEncoder': 'model',
          'BERTModel': 'model', 'MLMDecoder': 'model', 'NSClassifier': 'model',
-         'get_config': 'model', 'get_model': 'model.zoo'}
+         'get_config': 'model', 'get_model': 'model.zoo', 'encode': 'pipelines',
+         'pipeline': 'pipelines', 'PretrainedBERT': 'pipelines'}
 
 __all__ = sorted(_LAZY)
 

@@ -111,6 +111,10 @@ def test_encode_equals_bert_sequence_output(model, memorised_run):
     np.testing.assert_allclose(got.pooled, pooled[0].asnumpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(got.word_vector('crane'), seq[0, 2].asnumpy(), rtol=1e-5,
                                atol=1e-6)
+    import gluonbert
+    from_path = gluonbert.encode(memorised_run, 'a crane is flying')   # package-level API
+    np.testing.assert_allclose(from_path.sequence, encode(model, 'a crane is flying').sequence,
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_contextual_similarity_of_crane(model):
