@@ -21,6 +21,7 @@ import numpy as np
 
 from .. import perf
 from ..data.fileio import atomic_write
+from ..errors import ConfigError
 from ..model import BERTClassifier
 from .backbone import check_source, load_backbone
 from .engine import Task, Update, train
@@ -143,6 +144,11 @@ class FinetuningTask(Task):
         config = self.config
         train_records, dev_records, self.split = load_task(config, self.spec)
         self.backbone = load_backbone(config)
+        positions = self.backbone.bert.config.max_length
+        if config.max_seq_length > positions:
+            raise ConfigError(f'--max-seq-length {config.max_seq_length}: the model '
+                              f'({self.backbone.source}) has a position table of {positions} '
+                              f'rows; expected at most {positions}')
         self.transform = BERTDatasetTransform(
             get_tokenizer(self.backbone.vocab, lower=self.backbone.lower),
             config.max_seq_length, class_labels=self.spec.labels, pad=False, pair=self.spec.pair)

@@ -58,8 +58,17 @@ def load_pretraining_data(config, rank=0, num_workers=1):
             max_seq_length=config.max_seq_length, seed=config.seed,
             max_predictions_per_seq=config.max_predictions_per_seq)
         if rank == 0:
-            ensure_prepared(config.data.split(','), config.vocab, shards, data_config,
-                            lower=config.lower, progress=config.progress)
+            prepared = ensure_prepared(config.data.split(','), config.vocab, shards,
+                                       data_config, lower=config.lower,
+                                       progress=config.progress)
+            resuming = config.resume or config.resume_if_possible
+            checkpoints = os.path.join(config.out_dir, 'checkpoints')
+            if prepared['action'] == 'rebuilt' and resuming and os.path.isdir(checkpoints) \
+                    and os.listdir(checkpoints):
+                raise ConfigError(f'{shards}: rebuilt because {"; ".join(prepared["reasons"])}; '
+                                  f'the checkpoints in {checkpoints} were trained on the old '
+                                  'data, so the run cannot resume. Use --overwrite to start '
+                                  'again on the new data, or restore the old input')
         elif not os.path.isfile(os.path.join(shards, MANIFEST_NAME)):
             raise ConfigError(f'{os.path.join(shards, MANIFEST_NAME)}: not found; with several '
                               'workers, prepare the shards first (gluonbert '

@@ -180,3 +180,22 @@ def test_two_finetuning_workers_equal_one_process_accumulating_two(tmp_path, par
         np.testing.assert_allclose(rank0[name], reference[name], rtol=1e-5, atol=1e-6,
                                    err_msg=name)
     assert _epoch_metrics(one)[0]['train_count'] == 160
+
+
+def test_resume_refuses_data_rebuilt_from_edited_text(tmp_path, corpus_txt, vocab_txt):
+    """Raw text prepared into OUT_DIR/data is rebuilt when the text changes; the checkpoints
+    were trained on the old shards, so --resume is refused, naming what changed."""
+    out = str(tmp_path / 'run')
+    args = CLI + ['pretrain', '--data', corpus_txt, '--vocab', vocab_txt, '--model',
+                  'bert_tiny_test', '--max-seq-length', '32', '--batch-size', '8',
+                  '--num-steps', '4', '--checkpoint-interval', '2', '--out-dir', out,
+                  '--no-progress']
+    code, log = _run(args + ['--stop-at-step', '2'])
+    assert code == 0, log
+    with open(corpus_txt, 'a', encoding='utf-8') as f:
+        f.write('w0x1 w0x2 w0x3 .\nw0x4 w0x5 .\n\n')
+    code, log = _run(args + ['--resume'])
+    assert code == 2 and 'cannot resume' in log and 'corpus.txt' in log, log
+    assert 'Traceback' not in log
+    code, log = _run(args + ['--overwrite'])
+    assert code == 0, log

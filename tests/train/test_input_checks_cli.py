@@ -22,7 +22,23 @@ def test_finetune_max_seq_length_beyond_the_position_table(tmp_path, paraphrase_
     proc = cli('finetune', '--data-dir', paraphrase_dir, '--from-converted', converted_dir,
                '--max-seq-length', '600', '--out-dir', str(tmp_path / 'run'), '--epochs', '1',
                '--batch-size', '16', '--cpus', '1', '--no-progress')
-    assert_named_error(proc, 'sequence length 83 exceeds the position table of 64 rows')
+    # refused at start-up, before any batch
+    assert_named_error(proc, '--max-seq-length 600', 'position table of 64 rows')
+
+
+def test_finetune_vocabulary_larger_than_the_model(tmp_path, paraphrase_dir, converted_dir):
+    """A converted model whose vocab.txt has more tokens than its embedding table: the
+    hybridized classifier refuses the first batch holding such an id."""
+    extra = [f'new{i}' for i in range(30)]
+    with open(os.path.join(converted_dir, 'vocab.txt'), 'a', encoding='utf-8') as f:
+        f.write('\n'.join(extra) + '\n')
+    with open(os.path.join(paraphrase_dir, 'train.tsv'), 'a', encoding='utf-8') as f:
+        f.write(f'1\t9999\t10000\t{WORDS[0]} new29\t{WORDS[1]}\n')
+    proc = cli('finetune', '--data-dir', paraphrase_dir, '--from-converted', converted_dir,
+               '--max-seq-length', '32', '--out-dir', str(tmp_path / 'run'), '--epochs', '1',
+               '--batch-size', '16', '--cpus', '1', '--no-progress')
+    assert_named_error(proc, f'token_ids contains {len(VOCAB) + 29}; expected ids in '
+                             f'[0, {len(VOCAB)}) (vocab_size={len(VOCAB)})')
 
 
 def test_predict_input_longer_than_the_position_table(tmp_path):
