@@ -131,7 +131,6 @@ class PretrainedBERT:
         self.net.load_parameters(params, ctx=self.ctx)
         self.net.hybridize(static_alloc=True)
         self.source = params
-        self.mask_id = self.vocab[self.vocab.mask_token]
         self._special = {self.vocab[t] for t in (self.vocab.padding_token, self.vocab.cls_token,
                                                   self.vocab.sep_token, self.vocab.mask_token)}
 
