@@ -102,7 +102,8 @@ def _check_output_path(path):
 
 
 def load_classifier(model_dir, contexts):
-    """Rebuilds a fine-tuned classifier and its input transform from ``model_dir``.
+    """Rebuilds a fine-tuned classifier and its input transform from ``model_dir``, or loads
+    the exported graph of a deployment directory (``gluonbert quantize``, fp32 or INT8).
 
     Outputs
     -------
@@ -117,11 +118,15 @@ def load_classifier(model_dir, contexts):
                                    'gluonbert finetune')
     info = _read_info(info_path)
     spec = TaskSpec(**info['task'])
-    bert = BERTModel(BERTConfig.from_dict(info['bert'], source=info_path), use_pooler=True,
-                     use_decoder=False, use_classifier=False)
-    net = BERTClassifier(bert, num_classes=len(spec.labels), dropout=info['dropout'])
-    net.load_parameters(os.path.join(model_dir, 'model.params'), ctx=contexts)
-    net.hybridize(static_alloc=True)
+    from ..deploy import DEPLOY_INFO, load_exported
+    if os.path.isfile(os.path.join(model_dir, DEPLOY_INFO)):  # gluonbert quantize's output
+        net = load_exported(model_dir, contexts)
+    else:
+        bert = BERTModel(BERTConfig.from_dict(info['bert'], source=info_path), use_pooler=True,
+                         use_decoder=False, use_classifier=False)
+        net = BERTClassifier(bert, num_classes=len(spec.labels), dropout=info['dropout'])
+        net.load_parameters(os.path.join(model_dir, 'model.params'), ctx=contexts)
+        net.hybridize(static_alloc=True)
     vocab = load_vocab(os.path.join(model_dir, 'vocab.txt'))
     transform = BERTDatasetTransform(get_tokenizer(vocab, lower=info['lower']),
                                      info['max_seq_length'], class_labels=spec.labels,

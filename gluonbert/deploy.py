@@ -1,0 +1,524 @@
+"""Serving exports of a fine-tuned classifier: fp32, and INT8 calibrated with oneDNN.
+
+:func:`quantize` turns the directory written by ``gluonbert finetune`` (``model.params``,
+``finetune.json``, ``vocab.txt``) into a deployment directory::
+
+    model-symbol.json     the graph (fp32, or INT8 with oneDNN fused operators)
+    model-0000.params     its parameters
+    model-gluonbert.json  the BERT config, for gluonbert's input checks (import_exported)
+    deploy.json           inputs, outputs, precision and quantization settings
+    finetune.json         copied: task, labels, casing, max length (for ``gluonbert predict``)
+    vocab.txt             copied
+
+The graph loads with plain MXNet, without gluonbert::
+
+    net = mx.gluon.SymbolBlock.imports('model-symbol.json', ['data0', 'data1', 'data2'],
+                                       'model-0000.params')
+    logits = net(token_ids, segment_ids, valid_length)       # (B, T), (B, T), (B,) -> (B, K)
+
+``gluonbert predict --model-dir DIR`` serves the directory like the fine-tuned one (same TSV).
+
+INT8 runs the matrix products in 8-bit integers. Calibration feeds a few batches of task
+inputs through the fp32 graph and records the range of every quantized layer's output, from
+which the scales are fixed ('naive': the observed min and max; 'entropy': the threshold that
+keeps the KL divergence to the fp32 histogram smallest, see :class:`EntropyCollector`;
+'clip': min and max, except for the GELU and LayerNorm outputs whose rare outliers would
+waste most of the 256 levels, which get a range from quantiles of each batch, see
+:class:`ClippingCollector`).
+
+Not quantized, on purpose: the embeddings (lookups, no arithmetic to gain) and the addition
+of the attention mask to the attention scores (the mask's huge negative values would take
+the whole int8 range and flatten every score to zero).
+"""
+import ctypes
+import json
+import logging
+import os
+import shutil
+import tempfile
+
+import mxnet as mx
+import numpy as np
+
+from .data.fileio import atomic_write
+from .errors import ConfigError, DataFormatError
+
+__all__ = ['quantize', 'export', 'load_exported', 'int8_isa', 'ClippingCollector', 'EntropyCollector',
+           'CALIB_MODES', 'DEPLOY_INFO', 'PREFIX', 'INPUT_NAMES']
+
+#: Calibration modes of :func:`quantize`.
+CALIB_MODES = ('naive', 'entropy', 'clip')
+#: The description file that marks a deployment directory.
+DEPLOY_INFO = 'deploy.json'
+#: File prefix of the graph and parameters inside a deployment directory.
+PREFIX = 'model'
+#: Input names of the exported graph, in call order.
+INPUT_NAMES = ('data0', 'data1', 'data2')
+#: Read for the CPU's instruction-set flags (a module attribute so that tests can replace it).
+CPUINFO = '/proc/cpuinfo'
+_VNNI_FLAGS = ('avx512_vnni', 'avx_vnni')
+
+_logger = logging.getLogger(__name__)
+
+
+def int8_isa(cpuinfo=None):
+    """The CPU model and the ISA flags that matter for INT8 and fp32 inference.
+
+    Parameters
+    ----------
+    cpuinfo : str, optional
+        Path of a ``/proc/cpuinfo``-format file (default :data:`CPUINFO`).
+
+    Outputs
+    -------
+    dict
+        ``{'cpu': model name, 'flags': [avx2, avx512f, avx512_vnni, avx_vnni, avx512_bf16,
+        amx_int8 present], 'vnni': bool}``; ``cpu`` is ``'unknown'`` and ``vnni`` False when
+        the file cannot be read.
+    """
+    path = cpuinfo or CPUINFO
+    model, flags = 'unknown', set()
+    try:
+        with open(path, encoding='utf-8', errors='replace') as f:
+            for line in f:
+                key, _, value = line.partition(':')
+                key = key.strip()
+                if key == 'model name' and model == 'unknown':
+                    model = value.strip()
+                elif key == 'flags' and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    wanted = ('avx2', 'avx512f', 'avx512_vnni', 'avx_vnni', 'avx512_bf16', 'amx_int8')
+    return {'cpu': model, 'flags': [f for f in wanted if f in flags],
+            'vnni': any(f in flags for f in _VNNI_FLAGS)}
+
+
+class ClippingCollector:
+    """Layer-output ranges for calibration, with the outliers of GELU and LayerNorm outputs cut.
+
+    A BERT layer's GELU and LayerNorm outputs hold a few values far larger than the rest; a
+    min/max range spends most int8 levels on them and rounds the bulk to a handful of steps.
+    For those outputs the range is the mean over batches of each batch's ``quantile`` and
+    ``1 - quantile`` values (a clipped tail costs less than a coarse bulk); every other output
+    keeps its min and max over all batches, as 'naive' calibration.
+
+    Given to ``quantize_net_v2`` as ``LayerOutputCollector``; it reads the outputs through
+    MXNet's monitor callback (:meth:`collect`) and leaves the ranges in ``min_max_dict``.
+
+    Parameters
+    ----------
+    quantile : float
+        Upper quantile kept for the clipped outputs (the lower one is ``1 - quantile``).
+    clip_patterns : tuple of str
+        Substrings of the output names that are clipped: the GELU (fused into the preceding
+        FullyConnected by oneDNN: ``fully_connected_eltwise``, or alone: ``leakyrelu``) and
+        LayerNorm outputs.
+    """
+
+    def __init__(self, quantile=0.9999, clip_patterns=('fully_connected_eltwise', 'leakyrelu',
+                                                         'layernorm')):
+        if not 0.5 < quantile <= 1.0:
+            raise ConfigError(f'quantile={quantile}: expected a value in (0.5, 1]')
+        self.quantile = quantile
+        self.clip_patterns = tuple(clip_patterns)
+        self.min_max_dict = {}
+        self.clipped = set()
+        self._sums = {}
+
+    def collect(self, name, arr):
+        """Monitor callback: ``name`` of an array and its handle."""
+        from mxnet.base import NDArrayHandle, py_str
+        name = py_str(name)
+        if not name.endswith('_output'):       # inputs and weights: no scale needed
+            return
+        values = mx.nd.NDArray(ctypes.cast(arr, NDArrayHandle), writable=False).asnumpy()
+        if values.size == 0 or not np.issubdtype(values.dtype, np.floating):
+            return
+        if any(p in name for p in self.clip_patterns):
+            low, high = np.quantile(values, [1.0 - self.quantile, self.quantile])
+            total = self._sums.get(name, (0.0, 0.0, 0))
+            total = (total[0] + float(low), total[1] + float(high), total[2] + 1)
+            self._sums[name] = total
+            self.min_max_dict[name] = (total[0] / total[2], total[1] / total[2])
+            self.clipped.add(name)
+        else:
+            low, high = float(values.min()), float(values.max())
+            if name in self.min_max_dict:
+                old = self.min_max_dict[name]
+                low, high = min(old[0], low), max(old[1], high)
+            self.min_max_dict[name] = (low, high)
+
+
+class EntropyCollector:
+    """Layer-output ranges that keep the int8 histogram closest to the fp32 one (KL divergence).
+
+    Each output's absolute values are counted in a histogram of ``num_bins`` bins over
+    ``[0, max |x|]`` (the range widens when a later batch goes further: the counts are then
+    moved to the wider bins). The threshold is the bin edge ``t`` that minimises KL(P || Q),
+    where P is the histogram cut at ``t`` (the tail added to the last bin) and Q is P rounded
+    to the levels int8 (127, or 255 for non-negative outputs) can hold over ``[0, t]``.
+
+    An own implementation of the idea behind MXNet's 'entropy' mode, which needs SciPy.
+
+    Parameters
+    ----------
+    num_bins : int
+        Histogram bins (more: finer thresholds, slower search).
+    """
+
+    def __init__(self, num_bins=2048):
+        if num_bins < 256:
+            raise ConfigError(f'num_bins={num_bins}: expected >= 256')
+        self.num_bins = num_bins
+        self._hists = {}            # name -> [counts, top, min, max]
+
+    def collect(self, name, arr):
+        """Monitor callback: ``name`` of an array and its handle."""
+        from mxnet.base import NDArrayHandle, py_str
+        name = py_str(name)
+        if not name.endswith('_output'):
+            return
+        values = mx.nd.NDArray(ctypes.cast(arr, NDArrayHandle), writable=False).asnumpy()
+        if values.size == 0 or not np.issubdtype(values.dtype, np.floating):
+            return
+        low, high = float(values.min()), float(values.max())
+        top = max(abs(low), abs(high), 1e-8)
+        entry = self._hists.get(name)
+        if entry is None:
+            entry = self._hists[name] = [np.zeros(self.num_bins), top, low, high]
+        elif top > entry[1]:                 # widen: old bin centres go to the new bins
+            centres = (np.arange(self.num_bins) + 0.5) * entry[1] / self.num_bins
+            moved = np.minimum((centres / top * self.num_bins).astype(int), self.num_bins - 1)
+            counts = np.zeros(self.num_bins)
+            np.add.at(counts, moved, entry[0])
+            entry[0], entry[1] = counts, top
+        entry[0] += np.histogram(np.abs(values), bins=self.num_bins, range=(0, entry[1]))[0]
+        entry[2], entry[3] = min(entry[2], low), max(entry[3], high)
+
+    @property
+    def min_max_dict(self):
+        """name -> (min, max) thresholds, read by MXNet's calibration."""
+        out = {}
+        for name, (counts, top, low, high) in self._hists.items():
+            levels = 255 if low >= 0 else 127
+            edge = _kl_threshold(counts, levels) * top / self.num_bins
+            out[name] = (0.0 if low >= 0 else -edge, edge)
+        return out
+
+
+def _kl_threshold(counts, levels, step=8):
+    """Number of leading bins of ``counts`` whose int8 rounding loses the least (KL)."""
+    best, best_kl = len(counts), np.inf
+    for cut in range(max(levels, step), len(counts) + 1, step):
+        base = counts[:cut].astype(np.float64)
+        p = base.copy()
+        p[-1] += counts[cut:].sum()          # P: the values beyond the cut, clipped to it
+        if p.sum() == 0:
+            continue
+        # Q: the cut histogram merged into `levels` groups, each group's mass spread back
+        # evenly over its non-empty bins (what int8 can represent of it)
+        groups = np.minimum((np.arange(cut) * levels) // cut, levels - 1)
+        nonzero = (base > 0).astype(np.float64)
+        totals = np.bincount(groups, weights=base, minlength=levels)
+        sizes = np.bincount(groups, weights=nonzero, minlength=levels)
+        q = nonzero * totals[groups] / np.maximum(sizes[groups], 1)
+        p, q = p / p.sum(), q / max(q.sum(), 1e-30)
+        mask = p > 0
+        kl = float(np.sum(p[mask] * np.log(p[mask] / np.maximum(q[mask], 1e-12))))
+        if kl < best_kl:
+            best, best_kl = cut, kl
+    return best
+
+
+def _check_cpu(ctx):
+    if ctx is not None and ctx.device_type != 'cpu':
+        raise ConfigError(f'context {ctx}: INT8 quantization and its oneDNN kernels run on the '
+                          'CPU only; expected mx.cpu() (quantize on the CPU, then serve there)')
+    if not mx.runtime.Features().is_enabled('MKLDNN'):
+        raise ConfigError('this MXNet build has no oneDNN (MKLDNN) backend, which INT8 '
+                          'inference needs; expected an mxnet 1.9.1 wheel built with MKLDNN')
+
+
+def _check_fine_tuned(model_dir):
+    """A deployment directory is not a fine-tuned one (its graph cannot be quantized again);
+    the other checks are those of ``load_classifier``."""
+    if os.path.isfile(os.path.join(model_dir, DEPLOY_INFO)):
+        raise ConfigError(f'--model-dir {model_dir}: holds an exported model ({DEPLOY_INFO}); '
+                          'expected the directory written by gluonbert finetune '
+                          '(model.params, finetune.json, vocab.txt)')
+
+
+def _attention_mask_adds(symbol):
+    """Names of the additions of the attention bias to the attention scores."""
+    nodes = json.loads(symbol.tojson())['nodes']
+    names = []
+    for node in nodes:
+        if node['op'] == 'elemwise_add':
+            sources = [nodes[i[0]]['op'] for i in node['inputs']]
+            if '_contrib_interleaved_matmul_selfatt_qk' in sources:
+                names.append(node['name'])
+    return names
+
+
+def _read_calibration(path, spec, transform):
+    """Transformed samples of ``path``, checked against the model's task."""
+    from .train.tasks import read_examples
+    if not os.path.isfile(path):
+        raise DataFormatError(path, None, 'no such calibration file; expected a TSV in the '
+                              "format of the model's task")
+    records = read_examples(path, spec)
+    if not records:
+        raise DataFormatError(path, None, 'no examples; expected at least one row to '
+                              'calibrate on')
+    for i, record in enumerate(records):
+        if spec.pair and not record.text_b:
+            raise DataFormatError(path, i + 2, 'no second sentence; the model was fine-tuned '
+                                  f'on sentence pairs (task {spec.name})')
+        if record.label is not None and record.label not in spec.labels:
+            raise DataFormatError(path, i + 2, f'label {record.label!r}; the model was '
+                                  f'fine-tuned on task {spec.name} with labels {spec.labels} '
+                                  '(a calibration file of another task?)')
+    texts = [(r.text_a, r.text_b) if spec.pair else (r.text_a,) for r in records]
+    return [transform(t) for t in texts]
+
+
+def _calibration_iter(samples, batch_size, num_batches, pad_id):
+    """A DataIter of ``num_batches`` full batches (fewer when the file is short), padded to
+    the longest calibration sample: the calibration graph is bound to one shape."""
+    from .data import ClassificationBatchify
+    count = min(len(samples), batch_size * num_batches)
+    batch = min(batch_size, count)
+    count -= count % batch
+    arrays = ClassificationBatchify(pad_id=pad_id, as_numpy=True)(
+        [s[:3] for s in samples[:count]])
+    data = {name: a for name, a in zip(INPUT_NAMES, arrays[:3])}
+    return mx.io.NDArrayIter(data, batch_size=batch, shuffle=False), count
+
+
+def _write_directory(out_dir, block, model_dir, config, info):
+    """Writes the export into a sibling temporary directory, then renames it to ``out_dir``
+    (replacing an earlier deployment directory, never another one). ``block`` is the
+    BERTClassifier (fp32) or the quantized SymbolBlock: either exports itself."""
+    out_dir = os.path.abspath(out_dir)
+    if os.path.exists(out_dir) and not os.path.isfile(os.path.join(out_dir, DEPLOY_INFO)):
+        if not os.path.isdir(out_dir) or os.listdir(out_dir):
+            raise ConfigError(f'--out {out_dir}: exists and is not a deployment directory; '
+                              'expected a new path (or one written by gluonbert quantize)')
+    parent = os.path.dirname(out_dir)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix='.deploy-', dir=parent)
+    try:
+        prefix = os.path.join(tmp, PREFIX)
+        block.export(prefix, epoch=0)
+        with atomic_write(f'{prefix}-gluonbert.json', newline='\n') as f:
+            json.dump({'block': 'BERTClassifier', 'config': config.to_dict()}, f, indent=2)
+        for name in ('finetune.json', 'vocab.txt'):
+            shutil.copyfile(os.path.join(model_dir, name), os.path.join(tmp, name))
+        with atomic_write(os.path.join(tmp, DEPLOY_INFO), newline='\n') as f:
+            json.dump(info, f, indent=2)
+        if os.path.exists(out_dir):
+            shutil.rmtree(out_dir)
+        os.rename(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _describe(precision, spec, config, extra=None):
+    info = {
+        'format': 'gluonbert-deploy-1',
+        'precision': precision,
+        'symbol': f'{PREFIX}-symbol.json',
+        'params': f'{PREFIX}-0000.params',
+        'inputs': [
+            {'name': INPUT_NAMES[0], 'shape': ['batch', 'length'], 'dtype': 'int32',
+             'meaning': 'token ids ([CLS] a [SEP] b [SEP], then padding)'},
+            {'name': INPUT_NAMES[1], 'shape': ['batch', 'length'], 'dtype': 'int32',
+             'meaning': 'segment ids (0 for [CLS] a [SEP], 1 for b [SEP])'},
+            {'name': INPUT_NAMES[2], 'shape': ['batch'], 'dtype': 'int32',
+             'meaning': 'valid length of each row (tokens before the padding)'},
+        ],
+        'outputs': [{'name': 'scores', 'shape': ['batch', len(spec.labels)],
+                     'dtype': 'float32', 'meaning': 'unnormalised class logits; softmax '
+                     'gives the probabilities of the labels in this order',
+                     'labels': list(spec.labels)}],
+        'max_length': config.max_length,
+        'vocab_size': config.vocab_size,
+    }
+    info.update(extra or {})
+    return info
+
+
+def _build_graph(net):
+    """One call of the hybridized ``net``: export writes the graph that call built."""
+    ids = mx.nd.ones((1, 2), dtype='int32')
+    net(ids, mx.nd.zeros((1, 2), dtype='int32'), mx.nd.array([2], dtype='int32'))
+
+
+def _plain_block(net, directory):
+    """``net`` exported and reloaded as a bare SymbolBlock (the graph quantize_net_v2 takes)."""
+    prefix = os.path.join(directory, 'fp32')
+    _build_graph(net)
+    net.export(prefix, epoch=0)
+    return mx.gluon.SymbolBlock.imports(f'{prefix}-symbol.json', list(INPUT_NAMES),
+                                        f'{prefix}-0000.params', ctx=mx.cpu())
+
+
+def load_exported(model_dir, contexts=None):
+    """The graph of a deployment directory, with gluonbert's input checks.
+
+    Parameters
+    ----------
+    model_dir : str
+        Written by :func:`quantize` or :func:`export`.
+    contexts : list of mx.Context, optional
+        CPU contexts (default ``[mx.cpu()]``).
+
+    Outputs
+    -------
+    ExportedBERT
+        Hybridized; call it as ``net(token_ids, segment_ids, valid_length)`` -> (B, K) logits.
+    """
+    from .model import import_exported
+    path = os.path.join(model_dir, DEPLOY_INFO)
+    try:
+        with open(path, encoding='utf-8') as f:
+            info = json.load(f)
+        precision = info['precision']
+    except (ValueError, KeyError, TypeError) as err:
+        raise ConfigError(f'{path}: not a deployment description written by gluonbert '
+                          f'quantize ({type(err).__name__}: {err})') from None
+    contexts = contexts or [mx.cpu()]
+    if precision == 'int8' and any(c.device_type != 'cpu' for c in contexts):
+        raise ConfigError(f'{model_dir} holds an INT8 model (oneDNN CPU kernels); got devices '
+                          f'{contexts}, expected CPU ones (--cpus, not --gpus)')
+    net = import_exported(os.path.join(model_dir, PREFIX), ctx=contexts)
+    net.hybridize(static_alloc=True)
+    return net
+
+
+def export(model_dir, out_dir, ctx=None):
+    """Writes the fp32 deployment directory of a fine-tuned classifier (no calibration).
+
+    Parameters
+    ----------
+    model_dir : str
+        Directory written by ``gluonbert finetune``.
+    out_dir : str
+        Deployment directory to write (see the module docstring).
+    ctx : mx.Context, optional
+        Must be the CPU (default).
+
+    Outputs
+    -------
+    dict
+        ``{'out_dir': ..., 'precision': 'float32'}``.
+    """
+    from .train.predict import load_classifier
+    if ctx is not None and ctx.device_type != 'cpu':
+        raise ConfigError(f'context {ctx}: the export is written from the CPU; expected '
+                          'mx.cpu()')
+    _check_fine_tuned(model_dir)
+    net, _, spec = load_classifier(model_dir, [mx.cpu()])
+    _build_graph(net)
+    out = _write_directory(out_dir, net, model_dir, net.config,
+                           _describe('float32', spec, net.config))
+    return {'out_dir': out, 'precision': 'float32'}
+
+
+def quantize(model_dir, calib_data, out_dir, calib_mode='naive', num_calib_batches=10,
+             batch_size=32, channel_wise=True, quantile=0.9999, ctx=None):
+    """Calibrates a fine-tuned classifier and writes its INT8 deployment directory.
+
+    Parameters
+    ----------
+    model_dir : str
+        Directory written by ``gluonbert finetune`` (``model.params``, ``finetune.json``,
+        ``vocab.txt``).
+    calib_data : str
+        A TSV of the model's task (e.g. MRPC train.tsv); labels, if any, must be the task's.
+    out_dir : str
+        Deployment directory to write (see the module docstring).
+    calib_mode : {'naive', 'entropy', 'clip'}
+        How output ranges are fixed from the calibration batches (module docstring).
+    num_calib_batches : int
+        Batches of ``batch_size`` samples fed through the fp32 graph (the first ones of the
+        file; fewer when it is shorter).
+    batch_size : int
+    channel_wise : bool
+        One weight scale per output channel of each FullyConnected (else one per matrix).
+    quantile : float
+        For ``calib_mode='clip'``: see :class:`ClippingCollector`.
+    ctx : mx.Context, optional
+        Must be the CPU (default): oneDNN's INT8 kernels are CPU kernels.
+
+    Outputs
+    -------
+    dict
+        ``{'out_dir', 'precision': 'int8', 'calib_mode', 'calib_samples', 'agreement'
+        (fraction of calibration samples whose int8 and fp32 predicted labels agree),
+        'max_prob_diff', 'isa' (:func:`int8_isa`), 'warning' (None, or why INT8 will be
+        slow on this CPU)}``. The same settings are in ``deploy.json``.
+    """
+    from mxnet.contrib.quantization import quantize_net_v2
+
+    from .train.predict import load_classifier
+    _check_cpu(ctx)
+    if calib_mode not in CALIB_MODES:
+        raise ConfigError(f'calib_mode={calib_mode!r}: expected one of {list(CALIB_MODES)}')
+    if num_calib_batches < 1 or batch_size < 1:
+        raise ConfigError(f'num_calib_batches={num_calib_batches}, batch_size={batch_size}: '
+                          'expected both >= 1')
+    isa = int8_isa()
+    warning = None
+    if not isa['vnni']:
+        warning = (f'this CPU ({isa["cpu"]}) has no VNNI (avx512_vnni / avx_vnni): INT8 will '
+                   'be slow here, likely no faster than fp32; serve it on a CPU with VNNI')
+        _logger.warning(warning)
+    _check_fine_tuned(model_dir)
+    net, transform, spec = load_classifier(model_dir, [mx.cpu()])
+    samples = _read_calibration(calib_data, spec, transform)
+    calib_iter, count = _calibration_iter(samples, batch_size, num_calib_batches,
+                                          transform.pad_id)
+    with tempfile.TemporaryDirectory() as tmp:
+        block = _plain_block(net, tmp)
+        symbol = mx.sym.load(os.path.join(tmp, 'fp32-symbol.json'))
+        excluded = _attention_mask_adds(symbol)
+        collector = (ClippingCollector(quantile) if calib_mode == 'clip' else
+                     EntropyCollector() if calib_mode == 'entropy' else None)
+        qnet = quantize_net_v2(
+            block, quantized_dtype='auto', quantize_mode='smart',
+            quantize_granularity='channel-wise' if channel_wise else 'tensor-wise',
+            exclude_layers=excluded, exclude_operators=['Embedding'], calib_data=calib_iter,
+            calib_mode='customize' if collector else calib_mode, num_calib_examples=count,
+            ctx=mx.cpu(), LayerOutputCollector=collector)
+        qnet.hybridize(static_alloc=True)
+        agreement, diff = _agreement(block, qnet, calib_iter)
+        settings = {'calib_mode': calib_mode, 'calib_data': os.path.abspath(calib_data),
+                    'calib_samples': count, 'batch_size': calib_iter.batch_size,
+                    'granularity': 'channel-wise' if channel_wise else 'tensor-wise',
+                    'quantize_mode': 'smart', 'excluded_operators': ['Embedding'],
+                    'excluded_layers': excluded,
+                    'clip_quantile': quantile if calib_mode == 'clip' else None,
+                    'calib_agreement': agreement, 'calib_max_prob_diff': diff}
+        info = _describe('int8', spec, net.config,
+                         {'quantization': settings, 'quantized_on': isa})
+        out = _write_directory(out_dir, qnet, model_dir, net.config, info)
+    return {'out_dir': out, 'precision': 'int8', 'calib_mode': calib_mode,
+            'calib_samples': count, 'agreement': agreement, 'max_prob_diff': diff,
+            'isa': isa, 'warning': warning}
+
+
+def _agreement(fp32, int8, data):
+    """Fraction of equal predicted labels, and the largest probability difference."""
+    data.reset()
+    same, total, diff = 0, 0, 0.0
+    for batch in data:
+        a = mx.nd.softmax(fp32(*batch.data), axis=-1).asnumpy()
+        b = mx.nd.softmax(int8(*batch.data), axis=-1).asnumpy()
+        same += int((a.argmax(1) == b.argmax(1)).sum())
+        total += len(a)
+        diff = max(diff, float(np.abs(a - b).max()))
+    return same / max(total, 1), diff
