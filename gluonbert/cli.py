@@ -326,6 +326,58 @@ def _run_predict(args):
 
 
 @_command
+def _add_quantize(sub):
+    p = sub.add_parser(
+        'quantize', help='export a fine-tuned classifier for serving, INT8-calibrated or fp32',
+        description='Calibrates a fine-tuned classifier on the first batches of a task file and '
+                    'writes an INT8 (oneDNN, CPU) or fp32 model directory that gluonbert predict '
+                    'serves and mx.gluon.SymbolBlock.imports loads (see docs/deploy.md).')
+    p.add_argument('--model-dir', required=True, help='directory written by gluonbert finetune')
+    p.add_argument('--calib-data', default=None,
+                   help="TSV of the model's task to calibrate on (required for int8)")
+    p.add_argument('--out', required=True, help='model directory to write')
+    p.add_argument('--precision', choices=['int8', 'float32'], default='int8')
+    p.add_argument('--calib-mode', choices=['naive', 'entropy', 'clip'], default='naive',
+                   help='naive: observed min/max; entropy: KL-optimal range; clip: min/max with '
+                        'GELU and LayerNorm outliers clipped at a quantile')
+    p.add_argument('--num-calib-batches', type=int, default=10)
+    p.add_argument('--batch-size', type=int, default=32, help='calibration batch size')
+    p.add_argument('--tensor-wise', action='store_true',
+                   help='one weight scale per matrix (default: one per output channel)')
+    p.add_argument('--gpus', default=None,
+                   help='refused with an error: INT8 kernels are CPU kernels')
+
+    def run(args):
+        import logging
+
+        import mxnet as mx
+
+        from .deploy import export, quantize
+        logging.basicConfig(level=logging.WARNING,   # the no-VNNI warning of quantize
+                            format='gluonbert quantize: %(levelname)s: %(message)s')
+        from .errors import ConfigError
+        ctx = None
+        if args.gpus not in (None, ''):
+            first = args.gpus.split(',')[0].strip()
+            ctx = mx.gpu(int(first) if first.isdigit() else 0)
+        if args.precision == 'float32':
+            result = export(args.model_dir, args.out, ctx=ctx)
+            print(f'fp32 model -> {result["out_dir"]}')
+            return 0
+        if not args.calib_data:
+            raise ConfigError('--calib-data: required for --precision int8 (a TSV of the '
+                              "model's task)")
+        result = quantize(args.model_dir, args.calib_data, args.out, calib_mode=args.calib_mode,
+                          num_calib_batches=args.num_calib_batches, batch_size=args.batch_size,
+                          channel_wise=not args.tensor_wise, ctx=ctx)
+        print(f'int8 model ({args.calib_mode} calibration on {result["calib_samples"]} samples; '
+              f'{result["agreement"]:.4f} of them keep their fp32 label, largest probability '
+              f'change {result["max_prob_diff"]:.4f}) -> {result["out_dir"]}')
+        return 0
+    p.set_defaults(run=run)
+
+
+@_command
 def _add_demo(sub):
     p = sub.add_parser(
         'demo', help='fine-tune real MiniLM weights on paraphrases, then pretrain a small BERT',

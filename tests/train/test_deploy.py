@@ -1,0 +1,278 @@
+"""gluonbert.deploy: INT8 calibration and fp32 export of a tiny fine-tuned classifier, served by
+``gluonbert predict`` and by plain MXNet, and the errors of ``gluonbert quantize``."""
+import json
+import logging
+import os
+import subprocess
+import sys
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from gluonbert import deploy
+from gluonbert.errors import ConfigError, DataFormatError, WeightsNotFoundError
+from gluonbert.train.predict import predict
+
+from .synthetic import NUM_TOPICS, TOPIC_WORDS, VOCAB, WORDS, write_vocab
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def write_topic_tsv(path, num_pairs, seed):
+    """MRPC-format pairs labelled 1 when the first sentence's topic is in the first half: a
+    task a randomly initialised tiny BERT learns in a few epochs (confident predictions, so
+    that int8 and fp32 agreeing means something)."""
+    rng = np.random.default_rng(seed)
+    rows = ['Quality\t#1 ID\t#2 ID\t#1 String\t#2 String']
+
+    def sentence(topic):
+        return ' '.join(WORDS[topic * TOPIC_WORDS + int(rng.integers(TOPIC_WORDS))]
+                        for _ in range(int(rng.integers(3, 9))))
+    for i in range(num_pairs):
+        a, b = int(rng.integers(NUM_TOPICS)), int(rng.integers(NUM_TOPICS))
+        rows.append(f'{int(a < NUM_TOPICS // 2)}\t{2 * i}\t{2 * i + 1}\t{sentence(a)}\t'
+                    f'{sentence(b)}')
+    path.write_text('\n'.join(rows) + '\n', encoding='utf-8')
+    return str(path)
+
+
+@pytest.fixture(scope='module')
+def finetuned(tmp_path_factory):
+    """A tiny BERT fine-tuned on :func:`write_topic_tsv` data (dev accuracy checked)."""
+    from gluonbert.model import BERTModel, get_config
+    from gluonbert.model.init import TruncNorm
+    from gluonbert.train.config import DeviceConfig, FinetuneConfig, OptimizerConfig
+    from gluonbert.train.finetune import finetune
+    tmp = tmp_path_factory.mktemp('deploy')
+    data = tmp / 'data'
+    data.mkdir()
+    write_topic_tsv(data / 'train.tsv', 160, seed=1)
+    write_topic_tsv(data / 'dev.tsv', 64, seed=2)
+    converted = tmp / 'converted'
+    converted.mkdir()
+    config = get_config('bert_tiny_test', vocab_size=len(VOCAB))
+    mx.random.seed(1)
+    bert = BERTModel(config, use_pooler=False, use_decoder=False, use_classifier=False)
+    bert.initialize(TruncNorm(0.02))
+    bert(mx.nd.ones((1, 4), dtype='int32'), mx.nd.zeros((1, 4), dtype='int32'))
+    bert.save_parameters(str(converted / 'model.params'))
+    (converted / 'gluonbert_config.json').write_text(json.dumps(config.to_dict()))
+    write_vocab(converted / 'vocab.txt')
+    summary = finetune(FinetuneConfig(
+        data_dir=str(data), from_converted=str(converted), out_dir=str(tmp / 'run'),
+        max_seq_length=32, batch_size=16, eval_batch_size=32, epochs=8, dropout=0.0,
+        progress=False, optimizer=OptimizerConfig(lr=1e-3, warmup_ratio=0.1),
+        devices=DeviceConfig(cpus=1)))
+    assert summary['best']['dev_accuracy'] >= 0.9      # else agreement would be luck
+    return {'model_dir': summary['out_dir'], 'data': str(data), 'converted': str(converted),
+            'tmp': tmp, 'dev': str(data / 'dev.tsv'), 'train': str(data / 'train.tsv')}
+
+
+def read_predictions(path):
+    rows = [line.rstrip('\n').split('\t') for line in open(path, encoding='utf-8')]
+    return rows[0], [r[1] for r in rows[1:]], np.array([[float(x) for x in r[2:4]]
+                                                        for r in rows[1:]])
+
+
+def run_cli(*args, **kwargs):
+    return subprocess.run([sys.executable, '-m', 'gluonbert.cli', *args], capture_output=True,
+                          text=True, cwd=ROOT, **kwargs)
+
+
+@pytest.mark.parametrize('mode', deploy.CALIB_MODES)
+def test_int8_predictions_agree_with_fp32(tmp_path, finetuned, mode):
+    out = tmp_path / f'int8-{mode}'
+    result = deploy.quantize(finetuned['model_dir'], finetuned['train'], str(out),
+                             calib_mode=mode, num_calib_batches=3, batch_size=32)
+    assert result['calib_samples'] == 96 and result['precision'] == 'int8'
+    fp32 = predict(finetuned['model_dir'], finetuned['dev'], str(tmp_path / 'fp32.tsv'),
+                   batch_size=16)
+    int8 = predict(str(out), finetuned['dev'], str(tmp_path / 'int8.tsv'), batch_size=16)
+    header, labels32, probs32 = read_predictions(tmp_path / 'fp32.tsv')
+    header8, labels8, probs8 = read_predictions(tmp_path / 'int8.tsv')
+    assert header8 == header == ['index', 'prediction', 'prob_0', 'prob_1', 'label']
+    # dev is balanced and fp32 gets >= 90% of it: broken int8 outputs (constant, or random)
+    # agree on about half of it at most
+    agreement = np.mean(np.array(labels32) == np.array(labels8))
+    assert agreement >= 0.9 and abs(int8['accuracy'] - fp32['accuracy']) <= 0.05
+    assert np.abs(probs8 - probs32).mean() < 0.02
+    assert not np.array_equal(probs8, probs32)          # the int8 graph ran, not the fp32 one
+    info = json.load(open(out / 'deploy.json'))
+    assert info['precision'] == 'int8' and info['quantization']['calib_mode'] == mode
+    assert info['quantization']['granularity'] == 'channel-wise'
+    assert [x['name'] for x in info['inputs']] == ['data0', 'data1', 'data2']
+    assert info['outputs'][0]['labels'] == ['0', '1']
+    # the matrix products run in int8: every FullyConnected and attention product quantized
+    nodes = json.load(open(out / 'model-symbol.json'))['nodes']
+    fused = [n for n in nodes if n['op'].startswith('_sg_mkldnn_')]
+    assert {n['op'] for n in fused} == {'_sg_mkldnn_fully_connected', '_sg_mkldnn_selfatt_qk',
+                                        '_sg_mkldnn_selfatt_valatt'}
+    assert all(n['attrs'].get('quantized') == 'True' for n in fused)
+    assert not any(n['op'] == 'FullyConnected' for n in nodes)
+    assert sorted(os.listdir(out)) == ['deploy.json', 'finetune.json', 'model-0000.params',
+                                       'model-gluonbert.json', 'model-symbol.json', 'vocab.txt']
+
+
+def test_cli_quantize_export_and_predict(tmp_path, finetuned):
+    out8, out32 = tmp_path / 'int8', tmp_path / 'fp32'
+    done = run_cli('quantize', '--model-dir', finetuned['model_dir'], '--calib-data',
+                   finetuned['train'], '--out', str(out8), '--calib-mode', 'clip',
+                   '--num-calib-batches', '2')
+    assert done.returncode == 0, done.stderr
+    assert 'int8 model (clip calibration on 64 samples' in done.stdout
+    done = run_cli('quantize', '--model-dir', finetuned['model_dir'], '--out', str(out32),
+                   '--precision', 'float32')
+    assert done.returncode == 0, done.stderr
+    assert json.load(open(out32 / 'deploy.json'))['precision'] == 'float32'
+    outputs = {}
+    for name, directory in (('tuned', finetuned['model_dir']), ('fp32', out32),
+                            ('int8', out8)):
+        path = tmp_path / f'{name}.tsv'
+        done = run_cli('predict', '--model-dir', str(directory), '--input', finetuned['dev'],
+                       '--output', str(path), '--batch-size', '16')
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith('64 predictions')
+        outputs[name] = read_predictions(path)
+    assert outputs['fp32'][0] == outputs['int8'][0] == outputs['tuned'][0]
+    np.testing.assert_allclose(outputs['fp32'][2], outputs['tuned'][2], atol=2e-6)
+    assert np.mean(np.array(outputs['int8'][1]) == np.array(outputs['tuned'][1])) >= 0.9
+    # quantizing again into an existing deployment directory replaces it
+    done = run_cli('quantize', '--model-dir', finetuned['model_dir'], '--calib-data',
+                   finetuned['train'], '--out', str(out32), '--num-calib-batches', '1')
+    assert done.returncode == 0, done.stderr
+    assert json.load(open(out32 / 'deploy.json'))['precision'] == 'int8'
+
+
+PLAIN_MXNET = '''
+import sys
+import mxnet as mx
+import numpy as np
+directory, arrays = sys.argv[1], np.load(sys.argv[2])
+net = mx.gluon.SymbolBlock.imports(directory + '/model-symbol.json', ['data0', 'data1', 'data2'],
+                                   directory + '/model-0000.params')
+out = net(*[mx.nd.array(arrays[k], dtype='int32') for k in ('ids', 'types', 'lengths')])
+np.save(sys.argv[3], out.asnumpy())
+assert not any(m.startswith('gluonbert') for m in sys.modules), 'gluonbert was imported'
+'''
+
+
+def test_exports_load_with_plain_mxnet_in_a_fresh_process(tmp_path, finetuned):
+    from gluonbert.data import ClassificationBatchify
+    from gluonbert.train.predict import load_classifier
+    from gluonbert.train.tasks import read_examples
+    deploy.export(finetuned['model_dir'], str(tmp_path / 'fp32'))
+    deploy.quantize(finetuned['model_dir'], finetuned['train'], str(tmp_path / 'int8'),
+                    num_calib_batches=2)
+    net, transform, spec = load_classifier(finetuned['model_dir'], [mx.cpu()])
+    samples = [transform((r.text_a, r.text_b)) for r in read_examples(finetuned['dev'], spec)]
+    ids, types, lengths = ClassificationBatchify(pad_id=transform.pad_id, as_numpy=True)(
+        [s[:3] for s in samples[:20]])[:3]
+    np.savez(tmp_path / 'inputs.npz', ids=ids, types=types, lengths=lengths)
+    expected = net(mx.nd.array(ids, dtype='int32'), mx.nd.array(types, dtype='int32'),
+                   mx.nd.array(lengths, dtype='int32')).asnumpy()
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+    for name in ('fp32', 'int8'):
+        done = subprocess.run([sys.executable, '-c', PLAIN_MXNET, str(tmp_path / name),
+                               str(tmp_path / 'inputs.npz'), str(tmp_path / f'{name}.npy')],
+                              capture_output=True, text=True, cwd=str(tmp_path), env=env)
+        assert done.returncode == 0, done.stderr
+        got = np.load(tmp_path / f'{name}.npy')
+        assert got.shape == (20, 2)
+        if name == 'fp32':
+            np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+        else:
+            assert np.mean(got.argmax(1) == expected.argmax(1)) >= 0.9
+            assert np.abs(got - expected).max() < 0.1 * np.abs(expected).max()
+
+
+def test_int8_input_checks_and_cpu_only_serving(tmp_path, finetuned):
+    from gluonbert.errors import InputError
+    out = str(tmp_path / 'int8')
+    deploy.quantize(finetuned['model_dir'], finetuned['train'], out, num_calib_batches=1)
+    net = deploy.load_exported(out)
+    ids = mx.nd.array([[2, len(VOCAB) + 500, 3]], dtype='int32')     # id beyond the vocab
+    with pytest.raises(InputError):
+        net(ids, mx.nd.zeros((1, 3), dtype='int32'), mx.nd.array([3], dtype='int32'))
+    with pytest.raises(ConfigError, match='INT8 model'):
+        deploy.load_exported(out, [mx.gpu(0)])
+
+
+def test_gpu_context_is_refused(tmp_path, finetuned):
+    with pytest.raises(ConfigError, match='CPU only'):
+        deploy.quantize(finetuned['model_dir'], finetuned['train'], str(tmp_path / 'x'),
+                        ctx=mx.gpu(0))
+    done = run_cli('quantize', '--model-dir', finetuned['model_dir'], '--calib-data',
+                   finetuned['train'], '--out', str(tmp_path / 'x'), '--gpus', '0')
+    assert done.returncode == 2 and 'context gpu(0)' in done.stderr
+    assert 'Traceback' not in done.stderr and not (tmp_path / 'x').exists()
+
+
+def test_a_directory_that_is_not_fine_tuned_is_refused(tmp_path, finetuned):
+    with pytest.raises(WeightsNotFoundError, match='finetune.json'):
+        deploy.quantize(finetuned['converted'], finetuned['train'], str(tmp_path / 'x'))
+    deploy.export(finetuned['model_dir'], str(tmp_path / 'fp32'))
+    with pytest.raises(ConfigError, match='holds an exported model'):
+        deploy.quantize(str(tmp_path / 'fp32'), finetuned['train'], str(tmp_path / 'x'))
+    done = run_cli('quantize', '--model-dir', finetuned['converted'], '--calib-data',
+                   finetuned['train'], '--out', str(tmp_path / 'x'))
+    assert done.returncode == 2 and 'expected a directory written by gluonbert finetune' \
+        in done.stderr and 'Traceback' not in done.stderr
+    # nor is an existing directory of something else replaced
+    other = tmp_path / 'other'
+    other.mkdir()
+    (other / 'notes.txt').write_text('keep me')
+    with pytest.raises(ConfigError, match='not a deployment directory'):
+        deploy.quantize(finetuned['model_dir'], finetuned['train'], str(other))
+    assert (other / 'notes.txt').read_text() == 'keep me'
+
+
+def test_calibration_file_of_another_task_is_refused(tmp_path, finetuned):
+    single = tmp_path / 'sst.tsv'                           # a single-sentence task's file
+    single.write_text('sentence\tlabel\nw0x1 w0x2\t1\n', encoding='utf-8')
+    lines = open(finetuned['train'], encoding='utf-8').read().splitlines()
+    labels = tmp_path / 'labels.tsv'                        # MRPC columns, another label set
+    labels.write_text('\n'.join([lines[0], '2' + lines[1][1:]] + lines[2:]) + '\n',
+                      encoding='utf-8')
+    for path, where in ((single, 'sst.tsv:1'), (labels, 'labels.tsv:2')):
+        with pytest.raises(DataFormatError, match=where):
+            deploy.quantize(finetuned['model_dir'], str(path), str(tmp_path / 'x'))
+    done = run_cli('quantize', '--model-dir', finetuned['model_dir'], '--calib-data',
+                   str(labels), '--out', str(tmp_path / 'x'))
+    assert done.returncode == 2 and "labels.tsv:2: label '2'" in done.stderr
+    assert not (tmp_path / 'x').exists()
+
+
+def test_without_vnni_it_works_and_says_int8_is_slow(tmp_path, finetuned, monkeypatch,
+                                                     caplog):
+    cpuinfo = tmp_path / 'cpuinfo'
+    cpuinfo.write_text('processor\t: 0\nmodel name\t: Old CPU\nflags\t\t: fpu sse2 avx avx2 fma\n'
+                       '\nprocessor\t: 1\nflags\t\t: fpu sse2 avx avx2 fma\n')
+    assert deploy.int8_isa(str(cpuinfo)) == {'cpu': 'Old CPU', 'flags': ['avx2'],
+                                             'vnni': False}
+    monkeypatch.setattr(deploy, 'CPUINFO', str(cpuinfo))
+    with caplog.at_level(logging.WARNING, logger='gluonbert.deploy'):
+        result = deploy.quantize(finetuned['model_dir'], finetuned['train'],
+                                 str(tmp_path / 'int8'), num_calib_batches=1)
+    assert 'INT8 will be slow here' in result['warning'] and 'Old CPU' in result['warning']
+    assert 'INT8 will be slow here' in caplog.text
+    assert os.path.isfile(tmp_path / 'int8' / 'model-symbol.json')
+    assert json.load(open(tmp_path / 'int8' / 'deploy.json'))['quantized_on']['vnni'] is False
+    # the command says it too (the same code path, with the replaced cpuinfo)
+    code = ('import sys, gluonbert.deploy as d; d.CPUINFO = sys.argv[1]; '
+            'from gluonbert.cli import main; sys.exit(main(sys.argv[2:]))')
+    done = subprocess.run([sys.executable, '-c', code, str(cpuinfo), 'quantize', '--model-dir',
+                           finetuned['model_dir'], '--calib-data', finetuned['train'], '--out',
+                           str(tmp_path / 'int8b'), '--num-calib-batches', '1'],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert 'WARNING: this CPU (Old CPU) has no VNNI' in done.stderr
+
+
+def test_this_machine_isa_is_read():
+    isa = deploy.int8_isa()
+    if not os.path.isfile('/proc/cpuinfo'):
+        pytest.skip('no /proc/cpuinfo on this system')
+    flags = open('/proc/cpuinfo').read()
+    assert isa['vnni'] == ('avx512_vnni' in flags or 'avx_vnni' in flags)
+    assert isa['cpu'] != 'unknown'
