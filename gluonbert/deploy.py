@@ -379,7 +379,9 @@ def load_exported(model_dir, contexts=None):
     if precision == 'int8' and any(c.device_type != 'cpu' for c in contexts):
         raise ConfigError(f'{model_dir} holds an INT8 model (oneDNN CPU kernels); got devices '
                           f'{contexts}, expected CPU ones (--cpus, not --gpus)')
-    net = import_exported(os.path.join(model_dir, PREFIX), ctx=contexts)
+    with warnings.catch_warnings():         # SymbolBlock's note on untyped inputs
+        warnings.simplefilter('ignore', UserWarning)
+        net = import_exported(os.path.join(model_dir, PREFIX), ctx=contexts)
     net.hybridize(static_alloc=True)
     return net
 
