@@ -276,3 +276,21 @@ def test_this_machine_isa_is_read():
     flags = open('/proc/cpuinfo').read()
     assert isa['vnni'] == ('avx512_vnni' in flags or 'avx_vnni' in flags)
     assert isa['cpu'] != 'unknown'
+
+
+def test_int8_benchmark_script_runs_and_skips_without_data(tmp_path, finetuned):
+    script = os.path.join(ROOT, 'benchmarks', 'int8.py')
+    done = subprocess.run([sys.executable, script, '--mrpc', str(tmp_path / 'absent.txt')],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0 and done.stdout.startswith('skipped: ')
+    done = subprocess.run([sys.executable, script, '--mrpc', finetuned['train'], '--model',
+                           'bert_tiny_test', '--pairs', '64', '--repeats', '1',
+                           '--calib-batches', '1', '--out', str(tmp_path / 'int8.json')],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    report = json.load(open(tmp_path / 'int8.json'))
+    assert report['pairs'] == 64 and report['calib_samples'] == 32
+    assert set(report['results']) == {'gluonbert_fp32', 'exported_fp32', 'int8'}
+    assert all(r['pairs_per_s_best'] > 0 for r in report['results'].values())
+    assert report['int8_vs_fp32_max_prob_diff'] < 0.05
+    assert '| int8 |' in done.stdout
