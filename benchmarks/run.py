@@ -54,6 +54,37 @@ def child_env(threads):
     return env
 
 
+#: ISA flags of /proc/cpuinfo that decide which kernels are fast (recorded with every run).
+ISA_FLAGS = ('avx2', 'fma', 'avx512f', 'avx512_vnni', 'avx_vnni', 'avx512_bf16', 'amx_tile',
+             'amx_bf16', 'amx_int8')
+
+
+def cpu_info(path='/proc/cpuinfo'):
+    """CPU model name and the ISA flags of :data:`ISA_FLAGS` (``{flag: bool}``) from
+    ``/proc/cpuinfo`` (first processor); ``model`` is None when the file cannot be read."""
+    model, flags = None, set()
+    try:
+        with open(path, encoding='utf-8', errors='replace') as f:
+            for line in f:
+                key, _, value = line.partition(':')
+                key = key.strip()
+                if key == 'model name' and model is None:
+                    model = value.strip()
+                elif key == 'flags' and not flags:
+                    flags = set(value.split())
+                if model is not None and flags:
+                    break
+    except OSError:
+        pass
+    return {'model': model, 'isa': {flag: flag in flags for flag in ISA_FLAGS}}
+
+
+def cpu_line(cpu):
+    """One line for the printed table: model and the ISA flags present."""
+    present = [flag for flag, on in cpu['isa'].items() if on]
+    return f'CPU: {cpu["model"] or "unknown"}; ISA: {", ".join(present) or "none of interest"}'
+
+
 def machine():
     """lscpu summary, memory, load, library versions."""
     info = {'python': platform.python_version(), 'platform': platform.platform(),
@@ -215,6 +246,14 @@ def parse_args(argv=None):
     parser.add_argument('--compile-backend', default=None,
                         help="torch.compile backend for hf-compile (default 'inductor'; "
                              "--quick: 'eager', which traces with dynamo but skips codegen)")
+    parser.add_argument('--max-updates', type=int, default=None,
+                        help='finetune_minilm_mrpc: time N updates after 10 warm-up updates '
+                             'instead of whole epochs (a quick measurement)')
+    parser.add_argument('--epochs', type=int, default=None,
+                        help='finetune_minilm_mrpc: whole epochs (default 1; the first '
+                             'includes graph building and is left out when there are more)')
+    parser.add_argument('--predict-pairs', type=int, default=None,
+                        help='predict_minilm: the first N pairs of the MRPC file (default all)')
     parser.add_argument('--timeout', type=int, default=None,
                         help='seconds per subprocess (default 1800; quick 300)')
     return parser.parse_args(argv)
@@ -232,7 +271,11 @@ def main(argv=None):
                              f'{[w.name for w in chosen]}')
         chosen = [w for w in chosen if w.name in keep]
     overrides = {k: getattr(args, k) for k in ('repeat', 'warmup') if getattr(args, k) is not None}
-    chosen = [dataclasses.replace(w, **overrides) if w.kind != 'data_prep' else w for w in chosen]
+    chosen = [dataclasses.replace(w, **overrides) if w.kind not in ('data_prep', 'cli_finetune')
+              else w for w in chosen]
+    if args.epochs is not None:
+        chosen = [dataclasses.replace(w, repeat=args.epochs) if w.kind == 'cli_finetune' else w
+                  for w in chosen]
     impls = [i for i in IMPLEMENTATIONS if not args.impls or i in args.impls.split(',')]
     torch_ok = has_torch()
     env = child_env(args.threads)
@@ -240,6 +283,12 @@ def main(argv=None):
     finetune = next((w for w in chosen if w.kind == 'finetune'), None)
     context = {'num_batches': args.num_batches or (2 if args.quick else 6),
                'compile_backend': args.compile_backend or ('eager' if args.quick else 'inductor')}
+    default_mrpc = os.path.join(os.path.dirname(ROOT), 'shared', 'data', 'mrpc',
+                                'msr_paraphrase_train.txt')
+    context.update({'quick': args.quick, 'cli_mrpc': args.mrpc or default_mrpc,
+                    'max_updates': args.max_updates, 'predict_pairs': args.predict_pairs})
+    if args.quick:
+        context['quick_pairs'] = 40
     if finetune is not None:
         if args.mrpc and not args.quick:
             if not os.path.isfile(args.mrpc):
@@ -252,7 +301,9 @@ def main(argv=None):
             context['length_source'] = 'synthetic (normal fitted to MRPC: mean 54.6, sd 13.7)'
 
     started = time.time()
+    cpu = cpu_info()
     meta = {'date': datetime.datetime.now().isoformat(timespec='seconds'), 'quick': args.quick,
+            'cpu': cpu,
             'threads': args.threads, 'argv': sys.argv[1:] if argv is None else list(argv),
             'machine': machine(), 'load_start': os.getloadavg(),
             'env': {k: v for k, v in env.items() if k.startswith(('OMP_', 'MKL_', 'OPENBLAS_',
@@ -307,6 +358,7 @@ def main(argv=None):
     if args.quick:
         print('QUICK MODE: tiny models and batches, one repetition -- a harness check, not a '
               'measurement; the titles below name the full-size workloads.')
+    print(cpu_line(cpu))
     print(table)
     for line in notes:
         print(line)

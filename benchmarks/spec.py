@@ -98,6 +98,9 @@ BASE = ModelShape(num_layers=12, units=768, hidden_size=3072, num_heads=12, voca
 # d2l.ai chapter 15.10: 2 layers, 128 hidden, FFN 256, 2 heads, dropout 0.2, WikiText-2 vocab.
 D2L = ModelShape(num_layers=2, units=128, hidden_size=256, num_heads=2, vocab_size=20000,
                  max_length=64, dropout=0.2)
+# MiniLM-L6 (all-MiniLM-L6-v2): bert_6_384_12 with the uncased BERT vocabulary.
+MINILM = ModelShape(num_layers=6, units=384, hidden_size=1536, num_heads=12, vocab_size=30522)
+CLI_IMPLS = ('gluonbert', 'hf-eager', 'hf-compile')
 TINY = ModelShape(num_layers=2, units=64, hidden_size=128, num_heads=4, vocab_size=200,
                   max_length=64, dropout=0.1)
 
@@ -134,6 +137,16 @@ def workloads(quick=False):
         Workload('data_prep', 'data_prep',
                  'pretraining-data preparation (benchmarks/data_prep.py, WikiText-2 valid)',
                  warmup=0, repeat=1, impls=('gluonbert',), unit='example'),
+        Workload('finetune_minilm_mrpc', 'cli_finetune',
+                 'gluonbert finetune code path (engine.train + FinetuningTask), MiniLM-L6 '
+                 'bert_6_384_12 random weights, MRPC train split, B=32, T<=128, per epoch',
+                 model=MINILM, batch_size=32, seq_len=128, warmup=0, repeat=1,
+                 impls=CLI_IMPLS),
+        Workload('predict_minilm', 'cli_predict',
+                 'gluonbert predict code path (train.predict.predict), MiniLM-L6, MRPC pairs, '
+                 'B=32, T<=128',
+                 model=MINILM, batch_size=32, seq_len=128, warmup=1, repeat=3,
+                 impls=CLI_IMPLS, unit='pair'),
     ]
     if not quick:
         return full
@@ -144,6 +157,9 @@ def workloads(quick=False):
         'pretrain_d2l': dict(model=TINY, batch_size=8, seq_len=16, num_masked=3),
         'finetune_mrpc': dict(model=TINY, batch_size=4, seq_len=32),
         'data_prep': dict(),
+        'finetune_minilm_mrpc': dict(model=TINY, batch_size=4, seq_len=64, repeat=2),
+        'predict_minilm': dict(model=TINY, batch_size=4, seq_len=64),
     }
-    return [dataclasses.replace(w, warmup=min(w.warmup, 1), repeat=1, **small[w.name])
+    return [dataclasses.replace(w, **dict(dict(warmup=min(w.warmup, 1), repeat=1),
+                                          **small[w.name]))
             for w in full]

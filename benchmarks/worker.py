@@ -19,6 +19,14 @@ from benchmarks.spec import Workload  # noqa: E402
 
 
 def _run_one(workload, impl, threads, context):
+    if workload.kind in ('cli_finetune', 'cli_predict'):
+        if impl == 'gluonbert':
+            import gluonbert  # noqa: F401  (allocator settings before MXNet, as the CLI)
+        else:
+            import torch
+            torch.set_num_threads(threads)
+        from benchmarks import cli_workloads
+        return cli_workloads.run(workload, impl, context)
     if impl in ('gluonbert', 'gluonnlp', 'gluonnlp-malloc', 'mxnet'):
         if impl in ('gluonbert', 'gluonnlp-malloc'):
             # First: importing gluonbert tunes malloc before MXNet is imported

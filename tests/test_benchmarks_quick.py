@@ -17,7 +17,7 @@ def test_quick_benchmark_runs_every_workload(tmp_path):
     out = tmp_path / 'results.json'
     proc = subprocess.run([sys.executable, os.path.join(ROOT, 'benchmarks', 'run.py'), '--quick',
                            '--out', str(out)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
+                          timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert 'ratio gluonbert/ref' in proc.stdout
     result = json.loads(out.read_text())
@@ -42,5 +42,61 @@ def test_quick_benchmark_runs_every_workload(tmp_path):
     assert result['meta']['gemm_ceiling_gflops'] > 0
     finetune = by_pair[('finetune_mrpc', 'gluonbert')]
     assert finetune['real_tokens_per_rep'] <= finetune['tokens_per_rep']
+    cpu = result['meta']['cpu']
+    assert cpu['model'] and set(cpu['isa']) >= {'avx2', 'avx512f', 'avx512_vnni', 'amx_tile'}
+    assert 'CPU: ' in proc.stdout
+    cli_impls = ['gluonbert'] + (['hf-eager', 'hf-compile'] if HAS_TORCH else [])
+    for impl in cli_impls:
+        # --quick: two whole epochs over 40 synthetic pairs; the second is the timed one
+        row = by_pair[('finetune_minilm_mrpc', impl)]
+        assert row['status'] == 'ok', row
+        assert row['window'] == 'epoch' and row['timed_windows'] == [1]
+        assert row['window_sequences'] == [36, 36]    # 90% of 40 pairs, every one per epoch
+        assert row['items_per_s_median'] > 0 and row['median_s'] > 0
+        row = by_pair[('predict_minilm', impl)]
+        assert row['status'] == 'ok', row
+        assert row['pairs'] == 40 and row['items_per_rep'] == 40
+        assert row['real_tokens_per_rep'] <= row['tokens_per_rep']
+    engine = by_pair[('finetune_minilm_mrpc', 'gluonbert')]
+    assert [e['epoch'] for e in engine['epoch_records']] == [1, 2]
+    assert engine['times_s'] == [round(engine['epoch_records'][1]['seconds'], 5)]
     prep = [r for r in rows if r['workload'] == 'data_prep']
     assert prep and all(r['status'] in ('ok', 'skipped') for r in prep), prep
+
+
+def test_quick_finetune_cli_capped_updates(tmp_path):
+    """``--max-updates``: timed from the engine's log records after the warm-up updates."""
+    out = tmp_path / 'results.json'
+    impls = 'gluonbert,hf-eager' if HAS_TORCH else 'gluonbert'
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'benchmarks', 'run.py'), '--quick',
+                           '--only', 'finetune_minilm_mrpc', '--impls', impls,
+                           '--max-updates', '2', '--out', str(out)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = {r['impl']: r for r in json.loads(out.read_text())['rows']}
+    from benchmarks.cli_workloads import WARMUP_UPDATES
+    for impl in impls.split(','):
+        row = rows[impl]
+        assert row['status'] == 'ok', row
+        assert row['updates'] == WARMUP_UPDATES + 2
+        assert row['window'] == f'{WARMUP_UPDATES} updates' and len(row['window_seconds']) == 1
+        assert row['items_per_s_median'] > 0
+    engine = rows['gluonbert']
+    assert [h['step'] for h in engine['engine_history']] == [WARMUP_UPDATES, WARMUP_UPDATES + 2]
+    if HAS_TORCH:
+        assert rows['gluonbert']['window_sequences'] == rows['hf-eager']['window_sequences']
+
+
+def test_cpu_info_reads_model_and_isa_flags(tmp_path):
+    from benchmarks import run as bench_run
+    fake = tmp_path / 'cpuinfo'
+    fake.write_text('processor\t: 0\nmodel name\t: Test CPU 9000\n'
+                    'flags\t\t: fpu sse avx2 fma avx512f avx512_bf16 amx_tile\n\n'
+                    'processor\t: 1\nmodel name\t: other\nflags\t\t: fpu\n')
+    cpu = bench_run.cpu_info(str(fake))
+    assert cpu['model'] == 'Test CPU 9000'
+    assert cpu['isa']['avx2'] and cpu['isa']['avx512_bf16'] and cpu['isa']['amx_tile']
+    assert not cpu['isa']['avx512_vnni'] and not cpu['isa']['avx_vnni']
+    line = bench_run.cpu_line(cpu)
+    assert line.startswith('CPU: Test CPU 9000') and 'amx_tile' in line and 'vnni' not in line
+    assert bench_run.cpu_info(str(tmp_path / 'missing'))['model'] is None
