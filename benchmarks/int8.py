@@ -72,22 +72,28 @@ def random_classifier_dir(directory, model, vocab_size, max_seq_length):
         json.dump(info, f)
 
 
-def time_model(model_dir, samples, batch_size, repeats):
-    """Pairs per second of predict's batching and forward pass (best and median of repeats,
-    after one warm-up pass), and the probabilities."""
+def time_models(directories, samples, batch_size, repeats):
+    """Pairs per second of predict's batching and forward pass for each directory (best and
+    median of repeats after one warm-up pass; the models take turns within each repeat, so
+    that other jobs on the machine slow them alike), and their probabilities."""
     import mxnet as mx
 
     from gluonbert.train.predict import load_classifier, predict_proba
-    net, transform, _ = load_classifier(model_dir, [mx.cpu()])
-    probs = predict_proba(net, samples, batch_size, [mx.cpu()], transform.pad_id)   # warm-up
-    seconds = []
+    nets, probs = {}, {}
+    for name, directory in directories.items():
+        net, transform, _ = load_classifier(directory, [mx.cpu()])
+        nets[name] = net
+        probs[name] = predict_proba(net, samples, batch_size, [mx.cpu()], transform.pad_id)
+    seconds = {name: [] for name in nets}
     for _ in range(repeats):
-        start = time.perf_counter()
-        probs = predict_proba(net, samples, batch_size, [mx.cpu()], transform.pad_id)
-        seconds.append(time.perf_counter() - start)
-    return {'pairs_per_s_best': len(samples) / min(seconds),
-            'pairs_per_s_median': len(samples) / statistics.median(seconds),
-            'seconds': seconds}, probs
+        for name, net in nets.items():
+            start = time.perf_counter()
+            predict_proba(net, samples, batch_size, [mx.cpu()], transform.pad_id)
+            seconds[name].append(time.perf_counter() - start)
+    results = {name: {'pairs_per_s_best': len(samples) / min(s),
+                      'pairs_per_s_median': len(samples) / statistics.median(s), 'seconds': s}
+               for name, s in seconds.items()}
+    return results, probs
 
 
 def main(argv=None):
@@ -128,12 +134,9 @@ def main(argv=None):
                                     num_calib_batches=args.calib_batches,
                                     batch_size=args.batch_size)
         calib_seconds = time.perf_counter() - start
-        results, probs = {}, {}
-        for name, directory in (('gluonbert_fp32', tuned), ('exported_fp32',
-                                                             os.path.join(tmp, 'fp32')),
-                                ('int8', os.path.join(tmp, 'int8'))):
-            results[name], probs[name] = time_model(directory, samples, args.batch_size,
-                                                    args.repeats)
+        results, probs = time_models(
+            {'gluonbert_fp32': tuned, 'exported_fp32': os.path.join(tmp, 'fp32'),
+             'int8': os.path.join(tmp, 'int8')}, samples, args.batch_size, args.repeats)
     base = results['gluonbert_fp32']['pairs_per_s_best']
     for name in results:
         results[name]['speedup_vs_gluonbert_fp32'] = results[name]['pairs_per_s_best'] / base

@@ -45,7 +45,7 @@ import numpy as np
 from .data.fileio import atomic_write
 from .errors import ConfigError, DataFormatError
 
-__all__ = ['quantize', 'export', 'load_exported', 'int8_isa', 'ClippingCollector', 'EntropyCollector',
+__all__ = ['quantize', 'export', 'load_exported', 'fold_constants', 'int8_isa', 'ClippingCollector', 'EntropyCollector',
            'CALIB_MODES', 'DEPLOY_INFO', 'PREFIX', 'INPUT_NAMES']
 
 #: Calibration modes of :func:`quantize`.
@@ -281,8 +281,8 @@ def _calibration_iter(samples, batch_size, num_batches, pad_id):
 
 def _write_directory(out_dir, block, model_dir, config, info):
     """Writes the export into a sibling temporary directory, then renames it to ``out_dir``
-    (replacing an earlier deployment directory, never another one). ``block`` is the
-    BERTClassifier (fp32) or the quantized SymbolBlock: either exports itself."""
+    (replacing an earlier deployment directory, never another one). ``block``: the folded
+    fp32 or the quantized SymbolBlock, called at least once (export writes that graph)."""
     out_dir = os.path.abspath(out_dir)
     if os.path.exists(out_dir) and not os.path.isfile(os.path.join(out_dir, DEPLOY_INFO)):
         if not os.path.isdir(out_dir) or os.listdir(out_dir):
@@ -340,15 +340,78 @@ def _build_graph(net):
     net(ids, mx.nd.zeros((1, 2), dtype='int32'), mx.nd.array([2], dtype='int32'))
 
 
+def fold_constants(symbol, params, inputs=INPUT_NAMES):
+    """Replaces every part of a graph that depends on parameters alone by its value.
+
+    gluonbert's attention builds its (3C, C) query-key-value weight from the three (C, C)
+    parameters with reshapes and a concat in every forward pass; folded, it is one parameter,
+    which the INT8 graph then holds quantized once (offline) instead of quantizing it at each
+    call.
+
+    Parameters
+    ----------
+    symbol : Symbol
+    params : dict of str -> NDArray
+        The graph's parameters (arguments other than ``inputs``, and auxiliary states).
+    inputs : sequence of str
+        Names of the data inputs (never folded).
+
+    Outputs
+    -------
+    (Symbol, dict of str -> NDArray)
+        The graph with each maximal constant subgraph feeding the rest replaced by a
+        variable ``<node>_folded``, and the parameters it uses.
+    """
+    graph = json.loads(symbol.tojson())
+    nodes = graph['nodes']
+    constant = [False] * len(nodes)
+    for i, node in enumerate(nodes):
+        if node['op'] == 'null':
+            constant[i] = node['name'] not in inputs
+        else:
+            constant[i] = bool(node['inputs']) and 'Dropout' not in node['op'] and all(
+                constant[j[0]] for j in node['inputs'])
+    consumers = {}
+    for i, node in enumerate(nodes):
+        for j in node['inputs']:
+            consumers.setdefault(j[0], []).append((i, j[1]))
+    heads = {h[0] for h in graph['heads']}
+    frontier = [i for i, node in enumerate(nodes)
+                if constant[i] and node['op'] != 'null'
+                and (i in heads or any(not constant[c] for c, _ in consumers.get(i, [])))
+                and all(out == 0 for _, out in consumers.get(i, []))]
+    values = {}
+    internals = symbol.get_internals()
+    for i in frontier:
+        name = nodes[i]['name']
+        part = internals[f'{name}_output']
+        args = {k: params[k] for k in part.list_arguments()}
+        aux = {k: params[k] for k in part.list_auxiliary_states()}
+        out = part.bind(mx.cpu(), args, aux_states=aux, grad_req='null').forward()[0]
+        values[f'{name}_folded'] = out.copyto(mx.cpu())
+        nodes[i] = {'op': 'null', 'name': f'{name}_folded', 'inputs': []}
+    graph['arg_nodes'] = [i for i, node in enumerate(nodes) if node['op'] == 'null']
+    folded = mx.sym.load_json(mx.sym.load_json(json.dumps(graph)).tojson())
+    names = set(folded.list_arguments()) | set(folded.list_auxiliary_states())
+    values.update({k: v for k, v in params.items() if k in names})
+    return folded, {k: v for k, v in values.items() if k in names}
+
+
 def _plain_block(net, directory):
-    """``net`` exported and reloaded as a bare SymbolBlock (the graph quantize_net_v2 takes)."""
+    """``net`` exported, its constants folded (:func:`fold_constants`), as a SymbolBlock."""
     prefix = os.path.join(directory, 'fp32')
     _build_graph(net)
     net.export(prefix, epoch=0)
+    symbol = mx.sym.load(f'{prefix}-symbol.json')
+    params = {k.split(':', 1)[1]: v for k, v in mx.nd.load(f'{prefix}-0000.params').items()}
+    symbol, params = fold_constants(symbol, params)
     with warnings.catch_warnings():         # SymbolBlock's note on untyped inputs
         warnings.simplefilter('ignore', UserWarning)
-        return mx.gluon.SymbolBlock.imports(f'{prefix}-symbol.json', list(INPUT_NAMES),
-                                            f'{prefix}-0000.params', ctx=mx.cpu())
+        block = mx.gluon.SymbolBlock(symbol, [mx.sym.var(n) for n in INPUT_NAMES])
+    block.collect_params().load_dict(params, ctx=mx.cpu())
+    block.hybridize(static_alloc=True)
+    _build_graph(block)
+    return block
 
 
 def load_exported(model_dir, contexts=None):
@@ -409,9 +472,10 @@ def export(model_dir, out_dir, ctx=None):
                           'mx.cpu()')
     _check_fine_tuned(model_dir)
     net, _, spec = load_classifier(model_dir, [mx.cpu()])
-    _build_graph(net)
-    out = _write_directory(out_dir, net, model_dir, net.config,
-                           _describe('float32', spec, net.config))
+    with tempfile.TemporaryDirectory() as tmp:
+        block = _plain_block(net, tmp)
+        out = _write_directory(out_dir, block, model_dir, net.config,
+                               _describe('float32', spec, net.config))
     return {'out_dir': out, 'precision': 'float32'}
 
 

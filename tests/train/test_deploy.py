@@ -171,6 +171,11 @@ def test_exports_load_with_plain_mxnet_in_a_fresh_process(tmp_path, finetuned):
     np.savez(tmp_path / 'inputs.npz', ids=ids, types=types, lengths=lengths)
     expected = net(mx.nd.array(ids, dtype='int32'), mx.nd.array(types, dtype='int32'),
                    mx.nd.array(lengths, dtype='int32')).asnumpy()
+    for name in ('fp32', 'int8'):       # constants folded: the qkv weight is one parameter
+        nodes = json.load(open(tmp_path / name / 'model-symbol.json'))['nodes']
+        assert not any(n['op'] == 'Concat' for n in nodes)
+        fc = [n for n in nodes if 'fully_connected' in n['op'].lower()][0]
+        assert nodes[fc['inputs'][1][0]]['op'] == 'null'
     env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
     for name in ('fp32', 'int8'):
         done = subprocess.run([sys.executable, '-c', PLAIN_MXNET, str(tmp_path / name),
