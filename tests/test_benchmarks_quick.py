@@ -100,3 +100,24 @@ def test_cpu_info_reads_model_and_isa_flags(tmp_path):
     line = bench_run.cpu_line(cpu)
     assert line.startswith('CPU: Test CPU 9000') and 'amx_tile' in line and 'vnni' not in line
     assert bench_run.cpu_info(str(tmp_path / 'missing'))['model'] is None
+
+
+def test_profile_finetune_quick(tmp_path):
+    """``benchmarks/profile_finetune.py --quick``: the engine's step profiled end to end."""
+    out = tmp_path / 'profile.json'
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'benchmarks', 'profile_finetune.py'),
+                           '--quick', '--updates', '2', '--profile-updates', '1', '--json',
+                           str(out)], cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert len(result['natural']['wall_s']) == 2 and min(result['natural']['wall_s']) > 0
+    phases = result['phases']
+    assert len(phases) == 2
+    for key in ('split_and_load', 'forward_backward', 'allreduce_clip_update'):
+        assert all(p[key] > 0 for p in phases), key
+    names = {o['name'] for o in result['profiler_ops'] if o['section'] == 'operator'}
+    assert {'FullyConnected', '_backward_FullyConnected'} <= names
+    assert set(result['modes']) == {'plain hybridize()', 'static_alloc, bucketed (engine)',
+                                    'static_alloc+static_shape, all padded to max_len'}
+    assert all(m['sequences_per_s'] > 0 for m in result['modes'].values())
+    assert 'static_alloc' in proc.stdout
