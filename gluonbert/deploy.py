@@ -360,7 +360,8 @@ def fold_constants(symbol, params, inputs=INPUT_NAMES):
     -------
     (Symbol, dict of str -> NDArray)
         The graph with each maximal constant subgraph feeding the rest replaced by a
-        variable ``<node>_folded``, and the parameters it uses.
+        variable ``<node>_folded`` (``_folded_weight``/``_folded_bias`` when it is a
+        FullyConnected's weight or bias), and the parameters it uses.
     """
     graph = json.loads(symbol.tojson())
     nodes = graph['nodes']
@@ -385,11 +386,16 @@ def fold_constants(symbol, params, inputs=INPUT_NAMES):
     for i in frontier:
         name = nodes[i]['name']
         part = internals[f'{name}_output']
+        # MXNet quantizes a FullyConnected's parameters offline by their name's ending
+        role = {(nodes[c]['op'], k) for c, _ in consumers.get(i, [])
+                for k, j in enumerate(nodes[c]['inputs']) if j[0] == i}
+        new = f'{name}_folded' + ('_weight' if ('FullyConnected', 1) in role else
+                                  '_bias' if ('FullyConnected', 2) in role else '')
         args = {k: params[k] for k in part.list_arguments()}
         aux = {k: params[k] for k in part.list_auxiliary_states()}
         out = part.bind(mx.cpu(), args, aux_states=aux, grad_req='null').forward()[0]
-        values[f'{name}_folded'] = out.copyto(mx.cpu())
-        nodes[i] = {'op': 'null', 'name': f'{name}_folded', 'inputs': []}
+        values[new] = out.copyto(mx.cpu())
+        nodes[i] = {'op': 'null', 'name': new, 'inputs': []}
     graph['arg_nodes'] = [i for i, node in enumerate(nodes) if node['op'] == 'null']
     folded = mx.sym.load_json(mx.sym.load_json(json.dumps(graph)).tojson())
     names = set(folded.list_arguments()) | set(folded.list_auxiliary_states())
@@ -442,10 +448,33 @@ def load_exported(model_dir, contexts=None):
     if precision == 'int8' and any(c.device_type != 'cpu' for c in contexts):
         raise ConfigError(f'{model_dir} holds an INT8 model (oneDNN CPU kernels); got devices '
                           f'{contexts}, expected CPU ones (--cpus, not --gpus)')
+    prefix = os.path.join(model_dir, PREFIX)
     with warnings.catch_warnings():         # SymbolBlock's note on untyped inputs
         warnings.simplefilter('ignore', UserWarning)
-        net = import_exported(os.path.join(model_dir, PREFIX), ctx=contexts)
+        net = import_exported(prefix, ctx=contexts) if precision == 'float32' else \
+            _import_int8(prefix, contexts)
     net.hybridize(static_alloc=True)
+    return net
+
+
+def _import_int8(prefix, contexts):
+    """As :func:`gluonbert.model.import_exported`, keeping the int8 parameters' own dtype
+    (tensor-wise quantization stores int8 weights)."""
+    from .model import BERTConfig, ExportedBERT
+    from .errors import WeightsNotFoundError
+    files = [f'{prefix}-symbol.json', f'{prefix}-0000.params', f'{prefix}-gluonbert.json']
+    for name in files:
+        if not os.path.isfile(name):
+            raise WeightsNotFoundError(f'{name}: not found; expected the files written by '
+                                       'gluonbert quantize')
+    try:
+        with open(files[2], encoding='utf-8') as f:
+            config = BERTConfig.from_dict(json.load(f)['config'], source=files[2])
+    except (ValueError, KeyError, TypeError) as err:
+        raise ConfigError(f'{files[2]}: not an export description written by gluonbert '
+                          f'({type(err).__name__}: {err})') from None
+    net = ExportedBERT(mx.sym.load(files[0]), [mx.sym.var(n) for n in INPUT_NAMES], config)
+    net.collect_params().load(files[1], ctx=contexts, cast_dtype=True, dtype_source='saved')
     return net
 
 

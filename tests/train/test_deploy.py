@@ -80,11 +80,13 @@ def run_cli(*args, **kwargs):
                           text=True, cwd=ROOT, **kwargs)
 
 
-@pytest.mark.parametrize('mode', deploy.CALIB_MODES)
-def test_int8_predictions_agree_with_fp32(tmp_path, finetuned, mode):
+@pytest.mark.parametrize('mode,channel_wise', [(m, True) for m in deploy.CALIB_MODES] +
+                         [('naive', False)])
+def test_int8_predictions_agree_with_fp32(tmp_path, finetuned, mode, channel_wise):
     out = tmp_path / f'int8-{mode}'
     result = deploy.quantize(finetuned['model_dir'], finetuned['train'], str(out),
-                             calib_mode=mode, num_calib_batches=3, batch_size=32)
+                             calib_mode=mode, num_calib_batches=3, batch_size=32,
+                             channel_wise=channel_wise)
     assert result['calib_samples'] == 96 and result['precision'] == 'int8'
     fp32 = predict(finetuned['model_dir'], finetuned['dev'], str(tmp_path / 'fp32.tsv'),
                    batch_size=16)
@@ -100,7 +102,8 @@ def test_int8_predictions_agree_with_fp32(tmp_path, finetuned, mode):
     assert not np.array_equal(probs8, probs32)          # the int8 graph ran, not the fp32 one
     info = json.load(open(out / 'deploy.json'))
     assert info['precision'] == 'int8' and info['quantization']['calib_mode'] == mode
-    assert info['quantization']['granularity'] == 'channel-wise'
+    assert info['quantization']['granularity'] == ('channel-wise' if channel_wise else
+                                                   'tensor-wise')
     assert [x['name'] for x in info['inputs']] == ['data0', 'data1', 'data2']
     assert info['outputs'][0]['labels'] == ['0', '1']
     # the matrix products run in int8: every FullyConnected and attention product quantized
