@@ -302,3 +302,13 @@ def test_int8_benchmark_script_runs_and_skips_without_data(tmp_path, finetuned):
     assert all(r['pairs_per_s_best'] > 0 for r in report['results'].values())
     assert report['int8_vs_fp32_max_prob_diff'] < 0.05
     assert '| int8 |' in done.stdout
+    # with a fine-tuned model: its dev split timed and scored, fp32 and int8 side by side
+    done = subprocess.run([sys.executable, script, '--mrpc', finetuned['train'], '--finetuned',
+                           finetuned['model_dir'], '--repeats', '1', '--calib-batches', '1',
+                           '--out', str(tmp_path / 'tuned.json')],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    report = json.load(open(tmp_path / 'tuned.json'))
+    assert report['pairs'] == 64 and report['model'] == 'bert_2_32_4'
+    fp32, int8 = report['results']['gluonbert_fp32'], report['results']['int8']
+    assert fp32['accuracy'] >= 0.9 and abs(int8['accuracy'] - fp32['accuracy']) <= 0.05
