@@ -27,9 +27,10 @@ waste most of the 256 levels, which get a range from quantiles of each batch, se
 :class:`ClippingCollector`).
 
 What is quantized: MXNet's 'smart' mode with the oneDNN backend fuses and quantizes the
-FullyConnected layers (with their GELU or tanh) and the two attention matrix products; the
-embeddings, LayerNorm, softmax, residual additions and the addition of the attention mask
-stay fp32 (the mask's huge negative values would take the whole int8 range).
+FullyConnected layers (the GELU fused into the first feed-forward one) and the two attention
+matrix products; the embeddings, LayerNorm, softmax, residual additions, the addition of the
+attention mask and the pooler's tanh stay fp32. Before quantization, the parts of the graph
+that depend on parameters alone are computed once (:func:`fold_constants`).
 """
 import ctypes
 import json
@@ -45,8 +46,9 @@ import numpy as np
 from .data.fileio import atomic_write
 from .errors import ConfigError, DataFormatError
 
-__all__ = ['quantize', 'export', 'load_exported', 'fold_constants', 'int8_isa', 'ClippingCollector', 'EntropyCollector',
-           'CALIB_MODES', 'DEPLOY_INFO', 'PREFIX', 'INPUT_NAMES']
+__all__ = ['quantize', 'export', 'load_exported', 'fold_constants', 'int8_isa',
+           'ClippingCollector', 'EntropyCollector', 'CALIB_MODES', 'DEPLOY_INFO', 'PREFIX',
+           'INPUT_NAMES']
 
 #: Calibration modes of :func:`quantize`.
 CALIB_MODES = ('naive', 'entropy', 'clip')
@@ -203,6 +205,9 @@ class EntropyCollector:
         """name -> (min, max) thresholds, read by MXNet's calibration."""
         out = {}
         for name, (counts, top, low, high) in self._hists.items():
+            if 'softmax' in name:       # attention probabilities: a clipped peak is lost
+                out[name] = (low, high)
+                continue
             levels = 255 if low >= 0 else 127
             edge = _kl_threshold(counts, levels) * top / self.num_bins
             out[name] = (0.0 if low >= 0 else -edge, edge)
