@@ -13,6 +13,10 @@ summary, dev evaluation excluded), or, with ``--max-updates N``, from its log re
 ``predict_minilm`` calls :func:`gluonbert.train.predict.predict` (what ``gluonbert predict``
 calls) on MRPC pairs, batch 32: model loading, tokenisation, the batches and the output file.
 
+GluonNLP 0.10 (``gluonnlp``) runs its ``BERTClassifier`` as ``scripts/bert/finetune_classifier.py``
+does (``hybridize(static_alloc=True)``, ``bertadam``, ``clip_grad_global_norm``), on the same
+batches as HF.
+
 The HuggingFace side (``BertForSequenceClassification``, same configuration) gets the very
 same batches: the engine's sampler (:class:`~gluonbert.train.finetune.ClassificationBatches`,
 same seed) and gluonbert's tokenisation, padded per batch to its longest pair (dynamic
@@ -262,6 +266,91 @@ def run_gluonbert_finetune(workload, context):
                           setup_peak, note, cap), None
 
 
+def _gluonnlp_net(shape, training):
+    """GluonNLP 0.10's ``BERTClassifier`` (random weights) hybridized as its
+    ``scripts/bert/finetune_classifier.py`` does (``static_alloc``)."""
+    import mxnet as mx
+
+    from .impl_gluonnlp import classifier
+    mx.random.seed(0)
+    net = classifier(shape if training else dataclasses.replace(shape, dropout=0.0))
+    net.hybridize(static_alloc=True)
+    return net
+
+
+def run_gluonnlp_finetune(workload, context):
+    """GluonNLP's fine-tuning loop (``finetune_classifier.py``): ``bertadam``, no weight decay
+    on LayerNorm and biases, linear warm-up/decay set per step, ``clip_grad_global_norm`` 1.0,
+    softmax cross-entropy mean, on the engine's batches."""
+    import gluonnlp as nlp
+    import mxnet as mx
+    from mxnet import autograd, gluon
+    epochs, stop = _plan(workload, context)
+    cap = context.get('max_updates')
+    with tempfile.TemporaryDirectory(prefix='gluonbert-cli-bench-') as tmp:
+        data_dir, vocab, source = _inputs(workload, context, tmp)
+        if data_dir is None:
+            return None, source
+        start = time.perf_counter()
+        converted = _write_converted(os.path.join(tmp, 'converted'), workload.model, vocab)
+        config = _finetune_config(workload, data_dir, converted, os.path.join(tmp, 'run'),
+                                  epochs, stop)
+        updates, per_epoch = engine_updates(config)
+    net = _gluonnlp_net(workload.model, training=True)
+    lr = config.optimizer.lr
+    trainer = gluon.Trainer(net.collect_params(), 'bertadam',
+                            {'learning_rate': lr, 'epsilon': 1e-6, 'wd': 0.01})
+    for _, p in net.collect_params('.*beta|.*gamma|.*bias').items():
+        p.wd_mult = 0.0
+    params = [p for p in net.collect_params().values() if p.grad_req != 'null']
+    loss_fn = gluon.loss.SoftmaxCELoss()
+    loss_fn.hybridize(static_alloc=True)
+    total = epochs * per_epoch
+    warm = max(1, int(total * config.optimizer.warmup_ratio))
+    setup = time.perf_counter() - start
+    rss = current_rss_mb()
+    setup_peak = reset_peak_rss()
+    done = [0]
+
+    def one_update(batches):
+        s = done[0]
+        trainer.set_learning_rate(lr * (s + 1) / warm if s < warm
+                                  else lr * max(0.0, (total - s) / (total - warm)))
+        for token_ids, segment_ids, valid, labels in batches:
+            with autograd.record():
+                out = net(mx.nd.array(token_ids, dtype='int32'),
+                          mx.nd.array(segment_ids, dtype='int32'),
+                          mx.nd.array(valid, dtype='float32'))
+                loss = loss_fn(out, mx.nd.array(labels, dtype='int32')).mean()
+            loss.backward()
+        trainer.allreduce_grads()
+        nlp.utils.clip_grad_global_norm(params, 1)
+        trainer.update(1)
+        loss.asnumpy()          # the script reads the loss for its running metric
+        done[0] += 1
+
+    windows = _timed_windows(updates, cap)
+    seconds = []
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    for i in range(WARMUP_UPDATES if cap else 0):
+        one_update(updates[i][1])
+    warmup = time.perf_counter() - wall0
+    for window in windows:
+        tick = time.perf_counter()
+        for i in window:
+            one_update(updates[i][1])
+        mx.nd.waitall()
+        seconds.append(time.perf_counter() - tick)
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    extra = {'length_source': source, 'updates_per_epoch': per_epoch,
+             'train_call_wall_s': round(wall, 2), 'train_call_cpu_s': round(cpu, 2),
+             'warmup_updates_s': round(warmup, 2)}
+    note = ("GluonNLP 0.10 BERTClassifier, hybridize(static_alloc), 'bertadam', "
+            'finetune_classifier.py loop, same batches as the engine')
+    return _finetune_rows(workload, 'gluonnlp', updates, windows, seconds, extra, setup, rss,
+                          setup_peak, note, cap), None
+
+
 def _hf_config(shape):
     from .impl_torch import _config
     return _config(shape)
@@ -431,6 +520,19 @@ def run_predict(workload, impl, context):
                 predict(model_dir, input_path, out, batch_size=workload.batch_size)
             note = 'gluonbert.train.predict.predict: load, tokenise, batches, write TSV'
             extra = {}
+        elif impl == 'gluonnlp':
+            import mxnet as mx
+            net = _gluonnlp_net(workload.model, training=False)
+
+            def rep():
+                for token_ids, segment_ids, valid in (b[:3] for b in batches):
+                    scores = net(mx.nd.array(token_ids, dtype='int32'),
+                                 mx.nd.array(segment_ids, dtype='int32'),
+                                 mx.nd.array(valid, dtype='float32'))
+                    mx.nd.softmax(scores, axis=-1).asnumpy()
+            note = ('GluonNLP 0.10 BERTClassifier, hybridize(static_alloc), the batches predict '
+                    'builds (prepared untimed)')
+            extra = {}
         else:
             import torch
             from transformers import BertForSequenceClassification
@@ -477,6 +579,8 @@ def run(workload, impl, context):
     if workload.kind == 'cli_finetune':
         if impl == 'gluonbert':
             rows, reason = run_gluonbert_finetune(workload, context)
+        elif impl == 'gluonnlp':
+            rows, reason = run_gluonnlp_finetune(workload, context)
         else:
             rows, reason = run_hf_finetune(workload, impl, context)
     elif workload.kind == 'cli_predict':

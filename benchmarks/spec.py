@@ -100,7 +100,7 @@ D2L = ModelShape(num_layers=2, units=128, hidden_size=256, num_heads=2, vocab_si
                  max_length=64, dropout=0.2)
 # MiniLM-L6 (all-MiniLM-L6-v2): bert_6_384_12 with the uncased BERT vocabulary.
 MINILM = ModelShape(num_layers=6, units=384, hidden_size=1536, num_heads=12, vocab_size=30522)
-CLI_IMPLS = ('gluonbert', 'hf-eager', 'hf-compile')
+CLI_IMPLS = ('gluonbert', 'gluonnlp', 'hf-eager', 'hf-compile')
 TINY = ModelShape(num_layers=2, units=64, hidden_size=128, num_heads=4, vocab_size=200,
                   max_length=64, dropout=0.1)
 

@@ -23,6 +23,10 @@ def _run_one(workload, impl, threads, context):
         if impl == 'gluonbert':
             import gluonbert  # noqa: F401  (allocator settings before MXNet, as the CLI)
         else:
+            # the references use gluonbert's data pipeline for their batches, but not its
+            # glibc allocator settings (gluonbert.allocator)
+            os.environ['GLUONBERT_TUNE_MALLOC'] = '0'
+        if impl.startswith('hf'):
             import torch
             torch.set_num_threads(threads)
         from benchmarks import cli_workloads

@@ -45,7 +45,7 @@ def test_quick_benchmark_runs_every_workload(tmp_path):
     cpu = result['meta']['cpu']
     assert cpu['model'] and set(cpu['isa']) >= {'avx2', 'avx512f', 'avx512_vnni', 'amx_tile'}
     assert 'CPU: ' in proc.stdout
-    cli_impls = ['gluonbert'] + (['hf-eager', 'hf-compile'] if HAS_TORCH else [])
+    cli_impls = ['gluonbert', 'gluonnlp'] + (['hf-eager', 'hf-compile'] if HAS_TORCH else [])
     for impl in cli_impls:
         # --quick: two whole epochs over 40 synthetic pairs; the second is the timed one
         row = by_pair[('finetune_minilm_mrpc', impl)]
@@ -58,6 +58,7 @@ def test_quick_benchmark_runs_every_workload(tmp_path):
         assert row['pairs'] == 40 and row['items_per_rep'] == 40
         assert row['real_tokens_per_rep'] <= row['tokens_per_rep']
     engine = by_pair[('finetune_minilm_mrpc', 'gluonbert')]
+    assert set(engine['ratios']) >= {'gluonnlp'}
     assert [e['epoch'] for e in engine['epoch_records']] == [1, 2]
     assert engine['times_s'] == [round(engine['epoch_records'][1]['seconds'], 5)]
     prep = [r for r in rows if r['workload'] == 'data_prep']
