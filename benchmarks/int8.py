@@ -10,6 +10,10 @@ with ``--finetuned DIR`` (a model fine-tuned on MRPC's seeded split) that model 
 instead, timed on the dev pairs of the split, and scored on them (accuracy, F1), fp32 and
 INT8 side by side (calibration: the first training pairs of the split).
 
+``--hf`` adds HuggingFace's ``BertForSequenceClassification`` of the same shape (random
+weights; speed only) on the same batches: eager fp32, ``torch.compile`` fp32, PyTorch's
+dynamic int8 (``quantize_dynamic`` on the Linear layers) and bf16 autocast.
+
 The vocabulary is made of MRPC's own words (lower-cased, punctuation split), so a pair's
 token count is its word count: about 10-15% shorter than with BERT's WordPiece vocabulary,
 in which rare words are split.
@@ -75,23 +79,69 @@ def random_classifier_dir(directory, model, vocab_size, max_seq_length):
         json.dump(info, f)
 
 
-def time_models(directories, samples, batch_size, repeats):
+def hf_runners(config, samples, batch_size, pad_id):
+    """HuggingFace ``BertForSequenceClassification`` of the same shape (random weights: speed
+    only) as an HF user on this CPU would run it: eager fp32, ``torch.compile`` fp32,
+    ``quantize_dynamic`` int8 Linear layers, and bf16 autocast; each a function of no
+    arguments that classifies ``samples`` in predict's length-sorted batches."""
+    import numpy as np
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from gluonbert.data import ClassificationBatchify
+    from gluonbert.train.predict import _batches_by_length
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(
+        vocab_size=config['vocab_size'], hidden_size=config['units'],
+        num_hidden_layers=config['num_layers'], num_attention_heads=config['num_heads'],
+        intermediate_size=config['hidden_size'], max_position_embeddings=config['max_length'],
+        type_vocab_size=2, num_labels=2, hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0)).eval()
+    batchify = ClassificationBatchify(pad_id=pad_id, as_numpy=True)
+    batches = []
+    for index in _batches_by_length(samples, batch_size):
+        ids, types, lengths = batchify([samples[i][:3] for i in index])[:3]
+        mask = (np.arange(ids.shape[1])[None, :] < lengths[:, None]).astype(np.int64)
+        batches.append((index, torch.from_numpy(ids.astype(np.int64)),
+                        torch.from_numpy(types.astype(np.int64)), torch.from_numpy(mask)))
+
+    def runner(module, bf16=False):
+        def run():
+            out = np.zeros((len(samples), 2), dtype=np.float32)
+            with torch.inference_mode(), torch.autocast('cpu', dtype=torch.bfloat16,
+                                                        enabled=bf16):
+                for index, ids, types, mask in batches:
+                    logits = module(input_ids=ids, token_type_ids=types,
+                                    attention_mask=mask).logits
+                    out[index] = torch.softmax(logits.float(), dim=-1).numpy()
+            return out
+        return run
+    int8 = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    return {'hf_eager_fp32': runner(model),
+            'hf_compile_fp32': runner(torch.compile(model, dynamic=True)),
+            'hf_dynamic_int8': runner(int8), 'hf_bf16_autocast': runner(model, bf16=True)}
+
+
+def time_models(directories, samples, batch_size, repeats, extra=None):
     """Pairs per second of predict's batching and forward pass for each directory (best and
     median of repeats after one warm-up pass; the models take turns within each repeat, so
-    that other jobs on the machine slow them alike), and their probabilities."""
+    that other jobs on the machine slow them alike), and their probabilities. ``extra``:
+    more runners (name -> function of no arguments returning the probabilities)."""
     import mxnet as mx
 
     from gluonbert.train.predict import load_classifier, predict_proba
-    nets, probs = {}, {}
+    runners = {}
     for name, directory in directories.items():
         net, transform, _ = load_classifier(directory, [mx.cpu()])
-        nets[name] = net
-        probs[name] = predict_proba(net, samples, batch_size, [mx.cpu()], transform.pad_id)
-    seconds = {name: [] for name in nets}
+        runners[name] = (lambda net=net, pad=transform.pad_id:
+                         predict_proba(net, samples, batch_size, [mx.cpu()], pad))
+    runners.update(extra or {})
+    probs = {name: run() for name, run in runners.items()}          # warm-up (and compile)
+    seconds = {name: [] for name in runners}
     for _ in range(repeats):
-        for name, net in nets.items():
+        for name, run in runners.items():
             start = time.perf_counter()
-            predict_proba(net, samples, batch_size, [mx.cpu()], transform.pad_id)
+            run()
             seconds[name].append(time.perf_counter() - start)
     results = {name: {'pairs_per_s_best': len(samples) / min(s),
                       'pairs_per_s_median': len(samples) / statistics.median(s), 'seconds': s}
@@ -107,6 +157,9 @@ def main(argv=None):
     parser.add_argument('--finetuned', default=None,
                         help='a fine-tuned MRPC model directory instead (its configuration and '
                              'vocabulary): also scores accuracy and F1 on the seeded dev split')
+    parser.add_argument('--hf', action='store_true',
+                        help='also time HuggingFace BERT of the same shape (random weights): '
+                             'eager, torch.compile, quantize_dynamic int8, bf16 autocast')
     parser.add_argument('--pairs', type=int, default=1024)
     parser.add_argument('--batch-size', type=int, default=32)
     parser.add_argument('--repeats', type=int, default=3)
@@ -159,14 +212,20 @@ def main(argv=None):
                                     num_calib_batches=args.calib_batches,
                                     batch_size=args.batch_size)
         calib_seconds = time.perf_counter() - start
+        extra = None
+        if args.hf:
+            with open(os.path.join(tuned, 'finetune.json'), encoding='utf-8') as f:
+                extra = hf_runners(json.load(f)['bert'], samples, args.batch_size,
+                                   transform.pad_id)
         results, probs = time_models(
             {'gluonbert_fp32': tuned, 'exported_fp32': os.path.join(tmp, 'fp32'),
-             'int8': os.path.join(tmp, 'int8')}, samples, args.batch_size, args.repeats)
+             'int8': os.path.join(tmp, 'int8')}, samples, args.batch_size, args.repeats, extra)
     if args.finetuned:
         from gluonbert.train.metrics import classification_report
         gold = np.array([int(r.label) for r in records])
-        for name in results:
-            results[name].update(classification_report(probs[name].argmax(1), gold))
+        for name in results:        # HF runs have random weights: speed only
+            if not name.startswith('hf_'):
+                results[name].update(classification_report(probs[name].argmax(1), gold))
     base = results['gluonbert_fp32']['pairs_per_s_best']
     for name in results:
         results[name]['speedup_vs_gluonbert_fp32'] = results[name]['pairs_per_s_best'] / base
@@ -191,7 +250,7 @@ def main(argv=None):
     print('| model | pairs/s best | median | vs gluonbert fp32 | accuracy | F1 |')
     print('| --- | --- | --- | --- | --- | --- |')
     for name, r in results.items():
-        scores = (f'{r["accuracy"]:.4f} | {r["f1"]:.4f}' if 'accuracy' in r else '- | -')
+        scores = f'{r["accuracy"]:.4f} | {r["f1"]:.4f}' if 'accuracy' in r else '- | -'
         print(f'| {name} | {r["pairs_per_s_best"]:.1f} | {r["pairs_per_s_median"]:.1f} | '
               f'{r["speedup_vs_gluonbert_fp32"]:.2f}x | {scores} |')
     print(f'calibration ({args.calib_mode}, {quantized["calib_samples"]} pairs): '
