@@ -312,3 +312,17 @@ def test_int8_benchmark_script_runs_and_skips_without_data(tmp_path, finetuned):
     assert report['pairs'] == 64 and report['model'] == 'bert_2_32_4'
     fp32, int8 = report['results']['gluonbert_fp32'], report['results']['int8']
     assert fp32['accuracy'] >= 0.9 and abs(int8['accuracy'] - fp32['accuracy']) <= 0.05
+
+
+def test_int8_benchmark_with_huggingface_beside_it(tmp_path, finetuned):
+    pytest.importorskip('torch', reason='the --hf comparison needs PyTorch')
+    pytest.importorskip('transformers', reason='the --hf comparison needs transformers')
+    done = subprocess.run([sys.executable, os.path.join(ROOT, 'benchmarks', 'int8.py'),
+                           '--mrpc', finetuned['train'], '--model', 'bert_tiny_test', '--pairs',
+                           '32', '--repeats', '1', '--calib-batches', '1', '--hf', '--out',
+                           str(tmp_path / 'hf.json')], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    results = json.load(open(tmp_path / 'hf.json'))['results']
+    assert {'hf_eager_fp32', 'hf_compile_fp32', 'hf_dynamic_int8',
+            'hf_bf16_autocast'} <= set(results)
+    assert all(r['pairs_per_s_best'] > 0 for r in results.values())
