@@ -247,8 +247,11 @@ def run_gluonbert_finetune(workload, context):
     windows = _timed_windows(updates, cap)
     if cap:
         history = [r for r in summary['history'] if r['step'] > WARMUP_UPDATES]
-        seconds = [len_rows / rec['sequences_per_s'] for rec, len_rows in zip(
-            history, [sum(len(b[0]) for i in w for b in updates[i][1]) for w in windows])]
+        if [r['step'] for r in history] != [w[-1] + 1 for w in windows]:
+            raise RuntimeError(f'engine log records at steps {[r["step"] for r in history]}; '
+                               f'expected one at the end of each window {windows}')
+        seconds = [sum(len(b[0]) for i in w for b in updates[i][1]) / rec['sequences_per_s']
+                   for rec, w in zip(history, windows)]
         source_note = f'engine log records, {WARMUP_UPDATES} updates each'
     else:
         seconds = [e['seconds'] for e in summary['epochs']]

@@ -139,16 +139,6 @@ def _phases(s, updates, lr=1e-5):
     return rows
 
 
-def _data_times(s, count):
-    """Seconds of ``task.next_update()`` (sampler + batchify) for ``count`` updates."""
-    times = []
-    for _ in range(count):
-        t = time.perf_counter()
-        s['task'].next_update()
-        times.append(time.perf_counter() - t)
-    return times
-
-
 def _profile(s, updates, path):
     mx.profiler.set_config(profile_all=True, aggregate_stats=True, continuous_dump=False,
                            filename=path)
@@ -211,8 +201,7 @@ def main(argv=None):
         out['source'] = s['source']
         n = args.updates
         # One fixed sequence of updates (epoch 1's first ones), replayed in every measurement.
-        data = _data_times(s, 0)
-        updates = []
+        data, updates = [], []
         for _ in range(3 * n + args.profile_updates):
             t = time.perf_counter()
             updates.append(s['task'].next_update())
