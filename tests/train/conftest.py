@@ -1,11 +1,10 @@
 """Fixtures of the training tests: synthetic vocabulary, corpus, shards, paraphrase TSVs and a
 tiny "converted" BERT directory to fine-tune from."""
-import json
 import os
 
 import pytest
 
-from .synthetic import (VOCAB, write_corpus, write_paraphrase_tsv, write_random_shards,
+from .synthetic import (write_converted, write_corpus, write_paraphrase_tsv, write_random_shards,
                         write_vocab)
 
 SHARED_DATA = os.environ.get('GLUONBERT_SHARED_DATA',
@@ -60,21 +59,7 @@ def pretrained_run(tmp_path_factory):
 
 
 @pytest.fixture
-def converted_dir(tmp_path, vocab_txt):
+def converted_dir(tmp_path):
     """A randomly initialised tiny BERT saved like ``gluonbert convert`` output, without a
     pooler (as a sentence-embedding checkpoint): fine-tuning must add a fresh one."""
-    import mxnet as mx
-
-    from gluonbert.model import BERTModel, get_config
-    from gluonbert.model.init import TruncNorm
-    directory = tmp_path / 'converted'
-    directory.mkdir()
-    config = get_config('bert_tiny_test', vocab_size=len(VOCAB))
-    mx.random.seed(1)
-    bert = BERTModel(config, use_pooler=False, use_decoder=False, use_classifier=False)
-    bert.initialize(TruncNorm(0.02))
-    bert(mx.nd.ones((1, 4), dtype='int32'), mx.nd.zeros((1, 4), dtype='int32'))
-    bert.save_parameters(str(directory / 'model.params'))
-    (directory / 'gluonbert_config.json').write_text(json.dumps(config.to_dict()))
-    (directory / 'vocab.txt').write_text(open(vocab_txt).read())
-    return str(directory)
+    return write_converted(tmp_path / 'converted')

@@ -80,3 +80,25 @@ def write_paraphrase_tsv(path, num_pairs=64, seed=0):
                     f'{sentence(topic_b)}')
     path.write_text('\n'.join(rows) + '\n', encoding='utf-8')
     return str(path)
+
+
+def write_converted(directory):
+    """A randomly initialised ``bert_tiny_test`` saved like ``gluonbert convert`` output
+    (``model.params`` without a pooler, ``gluonbert_config.json``, ``vocab.txt``), as a
+    sentence-embedding checkpoint: fine-tuning must add a fresh pooler."""
+    import json
+
+    import mxnet as mx
+
+    from gluonbert.model import BERTModel, get_config
+    from gluonbert.model.init import TruncNorm
+    directory.mkdir()
+    config = get_config('bert_tiny_test', vocab_size=len(VOCAB))
+    mx.random.seed(1)
+    bert = BERTModel(config, use_pooler=False, use_decoder=False, use_classifier=False)
+    bert.initialize(TruncNorm(0.02))
+    bert(mx.nd.ones((1, 4), dtype='int32'), mx.nd.zeros((1, 4), dtype='int32'))
+    bert.save_parameters(str(directory / 'model.params'))
+    (directory / 'gluonbert_config.json').write_text(json.dumps(config.to_dict()))
+    write_vocab(directory / 'vocab.txt')
+    return str(directory)

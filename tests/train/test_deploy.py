@@ -14,7 +14,7 @@ from gluonbert import deploy
 from gluonbert.errors import ConfigError, DataFormatError, WeightsNotFoundError
 from gluonbert.train.predict import predict
 
-from .synthetic import NUM_TOPICS, TOPIC_WORDS, VOCAB, WORDS, write_vocab
+from .synthetic import NUM_TOPICS, TOPIC_WORDS, VOCAB, WORDS, write_converted
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -40,8 +40,6 @@ def write_topic_tsv(path, num_pairs, seed):
 @pytest.fixture(scope='module')
 def finetuned(tmp_path_factory):
     """A tiny BERT fine-tuned on :func:`write_topic_tsv` data (dev accuracy checked)."""
-    from gluonbert.model import BERTModel, get_config
-    from gluonbert.model.init import TruncNorm
     from gluonbert.train.config import DeviceConfig, FinetuneConfig, OptimizerConfig
     from gluonbert.train.finetune import finetune
     tmp = tmp_path_factory.mktemp('deploy')
@@ -49,16 +47,7 @@ def finetuned(tmp_path_factory):
     data.mkdir()
     write_topic_tsv(data / 'train.tsv', 160, seed=1)
     write_topic_tsv(data / 'dev.tsv', 64, seed=2)
-    converted = tmp / 'converted'
-    converted.mkdir()
-    config = get_config('bert_tiny_test', vocab_size=len(VOCAB))
-    mx.random.seed(1)
-    bert = BERTModel(config, use_pooler=False, use_decoder=False, use_classifier=False)
-    bert.initialize(TruncNorm(0.02))
-    bert(mx.nd.ones((1, 4), dtype='int32'), mx.nd.zeros((1, 4), dtype='int32'))
-    bert.save_parameters(str(converted / 'model.params'))
-    (converted / 'gluonbert_config.json').write_text(json.dumps(config.to_dict()))
-    write_vocab(converted / 'vocab.txt')
+    converted = write_converted(tmp / 'converted')
     summary = finetune(FinetuneConfig(
         data_dir=str(data), from_converted=str(converted), out_dir=str(tmp / 'run'),
         max_seq_length=32, batch_size=16, eval_batch_size=32, epochs=8, dropout=0.0,
