@@ -318,7 +318,7 @@ def _add_predict(sub):
 def _run_predict(args):
     from .train.predict import predict
     result = predict(args.model_dir, args.input, args.output, batch_size=args.batch_size,
-                     gpus=args.gpus, cpus=args.cpus)
+                     gpus=args.gpus, cpus=args.cpus, max_batch_tokens=args.max_batch_tokens)
     metrics = (f' (accuracy {result["accuracy"]:.4f}, F1 {result["f1"]:.4f})'
                if 'accuracy' in result else '')
     print(f'{result["count"]} predictions -> {result["output"]}{metrics}')

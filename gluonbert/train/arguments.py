@@ -168,6 +168,12 @@ def add_predict_arguments(parser):
     parser.add_argument('--model-dir', required=True, help='directory written by finetune')
     parser.add_argument('--input', required=True, help='TSV in the task format')
     parser.add_argument('--output', required=True, help='predictions TSV (written atomically)')
-    parser.add_argument('--batch-size', type=int, default=64)
+    parser.add_argument('--batch-size', type=int, default=None,
+                        help='rows per batch at most (default 64; no row limit with '
+                             '--max-batch-tokens unless given)')
+    parser.add_argument('--max-batch-tokens', type=int, default=None,
+                        help='padded tokens (rows x longest row) per batch at most: inputs '
+                             'sorted by length, short ones in larger batches; output in input '
+                             'order')
     parser.add_argument('--gpus', default=None)
     parser.add_argument('--cpus', type=int, default=None)

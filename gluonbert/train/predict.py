@@ -16,28 +16,81 @@ from ..data.fileio import atomic_write
 from ..errors import ConfigError, InputError, WeightsNotFoundError
 from .loop import split_batch
 
-__all__ = ['predict_proba', 'load_classifier', 'predict']
+__all__ = ['predict_proba', 'load_classifier', 'predict', 'DEFAULT_BATCH_SIZE']
 
 
-def _batches_by_length(samples, batch_size):
-    """Index lists of similar-length samples (less padding), covering every sample once."""
-    order = np.argsort([int(s[2]) for s in samples], kind='stable')
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+def _batches_by_length(samples, batch_size=None, max_batch_tokens=None, describe=None):
+    """Index lists of similar-length samples (less padding), covering every sample once.
+
+    The samples are sorted by length (stable: ties keep their order) and cut greedily into
+    consecutive batches of at most ``batch_size`` rows and at most ``max_batch_tokens`` padded
+    tokens (rows x the longest row of the batch); either limit may be None (not both).
+
+    Parameters
+    ----------
+    samples : list of tuple
+        Transformed samples; ``len(sample[0])`` is the length a batch pads to.
+    batch_size : int or None
+    max_batch_tokens : int or None
+    describe : callable, optional
+        ``describe(i)`` names sample ``i`` in the error (e.g. its file and line).
+
+    Outputs
+    -------
+    list of (n_b,) int np.ndarray
+
+    Raises
+    ------
+    ConfigError
+        A limit below 1, or a sample longer than ``max_batch_tokens`` (it fits no batch).
+    """
+    if batch_size is None and max_batch_tokens is None:
+        raise ConfigError('batch_size and max_batch_tokens are both None; expected at least one')
+    for name, value in (('batch_size', batch_size), ('max_batch_tokens', max_batch_tokens)):
+        if value is not None and value < 1:
+            raise ConfigError(f'{name}={value}: expected >= 1')
+    lengths = np.array([len(s[0]) for s in samples], dtype=np.int64)
+    order = np.argsort(lengths, kind='stable')
+    if max_batch_tokens is None:
+        return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    if len(order) and lengths[order[-1]] > max_batch_tokens:
+        longest = int(order[-1])
+        where = describe(longest) if describe else f'sample {longest}'
+        raise ConfigError(f'{where}: {int(lengths[longest])} tokens, more than max_batch_tokens='
+                          f'{max_batch_tokens}; expected a budget of at least the longest '
+                          'input (the maximum sequence length always fits)')
+    rows = batch_size or len(order)
+    batches, start = [], 0
+    for end in range(1, len(order) + 1):
+        # sorted: order[end - 1] is the longest of the batch [start, end)
+        if end - start > rows or (end - start) * lengths[order[end - 1]] > max_batch_tokens:
+            batches.append(order[start:end - 1])
+            start = end - 1
+    if start < len(order):
+        batches.append(order[start:])
+    return batches
 
 
-def predict_proba(net, samples, batch_size, contexts, pad_id=0):
+def predict_proba(net, samples, batch_size, contexts, pad_id=0, max_batch_tokens=None,
+                  describe=None):
     """Class probabilities of transformed samples, in the order of ``samples``.
 
     Parameters
     ----------
     net : BERTClassifier
-        Parameters on ``contexts``.
+        Parameters on ``contexts`` (or the graph of a deployment directory).
     samples : list of tuple
         :class:`~gluonbert.data.BERTDatasetTransform` outputs (labels, if any, are ignored).
-    batch_size : int
-        Samples per batch, split over ``contexts``.
+    batch_size : int or None
+        At most this many samples per batch, split over ``contexts`` (None: no row limit,
+        only with ``max_batch_tokens``).
     contexts : list of mx.Context
     pad_id : int
+    max_batch_tokens : int, optional
+        At most this many padded tokens (rows x longest row) per batch: short inputs go in
+        larger batches, long ones in smaller; must be at least the longest sample's length.
+    describe : callable, optional
+        ``describe(i)`` names sample ``i`` in errors.
 
     Outputs
     -------
@@ -46,7 +99,7 @@ def predict_proba(net, samples, batch_size, contexts, pad_id=0):
     from ..data import ClassificationBatchify
     batchify = ClassificationBatchify(pad_id=pad_id, as_numpy=True)
     out = None
-    for index in _batches_by_length(samples, batch_size):
+    for index in _batches_by_length(samples, batch_size, max_batch_tokens, describe):
         arrays = batchify([samples[i][:3] for i in index])
         shards = split_batch(arrays, contexts)
         scores = [mx.nd.softmax(net(*shard), axis=-1) for shard in shards]
@@ -134,7 +187,12 @@ def load_classifier(model_dir, contexts):
     return net, transform, spec
 
 
-def predict(model_dir, input_path, output_path, batch_size=64, gpus=None, cpus=None):
+#: Rows per batch of :func:`predict` when neither limit is given.
+DEFAULT_BATCH_SIZE = 64
+
+
+def predict(model_dir, input_path, output_path, batch_size=None, gpus=None, cpus=None,
+            max_batch_tokens=None):
     """Writes ``index, prediction, prob_<label>...`` (and ``label`` when known) as TSV.
 
     Parameters
@@ -145,9 +203,16 @@ def predict(model_dir, input_path, output_path, batch_size=64, gpus=None, cpus=N
         A file in the task's format (MRPC: GLUE train/dev/test.tsv or an MSR file).
     output_path : str
         Output TSV, written to a temporary file and renamed.
-    batch_size : int
+    batch_size : int, optional
+        At most this many rows per batch (default :data:`DEFAULT_BATCH_SIZE` without
+        ``max_batch_tokens``; no row limit with it).
     gpus, cpus
         Devices, as for training.
+    max_batch_tokens : int, optional
+        At most this many padded tokens (rows x longest row) per batch: the inputs are sorted
+        by length and cut into batches under this budget (short inputs in larger batches).
+        Must be at least the longest input's token count (``max_seq_length`` always is).
+        The output is in input order either way, with the same probabilities.
 
     Outputs
     -------
@@ -158,8 +223,11 @@ def predict(model_dir, input_path, output_path, batch_size=64, gpus=None, cpus=N
     from .devices import parse_devices
     from .metrics import classification_report
     from .tasks import read_examples
-    if batch_size < 1:
-        raise ConfigError(f'batch_size={batch_size}: expected >= 1')
+    if batch_size is None and max_batch_tokens is None:
+        batch_size = DEFAULT_BATCH_SIZE
+    for name, value in (('batch_size', batch_size), ('max_batch_tokens', max_batch_tokens)):
+        if value is not None and value < 1:
+            raise ConfigError(f'{name}={value}: expected >= 1')
     _check_output_path(output_path)      # before any work
     contexts = parse_devices(gpus, cpus)
     net, transform, spec = load_classifier(model_dir, contexts)
@@ -167,7 +235,8 @@ def predict(model_dir, input_path, output_path, batch_size=64, gpus=None, cpus=N
     texts = [(r.text_a, r.text_b) if spec.pair else (r.text_a,) for r in records]
     try:
         probs = predict_proba(net, [transform(t) for t in texts], batch_size, contexts,
-                              transform.pad_id)
+                              transform.pad_id, max_batch_tokens,
+                              describe=lambda i: f'{input_path}:{records[i].line}')
     except InputError as err:       # the model's input check: say which files
         raise InputError(f'{input_path} with the model in {model_dir}: {err}') from None
     predicted = probs.argmax(axis=1) if len(records) else np.zeros(0, dtype=int)
