@@ -224,8 +224,38 @@ def _finetune_rows(workload, impl, updates, windows, seconds, extra, setup, rss,
                         rss_before_mb=rss, setup_peak_mb=setup_peak, note=note, **extra)]
 
 
-def run_gluonbert_finetune(workload, context):
+def _measured_task(config):
+    """:class:`FinetuningTask` with a peak-RSS reading per engine log window.
+
+    The engine calls ``next_update`` at the start of every update and ``metrics`` at every
+    log record (every ``log_interval`` updates and at an epoch's end), before the dev
+    evaluation and the checkpoint. The kernel's peak counter is reset at the first update of
+    a window and read at its record, so ``window_peaks_mb`` covers the updates only. Nothing
+    else of the task changes.
+    """
     from gluonbert.train.finetune import FinetuningTask
+
+    from .measure import clear_peak_rss, window_peak_rss_mb
+
+    class MeasuredTask(FinetuningTask):
+        def __init__(self, config):
+            super().__init__(config)
+            self.window_peaks_mb, self._open = [], False
+
+        def next_update(self):
+            if not self._open:
+                clear_peak_rss()
+                self._open = True
+            return super().next_update()
+
+        def metrics(self, sums):
+            self.window_peaks_mb.append(round(window_peak_rss_mb(), 1))
+            self._open = False
+            return super().metrics(sums)
+    return MeasuredTask(config)
+
+
+def run_gluonbert_finetune(workload, context):
     from gluonbert.train.engine import train
     epochs, stop = _plan(workload, context)
     cap = context.get('max_updates')
@@ -242,7 +272,8 @@ def run_gluonbert_finetune(workload, context):
         rss = current_rss_mb()
         setup_peak = reset_peak_rss()
         cpu0, wall0 = time.process_time(), time.perf_counter()
-        summary = train(FinetuningTask(config), config)
+        task = _measured_task(config)
+        summary = train(task, config)
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     windows = _timed_windows(updates, cap)
     if cap:
@@ -259,7 +290,11 @@ def run_gluonbert_finetune(workload, context):
     extra = {'length_source': source, 'updates_per_epoch': per_epoch,
              'train_call_wall_s': round(wall, 2), 'train_call_cpu_s': round(cpu, 2),
              'engine_history': [{k: r.get(k) for k in ('step', 'sequences_per_s', 'loss')}
-                                for r in summary['history']]}
+                                for r in summary['history']],
+             # peak RSS over the updates (the engine's log windows), not the model loading,
+             # dev evaluation and checkpoints of the train() call
+             'window_peak_rss_mb': task.window_peaks_mb,
+             'step_peak_rss_mb': max(task.window_peaks_mb)}
     if not cap:
         extra['epoch_records'] = [{k: e[k] for k in ('epoch', 'seconds', 'sequences_per_s',
                                                      'dev_accuracy')}
@@ -362,7 +397,7 @@ def _hf_config(shape):
 def run_hf_finetune(workload, impl, context):
     import torch
 
-    from .impl_torch import _optimizer
+    from .impl_torch import _optimizer, autocast
     from transformers import BertForSequenceClassification
     epochs, stop = _plan(workload, context)
     cap = context.get('max_updates')
@@ -392,10 +427,12 @@ def run_hf_finetune(workload, impl, context):
     def one_update(batches):
         for token_ids, segment_ids, valid, labels in batches:
             steps = np.arange(token_ids.shape[1])[None, :]
-            out = runner(input_ids=torch.from_numpy(token_ids).long(),
-                         token_type_ids=torch.from_numpy(segment_ids).long(),
-                         attention_mask=torch.from_numpy((steps < valid[:, None]).astype(np.int64)),
-                         labels=torch.from_numpy(labels).long())
+            with autocast(impl):
+                out = runner(input_ids=torch.from_numpy(token_ids).long(),
+                             token_type_ids=torch.from_numpy(segment_ids).long(),
+                             attention_mask=torch.from_numpy(
+                                 (steps < valid[:, None]).astype(np.int64)),
+                             labels=torch.from_numpy(labels).long())
             out.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -423,6 +460,9 @@ def run_hf_finetune(workload, impl, context):
     if impl == 'hf-compile':
         extra['compile_backend'] = backend
         note += f', torch.compile(backend={backend!r}, dynamic=True)'
+    if impl == 'hf-bf16':
+        extra['autocast_dtype'] = 'bfloat16'
+        note += ', eager, torch.autocast(cpu, bfloat16)'
     return _finetune_rows(workload, impl, updates, windows, seconds, extra, setup, rss,
                           setup_peak, note, cap), None
 
@@ -539,6 +579,8 @@ def run_predict(workload, impl, context):
         else:
             import torch
             from transformers import BertForSequenceClassification
+
+            from .impl_torch import autocast
             torch.manual_seed(0)
             shape = dataclasses.replace(workload.model, dropout=0.0)
             model = BertForSequenceClassification(_hf_config(shape)).eval()
@@ -548,20 +590,23 @@ def run_predict(workload, impl, context):
                 runner = torch.compile(model, backend=backend, dynamic=True)
 
             def rep():
-                with torch.inference_mode():
+                with torch.inference_mode(), autocast(impl):
                     for token_ids, segment_ids, valid in (b[:3] for b in batches):
                         steps = np.arange(token_ids.shape[1])[None, :]
                         mask = (steps < valid[:, None]).astype(np.int64)
                         logits = runner(input_ids=torch.from_numpy(token_ids).long(),
                                         token_type_ids=torch.from_numpy(segment_ids).long(),
                                         attention_mask=torch.from_numpy(mask)).logits
-                        torch.softmax(logits, -1).numpy()
+                        torch.softmax(logits.float(), -1).numpy()
             note = (f'torch {torch.__version__}, the batches predict builds (prepared untimed), '
                     'inference_mode')
             extra = {'attn_implementation': model.config._attn_implementation}
             if impl == 'hf-compile':
                 extra['compile_backend'] = backend
                 note += f', torch.compile(backend={backend!r}, dynamic=True)'
+            if impl == 'hf-bf16':
+                extra['autocast_dtype'] = 'bfloat16'
+                note += ', eager, torch.autocast(cpu, bfloat16)'
         setup = time.perf_counter() - start
         rss = current_rss_mb()
         setup_peak = reset_peak_rss()

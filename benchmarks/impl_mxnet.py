@@ -1,6 +1,6 @@
-"""MXNet side: the GEMM ceiling, and the training/inference loops that gluonbert and GluonNLP
-share (only model construction and the optimizer differ; see ``impl_gluonbert`` and
-``impl_gluonnlp``).
+"""MXNet side: the GEMM ceiling, and GluonNLP 0.10's training and inference loops (the model
+and optimizer of :mod:`benchmarks.impl_gluonnlp`; gluonbert's rows run the CLI's code, in
+:mod:`benchmarks.impl_gluonbert`).
 
 Every step ends with ``mx.nd.waitall()``: MXNet runs asynchronously, and a step is timed until
 its results (and the updated weights) exist.
@@ -102,17 +102,14 @@ class _InferStep:
             out.wait_to_read()
 
 
-def run_model_workload(workload, impl, builder, context):
-    """Builds the model with ``builder`` and times the workload.
+def run_model_workload(workload, impl, context):
+    """Builds GluonNLP's model (:mod:`benchmarks.impl_gluonnlp`) and times the workload.
 
     Parameters
     ----------
     workload : benchmarks.spec.Workload
     impl : str
-    builder : module
-        ``impl_gluonbert`` or ``impl_gluonnlp``: functions ``classifier(shape, dropout)``,
-        ``encoder(shape)``, ``pretrainer(shape)``, ``trainer(net, lr)``, ``prepare(net, inputs,
-        training)``, and ``VALID_LENGTH_DTYPE``.
+        ``gluonnlp`` or ``gluonnlp-malloc`` (the same code; the process differs).
     context : dict
         Extra worker inputs (``mrpc_lengths``).
 
@@ -120,6 +117,7 @@ def run_model_workload(workload, impl, builder, context):
     -------
     list of dict (one result row)
     """
+    from . import impl_gluonnlp as builder
     model = workload.model
     mx.random.seed(0)
     np.random.seed(0)

@@ -6,7 +6,12 @@ is applied only to the gathered masked positions (as gluonbert, GluonNLP and d2l
 ``forward`` would project every position onto the vocabulary). The optimizer is
 ``torch.optim.AdamW(fused=True)``, HF Trainer's default on torch >= 2.8. Attention is HF's
 default implementation (``sdpa``).
+
+``hf-bf16`` is ``hf-eager`` with the forward pass (and the loss) under
+``torch.autocast('cpu', dtype=torch.bfloat16)``, what an HF user with AVX-512 BF16 or AMX
+reaches for: weights, gradients and Adam stay float32, matrix products run in bfloat16.
 """
+import contextlib
 import statistics
 import time
 
@@ -93,9 +98,17 @@ def _optimizer(model, lr):
         return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
 
 
-def _train_step(model, optimizer, kwargs):
+def autocast(impl):
+    """``torch.autocast('cpu', dtype=torch.bfloat16)`` for ``hf-bf16``, else a no-op context."""
+    if impl == 'hf-bf16':
+        return torch.autocast('cpu', dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _train_step(model, optimizer, kwargs, impl):
     def step():
-        out = model(**kwargs)
+        with autocast(impl):
+            out = model(**kwargs)
         loss = out if isinstance(out, torch.Tensor) else out.loss
         loss.backward()
         optimizer.step()
@@ -104,7 +117,8 @@ def _train_step(model, optimizer, kwargs):
 
 
 def run_model_workload(workload, impl, context):
-    """Times one workload with HF's BERT; ``impl`` is ``hf-eager`` or ``hf-compile``."""
+    """Times one workload with HF's BERT; ``impl`` is ``hf-eager``, ``hf-compile`` or
+    ``hf-bf16``."""
     from transformers import BertForSequenceClassification, BertModel
     torch.manual_seed(0)
     compiled = impl == 'hf-compile'
@@ -122,7 +136,7 @@ def run_model_workload(workload, impl, context):
         kwargs = _tensors(classifier_batch(model_shape, b, t))
 
         def step():
-            with torch.inference_mode():
+            with torch.inference_mode(), autocast(impl):
                 out = runner(**kwargs)
             return out.last_hidden_state, out.pooler_output
         flops, items, tokens = F.classifier_forward(model_shape, b, t, num_classes=0), b, b * t
@@ -133,7 +147,7 @@ def run_model_workload(workload, impl, context):
         if workload.kind == 'train':
             batch = classifier_batch(model_shape, b, t)
             step = _train_step(runner, optimizer, dict(
-                _tensors(batch), labels=torch.from_numpy(batch.labels).long()))
+                _tensors(batch), labels=torch.from_numpy(batch.labels).long()), impl)
             flops = F.TRAIN_FACTOR * F.classifier_forward(model_shape, b, t)
             items, tokens = b, b * t
         else:
@@ -143,7 +157,7 @@ def run_model_workload(workload, impl, context):
             for i, (padded, valid) in enumerate(shapes):
                 batch = classifier_batch(model_shape, b, padded, valid, seed=i)
                 steps.append(_train_step(runner, optimizer, dict(
-                    _tensors(batch), labels=torch.from_numpy(batch.labels).long())))
+                    _tensors(batch), labels=torch.from_numpy(batch.labels).long()), impl))
 
             def step():
                 for one in steps:
@@ -163,7 +177,7 @@ def run_model_workload(workload, impl, context):
                       masked_ids=torch.from_numpy(batch.masked_ids).long(),
                       masked_weights=torch.from_numpy(batch.masked_weights),
                       nsp_labels=torch.from_numpy(batch.labels).long())
-        step = _train_step(runner, optimizer, kwargs)
+        step = _train_step(runner, optimizer, kwargs, impl)
         flops = F.TRAIN_FACTOR * F.pretrain_forward(model_shape, b, t, workload.num_masked)
         items, tokens = b, b * t
     else:
@@ -176,6 +190,8 @@ def run_model_workload(workload, impl, context):
              if hasattr(model, 'config') else model.model.config._attn_implementation}
     if compiled:
         extra['compile_backend'] = backend
+    if impl == 'hf-bf16':
+        extra['autocast_dtype'] = 'bfloat16'
     if workload.kind == 'finetune':
         extra.update({'padded_lengths': [p for p, _ in shapes], 'real_tokens_per_rep': real,
                       'real_tokens_per_s_median': real / statistics.median(times),
@@ -183,5 +199,8 @@ def run_model_workload(workload, impl, context):
     note = f'torch {torch.__version__}, {torch.get_num_threads()} threads'
     if compiled:
         note += f', torch.compile(backend={backend!r}), warm-up includes compilation'
+    if impl == 'hf-bf16':
+        note += ', eager, torch.autocast(cpu, bfloat16)'
     return [make_result(workload, impl, times, items, tokens, flops, setup_seconds=setup,
-                        warmup_seconds=warm, rss_before_mb=rss, setup_peak_mb=setup_peak, note=note, **extra)]
+                        warmup_seconds=warm, rss_before_mb=rss, setup_peak_mb=setup_peak, note=note,
+                        **extra)]

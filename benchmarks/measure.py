@@ -3,8 +3,8 @@ import resource
 import statistics
 import time
 
-__all__ = ['time_steps', 'current_rss_mb', 'peak_rss_mb', 'reset_peak_rss', 'window_peak_rss_mb',
-           'make_result']
+__all__ = ['time_steps', 'current_rss_mb', 'peak_rss_mb', 'reset_peak_rss', 'clear_peak_rss',
+           'window_peak_rss_mb', 'make_result']
 
 
 def time_steps(step, warmup, repeat):
@@ -73,12 +73,18 @@ def reset_peak_rss():
     """
     before = peak_rss_mb()
     _malloc_trim()
+    clear_peak_rss()
+    return before
+
+
+def clear_peak_rss():
+    """Resets ``VmHWM`` to the current resident size (no ``malloc_trim``: safe in the middle
+    of a run, e.g. between the engine's log windows)."""
     try:
         with open('/proc/self/clear_refs', 'w') as f:
             f.write('5')
     except OSError:
         pass
-    return before
 
 
 def window_peak_rss_mb():

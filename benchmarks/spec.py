@@ -11,10 +11,12 @@ __all__ = ['ModelShape', 'Workload', 'IMPLEMENTATIONS', 'REFERENCE_IMPLS', 'work
 #: Implementation names, in table order. ``mxnet``/``torch`` run only the GEMM workload.
 #: ``gluonnlp-malloc`` is GluonNLP in a process given gluonbert's allocator settings
 #: (``gluonbert.allocator``): how much of gluonbert's lead that setting alone explains.
+#: ``hf-bf16`` is HF eager under ``torch.autocast('cpu', dtype=torch.bfloat16)``: reported,
+#: not a target (MXNet 1.9.1 has no usable bfloat16 path on CPU).
 IMPLEMENTATIONS = ('gluonbert', 'gluonnlp', 'gluonnlp-malloc', 'hf-eager', 'hf-compile',
-                   'mxnet', 'torch')
+                   'hf-bf16', 'mxnet', 'torch')
 #: The implementations gluonbert is compared with (ratios gluonbert / each of them).
-REFERENCE_IMPLS = ('gluonnlp', 'gluonnlp-malloc', 'hf-eager', 'hf-compile')
+REFERENCE_IMPLS = ('gluonnlp', 'gluonnlp-malloc', 'hf-eager', 'hf-compile', 'hf-bf16')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +80,8 @@ class Workload:
     gemm_sizes: tuple = ()
     warmup: int = 2
     repeat: int = 5
-    impls: tuple = ('gluonbert', 'gluonnlp', 'gluonnlp-malloc', 'hf-eager', 'hf-compile')
+    impls: tuple = ('gluonbert', 'gluonnlp', 'gluonnlp-malloc', 'hf-eager', 'hf-compile',
+                    'hf-bf16')
     unit: str = 'seq'
 
     def to_dict(self):
@@ -100,7 +103,7 @@ D2L = ModelShape(num_layers=2, units=128, hidden_size=256, num_heads=2, vocab_si
                  max_length=64, dropout=0.2)
 # MiniLM-L6 (all-MiniLM-L6-v2): bert_6_384_12 with the uncased BERT vocabulary.
 MINILM = ModelShape(num_layers=6, units=384, hidden_size=1536, num_heads=12, vocab_size=30522)
-CLI_IMPLS = ('gluonbert', 'gluonnlp', 'hf-eager', 'hf-compile')
+CLI_IMPLS = ('gluonbert', 'gluonnlp', 'hf-eager', 'hf-compile', 'hf-bf16')
 TINY = ModelShape(num_layers=2, units=64, hidden_size=128, num_heads=4, vocab_size=200,
                   max_length=64, dropout=0.1)
 
@@ -121,18 +124,22 @@ def workloads(quick=False):
         Workload('gemm', 'gemm', 'fp32 GEMM n x n x n (machine ceiling)',
                  gemm_sizes=(2048, 3072, 4096), warmup=1, repeat=5, impls=('mxnet', 'torch')),
         Workload('train_base', 'train',
-                 'bert_12_768_12 classifier training step (fwd+bwd+Adam), B=8, T=128',
+                 'bert_12_768_12 classifier training step (fwd+bwd+clip+Adam; gluonbert: the '
+                 "finetune task's model and the engine's step), B=8, T=128",
                  model=BASE, batch_size=8, seq_len=128, warmup=2, repeat=5),
-        Workload('infer_base', 'infer', 'bert_12_768_12 inference (sequence + pooled), B=32, T=128',
+        Workload('infer_base', 'infer',
+                 'bert_12_768_12 inference, B=32, T=128 (gluonbert: predict_proba of a '
+                 'fine-tuned classifier; references: sequence + pooled output)',
                  model=BASE, batch_size=32, seq_len=128, warmup=2, repeat=5),
         Workload('pretrain_d2l', 'pretrain',
-                 'd2l-sized pretraining step (MLM on 10 gathered positions + NSP, Adam), '
+                 'd2l-sized pretraining step (MLM on 10 gathered positions + NSP, Adam; '
+                 "gluonbert: the pretrain task's model and the engine's step), "
                  'L=2 C=128 H=2 V=20k, B=512, T=64',
                  model=D2L, batch_size=512, seq_len=64, num_masked=10, warmup=2, repeat=5,
                  unit='pair'),
         Workload('finetune_mrpc', 'finetune',
-                 'bert_12_768_12 fine-tuning on MRPC-length bucketed batches (6 per repetition), '
-                 'B=32, T<=128',
+                 'bert_12_768_12 fine-tuning on MRPC-length bucketed batches (6 per repetition, '
+                 "one update each; gluonbert: the engine's step), B=32, T<=128",
                  model=BASE, batch_size=32, seq_len=128, warmup=1, repeat=3),
         Workload('data_prep', 'data_prep',
                  'pretraining-data preparation (benchmarks/data_prep.py, WikiText-2 valid)',

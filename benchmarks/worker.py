@@ -40,11 +40,10 @@ def _run_one(workload, impl, threads, context):
         if workload.kind == 'gemm':
             return impl_mxnet.run_gemm(workload)
         if impl == 'gluonbert':
-            from benchmarks import impl_gluonbert as builder
-        else:
-            from benchmarks import impl_gluonnlp as builder
-        return impl_mxnet.run_model_workload(workload, impl, builder, context)
-    if impl in ('hf-eager', 'hf-compile', 'torch'):
+            from benchmarks import impl_gluonbert
+            return impl_gluonbert.run_model_workload(workload, impl, context)
+        return impl_mxnet.run_model_workload(workload, impl, context)
+    if impl in ('hf-eager', 'hf-compile', 'hf-bf16', 'torch'):
         import torch
         torch.set_num_threads(threads)
         from benchmarks import impl_torch

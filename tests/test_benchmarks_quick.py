@@ -1,7 +1,9 @@
 """``benchmarks/run.py --quick`` runs every workload of every implementation end to end.
 
 A harness check: nothing about speed is asserted, only that each (workload, implementation)
-pair produced a well-formed result row and that the table and JSON were written.
+pair produced a well-formed result row and that the table and JSON were written, and that
+gluonbert's rows ran the CLI's code: the engine's step (its optimiser, gradient norms, the
+task's metrics and the schedule's rates come back in the row) and ``predict_proba``.
 """
 import importlib.util
 import json
@@ -25,7 +27,8 @@ def test_quick_benchmark_runs_every_workload(tmp_path):
     assert result['meta']['threads'] == 2
     rows = result['rows']
     by_pair = {(r['workload'], r['impl']): r for r in rows}
-    expected_impls = ['gluonbert', 'gluonnlp'] + (['hf-eager', 'hf-compile'] if HAS_TORCH else [])
+    hf_impls = ['hf-eager', 'hf-compile', 'hf-bf16'] if HAS_TORCH else []
+    expected_impls = ['gluonbert', 'gluonnlp'] + hf_impls
     for workload in ('train_base', 'infer_base', 'pretrain_d2l', 'finetune_mrpc'):
         for impl in expected_impls:
             row = by_pair[(workload, impl)]
@@ -33,10 +36,16 @@ def test_quick_benchmark_runs_every_workload(tmp_path):
             assert len(row['times_s']) == 1 and row['median_s'] > 0
             assert row['items_per_s_median'] > 0 and row['gflops_median'] > 0
             assert row['peak_rss_mb'] >= row['rss_before_mb'] > 0
+            # peak memory during the steps, for every implementation
+            assert 0 < row['step_peak_rss_mb'] <= row['peak_rss_mb'] + 1
         ratios = by_pair[(workload, 'gluonbert')]['ratios']
         assert set(ratios) >= {'gluonnlp'}
+        assert ratios['gluonnlp']['step_peak_rss'] > 0
         if HAS_TORCH:
-            assert ratios['hf-best']['impl'] in ('hf-eager', 'hf-compile')
+            assert ratios['hf-best']['impl'] in ('hf-eager', 'hf-compile')   # not bf16
+            assert 'hf-bf16' in ratios
+            assert by_pair[(workload, 'hf-bf16')]['autocast_dtype'] == 'bfloat16'
+    _check_engine_rows(by_pair)
     gemm = [r for r in rows if r['workload'] == 'gemm' and r['status'] == 'ok']
     assert {r['impl'] for r in gemm} == ({'mxnet', 'torch'} if HAS_TORCH else {'mxnet'})
     assert result['meta']['gemm_ceiling_gflops'] > 0
@@ -47,7 +56,7 @@ def test_quick_benchmark_runs_every_workload(tmp_path):
     assert set(cpu['isa']) >= {'avx2', 'avx512f', 'avx512_vnni', 'avx_vnni', 'amx_tile',
                                'avx512_bf16'}
     assert 'CPU: ' in proc.stdout
-    cli_impls = ['gluonbert', 'gluonnlp'] + (['hf-eager', 'hf-compile'] if HAS_TORCH else [])
+    cli_impls = ['gluonbert', 'gluonnlp'] + hf_impls
     for impl in cli_impls:
         # --quick: two whole epochs over 40 synthetic pairs; the second is the timed one
         row = by_pair[('finetune_minilm_mrpc', impl)]
@@ -55,6 +64,7 @@ def test_quick_benchmark_runs_every_workload(tmp_path):
         assert row['window'] == 'epoch' and row['timed_windows'] == [1]
         assert row['window_sequences'] == [36, 36]    # 90% of 40 pairs, every one per epoch
         assert row['items_per_s_median'] > 0 and row['median_s'] > 0
+        assert 0 < row['step_peak_rss_mb'] <= row['peak_rss_mb'] + 1
         row = by_pair[('predict_minilm', impl)]
         assert row['status'] == 'ok', row
         assert row['pairs'] == 40 and row['items_per_rep'] == 40
@@ -63,8 +73,64 @@ def test_quick_benchmark_runs_every_workload(tmp_path):
     assert set(engine['ratios']) >= {'gluonnlp'}
     assert [e['epoch'] for e in engine['epoch_records']] == [1, 2]
     assert engine['times_s'] == [round(engine['epoch_records'][1]['seconds'], 5)]
+    # one peak reading per engine log window (the updates only), the largest reported
+    assert len(engine['window_peak_rss_mb']) == len(engine['engine_history'])
+    assert engine['step_peak_rss_mb'] == max(engine['window_peak_rss_mb'])
     prep = [r for r in rows if r['workload'] == 'data_prep']
     assert prep and all(r['status'] in ('ok', 'skipped') for r in prep), prep
+
+
+def _check_engine_rows(by_pair):
+    """gluonbert's train_base / finetune_mrpc / pretrain_d2l rows come from the engine's step
+    (FinetuningTask / PretrainingTask, make_trainer, ShardedStep with clipping, the CLI's
+    defaults) and infer_base from predict_proba; a hand-written step has none of this."""
+    import math
+
+    from benchmarks.spec import workloads
+    from gluonbert.train.config import FinetuneConfig, PretrainConfig
+    from gluonbert.train.optim import WarmupLinearSchedule
+    spec = {w.name: w for w in workloads(quick=True)}
+    for name, config, metrics in (
+            ('train_base', FinetuneConfig(), {'loss', 'accuracy'}),
+            ('finetune_mrpc', FinetuneConfig(), {'loss', 'accuracy'}),
+            ('pretrain_d2l', PretrainConfig(data=''),
+             {'mlm_loss', 'mlm_acc', 'nsp_loss', 'nsp_acc'})):
+        row, w = by_pair[(name, 'gluonbert')], spec[name]
+        per_rep = len(row.get('padded_lengths', [0]))
+        assert row['updates'] == (w.warmup + w.repeat) * per_rep
+        assert row['optimizer'] == 'BERTAdamW'
+        assert row['max_grad_norm'] == config.optimizer.max_grad_norm == 1.0
+        # ShardedStep.update's global norm before clipping, one per update
+        assert len(row['grad_norms']) == row['updates']
+        assert all(math.isfinite(n) and n > 0 for n in row['grad_norms'])
+        # the task's metrics over the DeviceSums of every update
+        assert set(row['engine_metrics']) == metrics
+        assert all(math.isfinite(v) for v in row['engine_metrics'].values())
+        # the engine's warm-up/linear schedule at the CLI's default learning rate
+        schedule = WarmupLinearSchedule(config.optimizer.lr, row['updates'],
+                                        config.optimizer.warmup_ratio)
+        assert row['learning_rates'] == [schedule(i) for i in range(row['updates'])]
+    infer = by_pair[('infer_base', 'gluonbert')]
+    assert infer['net'] == 'BERTClassifier'
+    assert infer['probabilities_shape'] == [spec['infer_base'].batch_size, 2]
+    assert infer['probability_sum_error'] < 1e-5
+
+
+def test_memory_targets_cover_every_training_workload():
+    from benchmarks import report
+    rows = []
+    for workload, mine, theirs in (('train_base', 90.0, 100.0), ('pretrain_d2l', 120.0, 100.0),
+                                   ('finetune_minilm_mrpc', 50.0, 50.0)):
+        for impl, mib in (('gluonbert', mine), ('gluonnlp', theirs)):
+            rows.append({'workload': workload, 'impl': impl, 'status': 'ok', 'median_s': 1.0,
+                         'min_s': 1.0, 'items_per_rep': 1, 'peak_rss_mb': mib + 10,
+                         'step_peak_rss_mb': mib})
+    report.add_ratios(rows)
+    memory = {t['target'].split(':')[0]: t for t in report.check_targets(rows)
+              if 'peak RSS' in t['target']}
+    assert set(memory) == {'train_base', 'pretrain_d2l', 'finetune_minilm_mrpc'}
+    assert memory['train_base']['met'] and memory['finetune_minilm_mrpc']['met']
+    assert not memory['pretrain_d2l']['met'] and memory['pretrain_d2l']['measured'] == 1.2
 
 
 def test_quick_finetune_cli_capped_updates(tmp_path):
@@ -86,6 +152,7 @@ def test_quick_finetune_cli_capped_updates(tmp_path):
         assert row['items_per_s_median'] > 0
     engine = rows['gluonbert']
     assert [h['step'] for h in engine['engine_history']] == [WARMUP_UPDATES, WARMUP_UPDATES + 2]
+    assert len(engine['window_peak_rss_mb']) == 2
     if HAS_TORCH:
         assert rows['gluonbert']['window_sequences'] == rows['hf-eager']['window_sequences']
 
