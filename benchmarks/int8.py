@@ -14,6 +14,18 @@ INT8 side by side (calibration: the first training pairs of the split).
 weights; speed only) on the same batches: eager fp32, ``torch.compile`` fp32, PyTorch's
 dynamic int8 (``quantize_dynamic`` on the Linear layers) and bf16 autocast.
 
+``--max-batch-tokens N`` also times the fp32 and INT8 models with ``predict``'s token-budget
+batching (at most N padded tokens per batch, rows unlimited) beside the batches of
+``--batch-size``, in the same interleaved repeats.
+
+``--infer-base`` measures instead the ``infer_base`` workload's INT8 column: ``bert_12_768_12``
+(random weights, 2-way classifier), batches of 32 sequences of 128 tokens, fp32 (the
+classifier and its export) and INT8 (``gluonbert.deploy.quantize``) through the same
+``predict_proba`` path, as effective GFLOP/s (matrix products only, ``benchmarks/flops.py``)
+beside the GEMM ceilings measured in the same run: one fp32 ``FullyConnected`` and one INT8
+(``quantize_net_v2``, oneDNN) ``FullyConnected`` of ``--gemm-size`` cubed, all taking turns.
+It needs no data file (the vocabulary and the texts are synthetic words).
+
 The vocabulary is made of MRPC's own words (lower-cased, punctuation split), so a pair's
 token count is its word count: about 10-15% shorter than with BERT's WordPiece vocabulary,
 in which rare words are split.
@@ -23,6 +35,8 @@ Usage::
     python benchmarks/int8.py                           # MiniLM shape, 1024 pairs, batch 32
     python benchmarks/int8.py --model bert_tiny_test --pairs 128 --out /tmp/int8.json
     python benchmarks/int8.py --finetuned runs/minilm-mrpc       # real weights, dev accuracy
+    python benchmarks/int8.py --max-batch-tokens 2048            # + token-budget batching
+    python benchmarks/int8.py --infer-base --out runs/benchmarks/int8_infer_base.json
 
 Without ``../shared/data/mrpc/msr_paraphrase_train.txt`` (or ``--mrpc``) it prints why and
 exits 0. Results: a table on stdout, JSON (default ``runs/benchmarks/int8.json``) with the CPU
@@ -122,11 +136,14 @@ def hf_runners(config, samples, batch_size, pad_id):
             'hf_dynamic_int8': runner(int8), 'hf_bf16_autocast': runner(model, bf16=True)}
 
 
-def time_models(directories, samples, batch_size, repeats, extra=None):
+def time_models(directories, samples, batch_size, repeats, extra=None, max_batch_tokens=None,
+                budget_models=()):
     """Pairs per second of predict's batching and forward pass for each directory (best and
     median of repeats after one warm-up pass; the models take turns within each repeat, so
     that other jobs on the machine slow them alike), and their probabilities. ``extra``:
-    more runners (name -> function of no arguments returning the probabilities)."""
+    more runners (name -> function of no arguments returning the probabilities). With
+    ``max_batch_tokens``, the directories named in ``budget_models`` are also run with that
+    token budget (and no row limit), as ``<name>_tokens<N>``."""
     import mxnet as mx
 
     from gluonbert.train.predict import load_classifier, predict_proba
@@ -135,6 +152,10 @@ def time_models(directories, samples, batch_size, repeats, extra=None):
         net, transform, _ = load_classifier(directory, [mx.cpu()])
         runners[name] = (lambda net=net, pad=transform.pad_id:
                          predict_proba(net, samples, batch_size, [mx.cpu()], pad))
+        if max_batch_tokens and name in budget_models:
+            runners[f'{name}_tokens{max_batch_tokens}'] = (
+                lambda net=net, pad=transform.pad_id:
+                predict_proba(net, samples, None, [mx.cpu()], pad, max_batch_tokens))
     runners.update(extra or {})
     probs = {name: run() for name, run in runners.items()}          # warm-up (and compile)
     seconds = {name: [] for name in runners}
@@ -147,6 +168,175 @@ def time_models(directories, samples, batch_size, repeats, extra=None):
                       'pairs_per_s_median': len(samples) / statistics.median(s), 'seconds': s}
                for name, s in seconds.items()}
     return results, probs
+
+
+def padding_stats(samples, batch_size, max_batch_tokens=None):
+    """Batches and padded tokens of predict's batching (real tokens: ``sum(lengths)``)."""
+    from gluonbert.train.predict import _batches_by_length
+    batches = _batches_by_length(samples, batch_size, max_batch_tokens)
+    padded = sum(len(b) * max(len(samples[i][0]) for i in b) for b in batches)
+    return {'batches': len(batches), 'padded_tokens': int(padded),
+            'real_tokens': int(sum(len(s[0]) for s in samples)),
+            'rows_mean': len(samples) / max(len(batches), 1)}
+
+
+def profile_ops(directories, samples, batch_size):
+    """Milliseconds per operator of one ``predict_proba`` pass of each directory (MXNet's
+    profiler, aggregate statistics, after a warm-up pass): where the time goes in the fp32
+    and the INT8 graphs. Outputs ``{name: {op: [ms, calls]}}``, largest first."""
+    import mxnet as mx
+
+    from gluonbert.train.predict import load_classifier, predict_proba
+    out = {}
+    for name, directory in directories.items():
+        net, transform, _ = load_classifier(directory, [mx.cpu()])
+        predict_proba(net, samples, batch_size, [mx.cpu()], transform.pad_id)
+        mx.nd.waitall()
+        mx.profiler.set_config(profile_all=True, aggregate_stats=True,
+                               filename=os.path.join(tempfile.gettempdir(),
+                                                     f'int8-profile-{os.getpid()}.json'))
+        mx.profiler.set_state('run')
+        predict_proba(net, samples, batch_size, [mx.cpu()], transform.pad_id)
+        mx.nd.waitall()
+        mx.profiler.set_state('stop')
+        stats = json.loads(mx.profiler.dumps(reset=True, format='json'))['Time']['operator']
+        ops = {op: [v['Total'], v['Count']] for op, v in stats.items()
+               if v['Total'] >= 0.05 and op not in ('WaitForVar', 'DeleteVariable')}
+        out[name] = dict(sorted(ops.items(), key=lambda kv: -kv[1][0]))
+    return out
+
+
+def gemm_runners(n):
+    """One fp32 and one INT8 ``FullyConnected`` of (n, n) x (n, n), each a function of no
+    arguments running one product: the INT8 one is a Dense layer quantized as
+    ``gluonbert.deploy.quantize`` quantizes the model's layers (``quantize_net_v2``, smart
+    mode, channel-wise weight scales, naive calibration on its input)."""
+    import warnings
+
+    import mxnet as mx
+    from mxnet.contrib.quantization import quantize_net_v2
+
+    def dense():
+        net = mx.gluon.nn.HybridSequential()
+        net.add(mx.gluon.nn.Dense(n, in_units=n, flatten=False))
+        net.initialize(mx.init.Normal(0.02))
+        net.hybridize(static_alloc=True, static_shape=True)
+        return net
+    mx.random.seed(0)
+    x = mx.nd.random.normal(shape=(n, n))
+    fp32 = dense()
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', UserWarning)
+        int8 = quantize_net_v2(dense(), quantized_dtype='auto', quantize_mode='smart',
+                               quantize_granularity='channel-wise',
+                               calib_data=mx.io.NDArrayIter(x, batch_size=n),
+                               calib_mode='naive', num_calib_examples=n, ctx=mx.cpu())
+    int8.hybridize(static_alloc=True, static_shape=True)
+    return {'gemm_fp32': lambda: fp32(x).wait_to_read(),
+            'gemm_int8': lambda: int8(x).wait_to_read()}
+
+
+def print_profile(profile, top=12):
+    for name, ops in (profile or {}).items():
+        total = sum(ms for ms, _ in ops.values())
+        print(f'profile {name}: {total:.1f} ms in operators; ' + ', '.join(
+            f'{op} {ms:.1f} ms x{calls}' for op, (ms, calls) in list(ops.items())[:top]))
+
+
+def infer_base(args):
+    """The ``infer_base`` INT8 column: GFLOP/s of fp32 and INT8 ``bert_12_768_12`` inference
+    at (B, T) = (32, 128) through ``predict_proba``, beside the fp32 and INT8 GEMM ceilings,
+    all taking turns in each repeat (module docstring)."""
+    import mxnet as mx
+    import numpy as np
+
+    from benchmarks import flops
+    from gluonbert import deploy
+    from gluonbert.model import get_config
+    from gluonbert.train.predict import load_classifier
+    length, batch = args.base_length, args.batch_size
+    load_start = os.getloadavg()
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        tuned = os.path.join(tmp, 'tuned')
+        os.makedirs(tuned)
+        words = [f'w{i}' for i in range(args.base_vocab - 5)]    # one token each
+        with open(os.path.join(tuned, 'vocab.txt'), 'w', encoding='utf-8') as f:
+            f.write('\n'.join(['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]'] + words) + '\n')
+        random_classifier_dir(tuned, args.base_model, args.base_vocab, length)
+
+        def pairs(count):        # long enough that every pair is cut to `length` tokens
+            return [(' '.join(rng.choice(words, size=length)),
+                     ' '.join(rng.choice(words, size=length))) for _ in range(count)]
+        calib = os.path.join(tmp, 'calib.tsv')
+        with open(calib, 'w', encoding='utf-8') as f:
+            f.write('Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n')
+            for i, (a, b) in enumerate(pairs(args.calib_batches * batch)):
+                f.write(f'{i % 2}\t{2 * i}\t{2 * i + 1}\t{a}\t{b}\n')
+        _, transform, _ = load_classifier(tuned, [mx.cpu()])
+        samples = [transform(p) for p in pairs(args.base_batches * batch)]
+        assert all(len(s[0]) == length for s in samples)
+        deploy.export(tuned, os.path.join(tmp, 'fp32'))
+        start = time.perf_counter()
+        quantized = deploy.quantize(tuned, calib, os.path.join(tmp, 'int8'),
+                                    calib_mode=args.calib_mode,
+                                    num_calib_batches=args.calib_batches, batch_size=batch)
+        calib_seconds = time.perf_counter() - start
+        gemms = gemm_runners(args.gemm_size)
+        results, probs = time_models(
+            {'gluonbert_fp32': tuned, 'exported_fp32': os.path.join(tmp, 'fp32'),
+             'int8': os.path.join(tmp, 'int8')}, samples, batch, args.repeats, gemms)
+        with open(os.path.join(tmp, 'int8', 'model-symbol.json'), encoding='utf-8') as f:
+            fused = sorted({n['op'] for n in json.load(f)['nodes']
+                            if n['op'].startswith('_sg_mkldnn_')})
+        profile = profile_ops({'exported_fp32': os.path.join(tmp, 'fp32'),
+                               'int8': os.path.join(tmp, 'int8')},
+                              samples, batch) if args.profile else None
+    config = get_config(args.base_model, vocab_size=args.base_vocab)
+    model_flops = flops.classifier_forward(config, batch, length) * args.base_batches
+    gemm_flops = flops.gemm(args.gemm_size)
+    for name, r in results.items():
+        work = gemm_flops if name.startswith('gemm_') else model_flops
+        r['gflops_best'] = work / min(r['seconds']) / 1e9
+        r['gflops_median'] = work / statistics.median(r['seconds']) / 1e9
+        del r['pairs_per_s_best'], r['pairs_per_s_median']
+        if not name.startswith('gemm_'):
+            r['seq_per_s_best'] = len(samples) / min(r['seconds'])
+    ceilings = {'fp32': results['gemm_fp32']['gflops_best'],
+                'int8': results['gemm_int8']['gflops_best']}
+    for name, r in results.items():
+        if not name.startswith('gemm_'):
+            r['fraction_of_ceiling'] = r['gflops_best'] / ceilings[
+                'int8' if name == 'int8' else 'fp32']
+    report = {
+        'date': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
+        'workload': 'infer_base', 'model': args.base_model, 'weights': 'random (TruncNorm 0.02)',
+        'batch_size': batch, 'length': length, 'batches_per_pass': args.base_batches,
+        'flops_per_pass': model_flops, 'gemm_size': args.gemm_size, 'ceilings': ceilings,
+        'int8_vs_fp32': results['int8']['gflops_best'] / results['gluonbert_fp32']['gflops_best'],
+        'int8_fused_ops': fused, 'profile_ms': profile, 'calib_mode': args.calib_mode,
+        'calib_samples': quantized['calib_samples'], 'calib_seconds': calib_seconds,
+        'int8_vs_fp32_max_prob_diff': float(np.abs(probs['int8'] -
+                                                   probs['gluonbert_fp32']).max()),
+        'isa': deploy.int8_isa(), 'mxnet': mx.__version__,
+        'omp_num_threads': os.environ.get('OMP_NUM_THREADS'),
+        'load_average_start': load_start, 'load_average': os.getloadavg(), 'results': results,
+    }
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, 'w', encoding='utf-8') as f:
+        json.dump(report, f, indent=2)
+    print(f'infer_base: {args.base_model}, B={batch}, T={length}, {args.base_batches} batches '
+          f'per pass; CPU {report["isa"]["cpu"]} ({", ".join(report["isa"]["flags"])}); '
+          f'load average {load_start[0]:.2f} at the start, '
+          f'{", ".join(f"{x:.2f}" for x in report["load_average"])} at the end')
+    print('| run | GFLOP/s best | median | of its ceiling |')
+    print('| --- | --- | --- | --- |')
+    for name, r in results.items():
+        share = f'{r["fraction_of_ceiling"]:.2f}' if 'fraction_of_ceiling' in r else 'ceiling'
+        print(f'| {name} | {r["gflops_best"]:.1f} | {r["gflops_median"]:.1f} | {share} |')
+    print(f'INT8 / fp32: {report["int8_vs_fp32"]:.2f}x; JSON -> {args.out}')
+    print_profile(profile)
+    return 0
 
 
 def main(argv=None):
@@ -166,8 +356,23 @@ def main(argv=None):
     parser.add_argument('--calib-batches', type=int, default=10)
     parser.add_argument('--calib-mode', default='naive', choices=['naive', 'entropy', 'clip'])
     parser.add_argument('--max-seq-length', type=int, default=128)
+    parser.add_argument('--max-batch-tokens', type=int, default=None,
+                        help="also time fp32 and INT8 with predict's token-budget batching")
+    parser.add_argument('--profile', action='store_true',
+                        help='also profile one pass of the fp32 and INT8 graphs per operator')
+    parser.add_argument('--infer-base', action='store_true',
+                        help='measure the infer_base INT8 column instead (GFLOP/s against the '
+                             'fp32 and INT8 GEMM ceilings); needs no data file')
+    parser.add_argument('--base-model', default='bert_12_768_12')
+    parser.add_argument('--base-length', type=int, default=128)
+    parser.add_argument('--base-batches', type=int, default=2,
+                        help='batches of --batch-size sequences per timed pass')
+    parser.add_argument('--base-vocab', type=int, default=30522)
+    parser.add_argument('--gemm-size', type=int, default=2048)
     parser.add_argument('--out', default=os.path.join(ROOT, 'runs', 'benchmarks', 'int8.json'))
     args = parser.parse_args(argv)
+    if args.infer_base:
+        return infer_base(args)
     if not os.path.isfile(args.mrpc):
         print(f'skipped: {args.mrpc} not found (the MSR paraphrase training file; see '
               '../shared/data/README.md or pass --mrpc)')
@@ -178,6 +383,7 @@ def main(argv=None):
     from gluonbert import deploy
     from gluonbert.train.predict import load_classifier
     from gluonbert.train.tasks import TaskSpec, read_examples
+    load_start = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         if args.finetuned:
             # the seeded split finetune uses: time and score the dev pairs, calibrate on the
@@ -219,7 +425,10 @@ def main(argv=None):
                                    transform.pad_id)
         results, probs = time_models(
             {'gluonbert_fp32': tuned, 'exported_fp32': os.path.join(tmp, 'fp32'),
-             'int8': os.path.join(tmp, 'int8')}, samples, args.batch_size, args.repeats, extra)
+             'int8': os.path.join(tmp, 'int8')}, samples, args.batch_size, args.repeats, extra,
+            args.max_batch_tokens, budget_models=('gluonbert_fp32', 'int8'))
+        profile = profile_ops({'gluonbert_fp32': tuned, 'int8': os.path.join(tmp, 'int8')},
+                              samples, args.batch_size) if args.profile else None
     if args.finetuned:
         from gluonbert.train.metrics import classification_report
         gold = np.array([int(r.label) for r in records])
@@ -237,10 +446,15 @@ def main(argv=None):
         'calib_samples': quantized['calib_samples'], 'calib_seconds': calib_seconds,
         'int8_vs_fp32_max_prob_diff': float(np.abs(probs['int8'] -
                                                    probs['gluonbert_fp32']).max()),
+        'batching': {'batch_size': padding_stats(samples, args.batch_size)},
+        'profile_ms': profile, 'load_average_start': load_start,
         'isa': deploy.int8_isa(), 'mxnet': mx.__version__,
         'omp_num_threads': os.environ.get('OMP_NUM_THREADS'),
         'load_average': os.getloadavg(), 'results': results,
     }
+    if args.max_batch_tokens:
+        report['batching'][f'tokens{args.max_batch_tokens}'] = padding_stats(
+            samples, None, args.max_batch_tokens)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, 'w', encoding='utf-8') as f:
         json.dump(report, f, indent=2)
@@ -253,6 +467,12 @@ def main(argv=None):
         scores = f'{r["accuracy"]:.4f} | {r["f1"]:.4f}' if 'accuracy' in r else '- | -'
         print(f'| {name} | {r["pairs_per_s_best"]:.1f} | {r["pairs_per_s_median"]:.1f} | '
               f'{r["speedup_vs_gluonbert_fp32"]:.2f}x | {scores} |')
+    for name, stats in report['batching'].items():
+        print(f'batching {name}: {stats["batches"]} batches of {stats["rows_mean"]:.1f} rows on '
+              f'average, {stats["padded_tokens"]} padded tokens for {stats["real_tokens"]} real')
+    print(f'load average {load_start[0]:.2f} at the start, '
+          f'{", ".join(f"{x:.2f}" for x in report["load_average"])} at the end')
+    print_profile(profile)
     print(f'calibration ({args.calib_mode}, {quantized["calib_samples"]} pairs): '
           f'{calib_seconds:.1f} s; JSON -> {args.out}')
     return 0

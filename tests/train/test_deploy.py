@@ -315,3 +315,46 @@ def test_int8_benchmark_with_huggingface_beside_it(tmp_path, finetuned):
     assert {'hf_eager_fp32', 'hf_compile_fp32', 'hf_dynamic_int8',
             'hf_bf16_autocast'} <= set(results)
     assert all(r['pairs_per_s_best'] > 0 for r in results.values())
+
+
+def test_int8_benchmark_token_budget_and_infer_base_columns(tmp_path, finetuned):
+    """``--max-batch-tokens`` adds token-budget runs of fp32 and INT8 (same probabilities as
+    the batches of --batch-size); ``--infer-base`` gives GFLOP/s of fp32 and INT8 inference
+    beside both GEMM ceilings of the same run (tiny sizes here)."""
+    script = os.path.join(ROOT, 'benchmarks', 'int8.py')
+    done = subprocess.run([sys.executable, script, '--mrpc', finetuned['train'], '--model',
+                           'bert_tiny_test', '--pairs', '64', '--repeats', '1',
+                           '--calib-batches', '1', '--max-batch-tokens', '300', '--out',
+                           str(tmp_path / 'tokens.json')], capture_output=True, text=True,
+                          cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    report = json.load(open(tmp_path / 'tokens.json'))
+    assert set(report['results']) == {'gluonbert_fp32', 'gluonbert_fp32_tokens300',
+                                      'exported_fp32', 'int8', 'int8_tokens300'}
+    budget, rows = report['batching']['tokens300'], report['batching']['batch_size']
+    assert budget['real_tokens'] == rows['real_tokens'] and budget['batches'] > rows['batches']
+    assert budget['padded_tokens'] <= 300 * budget['batches']
+    done = subprocess.run([sys.executable, script, '--infer-base', '--base-model',
+                           'bert_tiny_test', '--base-length', '32', '--base-vocab', '200',
+                           '--gemm-size', '128', '--calib-batches', '1', '--base-batches', '1',
+                           '--repeats', '1', '--profile', '--out', str(tmp_path / 'base.json')],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    report = json.load(open(tmp_path / 'base.json'))
+    assert set(report['results']) == {'gluonbert_fp32', 'exported_fp32', 'int8', 'gemm_fp32',
+                                      'gemm_int8'}
+    assert report['ceilings']['int8'] > 0 and report['ceilings']['fp32'] > 0
+    assert report['int8_fused_ops'] == ['_sg_mkldnn_fully_connected', '_sg_mkldnn_selfatt_qk',
+                                        '_sg_mkldnn_selfatt_valatt']
+    # bert_2_32_4 on 32 x 32 tokens: 2 layers x 2 x 1024 x (4 x 32^2 + 2 x 32 x 64) + 2 x 4 x
+    # 32 x 32^2 x 32 for attention, + pooler 2 x 32 x 32^2 + classifier 2 x 32 x 32 x 2
+    assert report['flops_per_pass'] == 2 * (2 * 1024 * (4 * 1024 + 2 * 32 * 64) +
+                                            4 * 32 * 32 * 32 * 32) + 2 * 32 * 1024 + 4 * 32 * 32
+    int8 = report['results']['int8']
+    assert int8['fraction_of_ceiling'] == pytest.approx(int8['gflops_best'] /
+                                                        report['ceilings']['int8'])
+    assert report['int8_vs_fp32_max_prob_diff'] < 0.05
+    assert '| gemm_int8 |' in done.stdout and 'isa' in report
+    profile = report['profile_ms']
+    assert '_sg_mkldnn_fully_connected' in profile['int8'] and 'LayerNorm' in profile['int8']
+    assert 'FullyConnected' in profile['exported_fp32']
