@@ -6,7 +6,7 @@ Each lever is measured in ``benchmarks/README.md``.
   loaded, which ``import gluonbert`` does: set them in the shell,
   ``eval "$(python -m gluonbert.perf --threads 2)"``, or in ``os.environ`` before the first
   ``import mxnet``/``gluonbert``.
-* :func:`optimize` -- for training narrow models, LayerNorm with a fast backward pass; for
+* :func:`optimize` -- for training on CPU, gluonbert's LayerNorm and dropout kernels; for
   inference, MXNet's MKLDNN subgraph fusion; ``static_alloc``/``static_shape`` hybridization.
   The training engine (:mod:`gluonbert.train.engine`) hybridizes every task's model with it.
 * The one ``Trainer`` factory is the engine's :func:`~gluonbert.train.engine.make_trainer`.
@@ -52,18 +52,18 @@ def _mkldnn_enabled():
     return Features().is_enabled('MKLDNN') and os.environ.get('MXNET_MKLDNN_ENABLED', '1') != '0'
 
 
-def optimize(net, *example_inputs, training=True, fast_layer_norm='auto', static_shape=True):
+def optimize(net, *example_inputs, training=True, kernels='auto', static_shape=True):
     """Prepares a gluonbert model for fast training or inference and hybridizes it.
 
-    * training: gluonbert ``LayerNorm`` blocks switch to their fast-backward formulation
-      (:mod:`gluonbert.model.layer_norm`) as ``fast_layer_norm`` says, then
-      ``hybridize(static_alloc=True, static_shape=True)``.
-    * inference: ``LayerNorm`` keeps MXNet's operator (its forward is the faster one). With
-      ``example_inputs`` and an MKLDNN build, the graph goes through MXNet's ``MKLDNN``
-      subgraph backend (``optimize_for``): dense layers fused with their GELU and the
-      attention products replaced by oneDNN kernels, outputs equal to ~1e-6. Those fused
-      operators have no gradient: a model optimized with ``training=False`` cannot be trained.
-      Otherwise ``hybridize(static_alloc=True, static_shape=True)``.
+    * training: gluonbert's ``LayerNorm``, ``ResidualLayerNorm`` and ``Dropout`` blocks switch
+      to gluonbert's CPU kernels (:mod:`gluonbert.model.cpu_kernels`) as ``kernels`` says,
+      then ``hybridize(static_alloc=True, static_shape=...)``.
+    * inference: MXNet's operators. With ``example_inputs`` and an MKLDNN build, the graph goes
+      through MXNet's ``MKLDNN`` subgraph backend (``optimize_for``): dense layers fused with
+      their GELU and the attention products replaced by oneDNN kernels, outputs equal to
+      ~1e-6. Those fused operators have no gradient: a model optimized with
+      ``training=False`` cannot be trained. Otherwise ``hybridize(static_alloc=True,
+      static_shape=...)``.
 
     Parameters
     ----------
@@ -74,12 +74,10 @@ def optimize(net, *example_inputs, training=True, fast_layer_norm='auto', static
         MKLDNN rewrite, which runs ``net`` on them once).
     training : bool
         Whether the model will be trained (its backward pass matters).
-    fast_layer_norm : 'auto' or bool
-        Training only. ``'auto'``: for ``LayerNorm`` blocks at most
-        :data:`~gluonbert.model.layer_norm.FAST_BACKWARD_MAX_WIDTH` wide (the d2l-sized
-        model: ~15% faster steps). ``True``: every ``LayerNorm``; for bert_12_768_12 (B=8,
-        T=128) a step is ~6% faster and its peak memory ~13% higher (3.95 s -> 3.72 s,
-        3.15 -> 3.57 GB). ``False``: MXNet's ``LayerNorm`` operator everywhere.
+    kernels : 'auto' or bool
+        Training only. ``'auto'``: gluonbert's CPU kernels when every parameter lives on a CPU
+        and the kernels are available (built and loaded on first use); ``True``: the same but
+        an error when they are not available; ``False``: MXNet's operators everywhere.
     static_shape : bool
         ``hybridize(static_shape=...)``: True when every batch has the same shape (the
         benchmarks); False when shapes change (a partial last batch, bucketing), where MXNet
@@ -89,17 +87,25 @@ def optimize(net, *example_inputs, training=True, fast_layer_norm='auto', static
     -------
     net : the same block
     """
-    from .model.layer_norm import FAST_BACKWARD_MAX_WIDTH, LayerNorm
+    from .model import cpu_kernels
+    from .model.dropout import Dropout
+    from .model.layer_norm import LayerNorm
 
-    if fast_layer_norm not in ('auto', True, False):
-        raise ValueError(f"fast_layer_norm must be 'auto', True or False, not {fast_layer_norm!r}")
+    if kernels not in ('auto', True, False):
+        raise ValueError(f"kernels must be 'auto', True or False, not {kernels!r}")
+    use_kernels = False
+    if training and kernels:
+        on_cpu = all(ctx.device_type == 'cpu'
+                     for p in net.collect_params().values() for ctx in p.list_ctx())
+        use_kernels = on_cpu and cpu_kernels.available()
+        if kernels is True and not use_kernels:
+            raise RuntimeError('gluonbert CPU kernels requested but not available '
+                               f'(parameters on CPU: {on_cpu})')
 
-    def set_layer_norm(block):
-        if isinstance(block, LayerNorm):
-            wanted = (block.channels <= FAST_BACKWARD_MAX_WIDTH if fast_layer_norm == 'auto'
-                      else fast_layer_norm)
-            block.fast_backward = training and wanted
-    net.apply(set_layer_norm)
+    def set_kernel(block):
+        if isinstance(block, (LayerNorm, Dropout)):
+            block.kernel = use_kernels
+    net.apply(set_kernel)
     if not training and example_inputs and _mkldnn_enabled():
         net.optimize_for(*example_inputs, backend='MKLDNN', static_alloc=True,
                          static_shape=static_shape)

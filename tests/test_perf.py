@@ -137,16 +137,33 @@ def test_optimize_for_inference_keeps_outputs():
         assert '_sg_mkldnn_selfatt_qk' in ops and '_sg_mkldnn_fully_connected' in ops, ops
 
 
-@pytest.mark.parametrize('choice, units, expected', [
-    ('auto', 32, True), ('auto', 512, False), (True, 512, True), (False, 32, False)])
-def test_optimize_fast_layer_norm_choice(choice, units, expected):
+@pytest.mark.parametrize('choice', ['auto', True, False])
+def test_optimize_kernel_choice(choice):
+    from gluonbert.model import cpu_kernels
+    from gluonbert.model.dropout import Dropout
     from gluonbert.model.layer_norm import LayerNorm
-    config = get_config('bert_tiny_test', units=units, hidden_size=2 * units, num_heads=2)
-    net = BERTModel(config, use_decoder=False, use_classifier=False)
+    if choice is not False and not cpu_kernels.available():
+        pytest.skip('no C++ compiler: the kernels cannot be built here')
+    net = BERTModel(get_config('bert_tiny_test'), use_decoder=False, use_classifier=False)
     net.initialize()
-    perf.optimize(net, training=True, fast_layer_norm=choice)
-    norms = []
-    net.apply(lambda b: norms.append(b) if isinstance(b, LayerNorm) else None)
-    assert norms and all(n.fast_backward is expected for n in norms)
-    with pytest.raises(ValueError, match='fast_layer_norm'):
-        perf.optimize(net, fast_layer_norm='yes')
+    perf.optimize(net, training=True, kernels=choice)
+    blocks = []
+    net.apply(lambda b: blocks.append(b) if isinstance(b, (LayerNorm, Dropout)) else None)
+    assert len(blocks) == 3 * 2 + 2   # per cell: 2 LayerNorms, attention dropout; embeddings: 2
+    assert all(b.kernel is bool(choice) for b in blocks)
+    perf.optimize(net, training=False)          # inference keeps MXNet's operators
+    assert not any(b.kernel for b in blocks)
+    with pytest.raises(ValueError, match='kernels'):
+        perf.optimize(net, kernels='yes')
+
+
+def test_optimize_without_kernels(monkeypatch):
+    from gluonbert.model import cpu_kernels
+    monkeypatch.setitem(cpu_kernels._state, 'loaded', None)
+    monkeypatch.setenv('GLUONBERT_KERNELS', '0')
+    net = BERTModel(get_config('bert_tiny_test'), use_decoder=False, use_classifier=False)
+    net.initialize()
+    perf.optimize(net, training=True)                # 'auto': falls back to MXNet's operators
+    assert not net.encoder.layer_norm.kernel
+    with pytest.raises(RuntimeError, match='not available'):
+        perf.optimize(net, training=True, kernels=True)

@@ -5,7 +5,9 @@ The block keeps three projection matrices (checkpoint names ``proj_query``, ``pr
 single GEMM: the weights are interleaved head by head into a ``(3 C, C)`` matrix, the layout that
 MXNet's ``interleaved_matmul_selfatt_qk`` / ``_valatt`` operators read without any transpose.
 """
-from mxnet.gluon import HybridBlock, nn
+from mxnet.gluon import HybridBlock
+
+from .dropout import Dropout
 
 __all__ = ['SelfAttention']
 
@@ -57,7 +59,7 @@ class SelfAttention(HybridBlock):
                     allow_deferred_init=True))
                 setattr(self, f'{name}_bias', self.params.get(
                     f'{name}_bias', shape=(units,), init='zeros', allow_deferred_init=True))
-            self.dropout = nn.Dropout(dropout)
+            self.dropout = Dropout(dropout)
 
     def _collect_params_with_prefix(self, prefix=''):
         # Checkpoint names are those of three Dense layers: proj_query.weight, proj_query.bias,

@@ -2,6 +2,7 @@
 from mxnet.gluon import HybridBlock, nn
 
 from .config import BERTConfig
+from .dropout import Dropout
 from .init import TruncNorm
 from .inputs import check_inputs, checked_scope, needs_check
 from .layer_norm import LayerNorm
@@ -79,7 +80,7 @@ class BERTEncoder(HybridBlock):
             self.position_weight = self.params.get('position_weight', shape=(c.max_length, c.units),
                                                    init=_init())
             self.layer_norm = LayerNorm(epsilon=c.layer_norm_eps, in_channels=c.units)
-            self.dropout = nn.Dropout(c.dropout)
+            self.dropout = Dropout(c.dropout)
             self.transformer_cells = nn.HybridSequential()
             with self.transformer_cells.name_scope():
                 for i in range(c.num_layers):

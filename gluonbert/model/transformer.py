@@ -6,7 +6,7 @@ Child names (``attention_cell``, ``proj``, ``layer_norm``, ``ffn.ffn_1``, ``ffn.
 from mxnet.gluon import HybridBlock, nn
 
 from .attention import SelfAttention
-from .layer_norm import LayerNorm
+from .layer_norm import ResidualLayerNorm
 
 __all__ = ['PositionwiseFFN', 'TransformerCell']
 
@@ -42,12 +42,11 @@ class PositionwiseFFN(HybridBlock):
                                   weight_initializer=weight_initializer, prefix='ffn_1_')
             self.ffn_2 = nn.Dense(units, flatten=False, in_units=hidden_size,
                                   weight_initializer=weight_initializer, prefix='ffn_2_')
-            self.dropout = nn.Dropout(dropout)
-            self.layer_norm = LayerNorm(epsilon=layer_norm_eps, in_channels=units)
+            self.layer_norm = ResidualLayerNorm(layer_norm_eps, units, dropout)
 
     def hybrid_forward(self, F, x):
         h = F.LeakyReLU(self.ffn_1(x), act_type='gelu')  # exact (erf) GELU, as in BERT
-        return self.layer_norm(x + self.dropout(self.ffn_2(h)))
+        return self.layer_norm(self.ffn_2(h), x)        # LayerNorm(x + Dropout(ffn_2(h)))
 
 
 class TransformerCell(HybridBlock):
@@ -85,12 +84,11 @@ class TransformerCell(HybridBlock):
                                                 weight_initializer=weight_initializer)
             self.proj = nn.Dense(units, flatten=False, in_units=units,
                                  weight_initializer=weight_initializer, prefix='proj_')
-            self.dropout = nn.Dropout(dropout)
-            self.layer_norm = LayerNorm(epsilon=layer_norm_eps, in_channels=units)
+            self.layer_norm = ResidualLayerNorm(layer_norm_eps, units, dropout)
             self.ffn = PositionwiseFFN(units, hidden_size, dropout, layer_norm_eps,
                                        weight_initializer=weight_initializer)
 
     def hybrid_forward(self, F, x, valid_length=None, attention_bias=None):
         context, weights = self.attention_cell(x, valid_length, attention_bias)
-        h = self.layer_norm(x + self.dropout(self.proj(context)))
+        h = self.layer_norm(self.proj(context), x)     # LayerNorm(x + Dropout(proj(context)))
         return self.ffn(h), weights

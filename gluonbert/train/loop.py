@@ -179,7 +179,7 @@ class ShardedStep:
             amp.unscale(self.trainer)
         norm = None
         if self.max_grad_norm and self.max_grad_norm > 0:
-            norm = clip_global_norm(self.params, self.max_grad_norm)
+            norm = clip_global_norm(self.params, self.max_grad_norm, self.trainer.optimizer)
         self.trainer.update(1)
         if self.accumulate > 1:
             self._zero_grad()

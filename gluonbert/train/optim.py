@@ -44,7 +44,8 @@ class BERTAdamW(mx.optimizer.Optimizer):
     def __init__(self, learning_rate=1e-4, beta1=0.9, beta2=0.999, epsilon=1e-6, **kwargs):
         super().__init__(learning_rate=learning_rate, **kwargs)
         self.beta1, self.beta2, self.epsilon = beta1, beta2, epsilon
-        self._rescale = {}        # context -> (rescale_grad, (1,) NDArray holding it)
+        self._rescale = {}        # context -> (rescale_grad, scale, (1,) NDArray of the product)
+        self._grad_scales = {}    # context -> (1,) NDArray set by scale_next_update
 
     def create_state(self, index, weight):
         return (mx.nd.zeros(weight.shape, weight.context, dtype=weight.dtype),   # mean
@@ -56,11 +57,28 @@ class BERTAdamW(mx.optimizer.Optimizer):
             return self.create_state(index, master), master
         return self.create_state(index, weight)
 
+    def scale_next_update(self, scales):
+        """Multiplies the gradients by ``scales[ctx]`` in the updates that follow.
+
+        How :func:`clip_global_norm` clips: the factor joins ``rescale_grad`` inside each fused
+        ``adamw_update`` instead of a separate pass that rewrites every gradient.
+
+        Parameters
+        ----------
+        scales : dict of Context to (1,) NDArray
+            One factor per device, on that device.
+        """
+        self._grad_scales = scales
+
     def _rescale_on(self, ctx):
-        value, array = self._rescale.get(ctx, (None, None))
-        if value != self.rescale_grad:
+        """``rescale_grad`` times this device's gradient scale, as a (1,) NDArray on ``ctx``."""
+        scale = self._grad_scales.get(ctx)
+        value, held, array = self._rescale.get(ctx, (None, None, None))
+        if value != self.rescale_grad or held is not scale:
             array = mx.nd.full((1,), self.rescale_grad, ctx=ctx)
-            self._rescale[ctx] = (self.rescale_grad, array)
+            if scale is not None:
+                array = array * scale
+            self._rescale[ctx] = (self.rescale_grad, scale, array)
         return array
 
     def _kwargs(self, index):
@@ -173,20 +191,24 @@ class WarmupLinearSchedule:
         return self.base_lr * max(0.0, (self.total_steps - done + 1) / decay_steps)
 
 
-def clip_global_norm(params, max_norm):
-    """Scales every gradient so that the global L2 norm of all of them is <= ``max_norm``.
+def clip_global_norm(params, max_norm, optimizer=None):
+    """Scales the gradients so that the global L2 norm of all of them is <= ``max_norm``.
 
     Call it after ``Trainer.allreduce_grads()``: every device then holds the same reduced
     gradient (summed over all devices and, with a ``dist`` kvstore, all workers), so each
-    device computes the global norm of its own copy and rescales it without any copy or
-    host synchronisation. A non-finite norm (fp16 overflow) turns the gradients non-finite,
-    which AMP's overflow check then skips.
+    device computes the global norm of its own copy, without any copy or host
+    synchronisation. With a :class:`BERTAdamW` ``optimizer`` the factor is handed to its next
+    update (:meth:`BERTAdamW.scale_next_update`), which applies it inside each fused
+    ``adamw_update``; otherwise every gradient is multiplied in place. A non-finite norm (fp16
+    overflow) makes the update non-finite, which AMP's overflow check then skips.
 
     Parameters
     ----------
     params : list of gluon.Parameter
         Parameters with gradients (those with ``grad_req == 'null'`` are ignored).
     max_norm : float
+    optimizer : mx.optimizer.Optimizer, optional
+        The optimizer of the next update.
 
     Outputs
     -------
@@ -195,12 +217,17 @@ def clip_global_norm(params, max_norm):
     """
     params = [p for p in params if p.grad_req != 'null']
     per_device = list(zip(*[p.list_grad() for p in params]))   # device -> tuple of grads
-    norms = []
+    norms, scales = [], {}
     for grads in per_device:
         sums = mx.nd.multi_sum_sq(*grads, num_arrays=len(grads))
         norm = mx.nd.sqrt(mx.nd.sum(sums)).reshape((1,))
         scale = mx.nd.minimum(max_norm / (norm + 1e-6), mx.nd.ones_like(norm))
-        for g in grads:
-            mx.nd.broadcast_mul(g, scale, out=g)
+        if isinstance(optimizer, BERTAdamW):
+            scales[grads[0].context] = scale
+        else:
+            for g in grads:
+                mx.nd.broadcast_mul(g, scale, out=g)
         norms.append(norm)
+    if isinstance(optimizer, BERTAdamW):
+        optimizer.scale_next_update(scales)
     return norms[0]

@@ -1,10 +1,11 @@
 """The speed-oriented formulations compute the same function as the plain ones.
 
-* ``LayerNorm(fast_backward=True)`` vs MXNet's ``LayerNorm`` operator: outputs and gradients;
 * ``SelfAttention`` with an additive ``attention_bias`` vs ``valid_length`` (softmax with
   lengths): context, weights and gradients;
-* a whole ``BERTModel`` after ``gluonbert.perf.optimize(training=True)`` vs the same model
-  hybridized plainly.
+* a whole ``BERTModel`` after ``gluonbert.perf.optimize(training=True)`` (gluonbert's CPU
+  kernels) vs the same model hybridized plainly.
+
+The kernels themselves are tested in ``test_cpu_kernels.py``.
 """
 import mxnet as mx
 import numpy as np
@@ -29,28 +30,6 @@ def _forward_backward(block, inputs, head_grad):
     params = {name: p.grad().asnumpy() for name, p in block.collect_params().items()
               if p.grad_req != 'null'}
     return out.asnumpy(), grads, params
-
-
-@pytest.mark.parametrize('hybridize', [False, True])
-def test_fast_backward_layer_norm_matches_operator(hybridize):
-    rng = np.random.RandomState(0)
-    x = mx.nd.array(rng.normal(size=(5, 3, 16)) * 3 + 1)
-    head = mx.nd.array(rng.normal(size=(5, 3, 16)))
-    gamma, beta = rng.normal(size=16), rng.normal(size=16)
-    results = []
-    for fast in (False, True):
-        block = LayerNorm(1e-12, 16, fast_backward=fast, prefix='ln_')
-        block.initialize()
-        block.gamma.set_data(mx.nd.array(gamma))
-        block.beta.set_data(mx.nd.array(beta))
-        if hybridize:
-            block.hybridize(static_alloc=True, static_shape=True)
-        results.append(_forward_backward(block, [x.copy()], head))
-    (y0, g0, p0), (y1, g1, p1) = results
-    np.testing.assert_allclose(y1, y0, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(g1[0], g0[0], rtol=1e-4, atol=1e-5)
-    for name in p0:
-        np.testing.assert_allclose(p1[name], p0[name], rtol=1e-4, atol=1e-4)
 
 
 def test_layer_norm_keeps_nn_layer_norm_parameters():
@@ -111,7 +90,7 @@ def test_optimized_training_graph_matches_plain_model():
             layer_norms = []
             net.apply(lambda blk: layer_norms.append(blk) if isinstance(blk, LayerNorm) else None)
             assert len(layer_norms) == 2 * config.num_layers + 2
-            assert all(blk.fast_backward for blk in layer_norms)
+            assert all(blk.kernel for blk in layer_norms)
         else:
             net.hybridize(static_alloc=True, static_shape=True)
         with autograd.record():

@@ -76,6 +76,44 @@ def test_clip_global_norm_on_every_device(max_norm):
             np.testing.assert_allclose(g.asnumpy(), value * scale, rtol=1e-5)
 
 
+def test_clipping_inside_bertadamw_equals_clipped_gradients():
+    """Clipping handed to BERTAdamW's update moves the weights as clipped gradients do."""
+    contexts = [mx.cpu(0), mx.cpu(1)]
+    rng = np.random.default_rng(1)
+    shapes = ((5, 3), (3,))
+    start = [rng.normal(size=s).astype('float32') for s in shapes]
+    grads = [rng.normal(size=s).astype('float32') * 10 for s in shapes]
+
+    def two_updates(fused):
+        params = []
+        for i, value in enumerate(start):
+            p = mx.gluon.Parameter(f'w{i}', shape=value.shape)
+            p.initialize(ctx=contexts)
+            p.set_data(mx.nd.array(value))
+            params.append(p)
+        trainer = mx.gluon.Trainer(params, BERTAdamW(learning_rate=0.1, wd=0.01),
+                                   update_on_kvstore=False, kvstore=None)
+        norms = []
+        for step in range(2):
+            for p, g in zip(params, grads):
+                for d in p.list_grad():
+                    d[:] = g * (step + 1)
+                for w in p.list_data():
+                    w._fresh_grad = True                 # as backward() would mark it
+            norms.append(clip_global_norm(params, 1.0, trainer.optimizer if fused else None))
+            trainer.update(1)
+        return [p.list_data() for p in params], norms
+
+    fused, fused_norms = two_updates(True)
+    plain, plain_norms = two_updates(False)
+    for a, b in zip(fused_norms, plain_norms):
+        np.testing.assert_allclose(a.asnumpy(), b.asnumpy(), rtol=1e-6)
+    for per_device_a, per_device_b in zip(fused, plain):
+        for a, b in zip(per_device_a, per_device_b):          # both devices, every weight
+            np.testing.assert_allclose(a.asnumpy(), b.asnumpy(), rtol=1e-5, atol=1e-7)
+    assert not np.allclose(fused[0][0].asnumpy(), start[0])  # the weights moved
+
+
 def test_create_optimizer_and_config_errors():
     assert isinstance(create_optimizer(OptimizerConfig()), BERTAdamW)
     lamb = create_optimizer(OptimizerConfig(name='lamb', lr=2e-3, weight_decay=0.1))

@@ -1,0 +1,150 @@
+"""gluonbert's CPU kernels (gluonbert/model/cpu_kernels.cc) against MXNet's own operators.
+
+Each kernel is checked forward and backward, hybridized, with ``grad_req='add'``; the dropout
+kernels also for their mask statistics, inference mode and seeding. Without a C++ compiler the
+kernels cannot exist, and these tests skip; with one, a failed build fails them.
+"""
+import shutil
+
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet import autograd
+
+from gluonbert.model import cpu_kernels
+from gluonbert.model.dropout import Dropout
+from gluonbert.model.layer_norm import LayerNorm, ResidualLayerNorm
+
+if shutil.which('g++') is None and shutil.which('c++') is None:
+    pytest.skip('no C++ compiler: the kernels cannot be built here', allow_module_level=True)
+
+
+@pytest.fixture(scope='module', autouse=True)
+def kernels():
+    assert cpu_kernels.available(), 'the CPU kernels failed to build or load'
+
+
+def _run(block, inputs, head, passes=1):
+    """Output and gradients (of inputs and parameters) after ``passes`` backward passes."""
+    for x in inputs:
+        x.attach_grad(grad_req='add')
+    for p in block.collect_params().values():
+        p.grad_req = 'add'
+    for _ in range(passes):
+        with autograd.record():
+            out = block(*inputs)
+        out.backward(head)
+    params = {n: p.grad().asnumpy() for n, p in block._collect_params_with_prefix().items()}
+    return out.asnumpy(), [x.grad.asnumpy() for x in inputs], params
+
+
+def _layer_norm(cls, kernel, *args):
+    rng = np.random.RandomState(0)
+    block = cls(1e-12, 24, *args)
+    block.initialize()
+    block.gamma.set_data(mx.nd.array(rng.normal(size=24)))
+    block.beta.set_data(mx.nd.array(rng.normal(size=24)))
+    block.kernel = kernel
+    block.hybridize(static_alloc=True)
+    return block
+
+
+def _assert_twice(new, old):
+    """``new`` ran two backward passes with grad_req='add', ``old`` (MXNet's operators) one.
+
+    (The reference runs once: MXNet 1.9.1's own hybridized graph accumulates the second
+    input of an ``elemwise_add`` wrongly with grad_req='add' on graph inputs.)
+    """
+    np.testing.assert_allclose(new[0], old[0], rtol=1e-5, atol=1e-5)
+    for a, b in zip(new[1], old[1]):
+        np.testing.assert_allclose(a, 2 * b, rtol=1e-4, atol=1e-4)
+    assert new[2].keys() == old[2].keys()
+    for name in old[2]:
+        np.testing.assert_allclose(new[2][name], 2 * old[2][name], rtol=1e-4, atol=1e-4)
+
+
+def test_layer_norm_kernel_matches_operator():
+    rng = np.random.RandomState(1)
+    x = mx.nd.array(rng.normal(size=(5, 3, 24)) * 3 + 1)
+    head = mx.nd.array(rng.normal(size=(5, 3, 24)))
+    old = _run(_layer_norm(LayerNorm, False), [x.copy()], head, passes=1)
+    new = _run(_layer_norm(LayerNorm, True), [x.copy()], head, passes=2)
+    _assert_twice(new, old)
+    assert np.abs(new[2]['gamma']).max() > 0
+
+
+def test_residual_layer_norm_kernel_matches_operators_without_dropout():
+    rng = np.random.RandomState(2)
+    data, residual = (mx.nd.array(rng.normal(size=(7, 2, 24))) for _ in range(2))
+    head = mx.nd.array(rng.normal(size=(7, 2, 24)))
+    old, new = (_run(_layer_norm(ResidualLayerNorm, kernel, 0.0), [data.copy(), residual.copy()],
+                     head, passes=1 + kernel) for kernel in (False, True))
+    _assert_twice(new, old)
+
+
+def test_residual_layer_norm_kernel_with_dropout_equals_its_mask():
+    """LayerNorm(residual + data * keep / (1 - p)) with the kernel's own mask, and gradients."""
+    rng = np.random.RandomState(3)
+    p = 0.3
+    data, residual = (mx.nd.array(rng.normal(size=(50, 24))) for _ in range(2))
+    gamma, beta = (mx.nd.array(rng.normal(size=24)) for _ in range(2))
+    head = mx.nd.array(rng.normal(size=(50, 24)))
+    train = mx.nd.ones((1,))
+    inputs = [data, residual, gamma, beta]
+    for x in inputs:
+        x.attach_grad()
+    with autograd.record():
+        out, keep, _, _ = mx.nd.gluonbert_add_dropout_layer_norm(*inputs, train, eps=1e-12, p=p)
+    out.backward(head)
+    got = [out.asnumpy()] + [x.grad.asnumpy() for x in inputs]
+    mask = keep.asnumpy().astype('float32')
+    assert 0.6 < mask.mean() < 0.8 and set(np.unique(mask)) == {0.0, 1.0}
+    scale = mx.nd.array(mask / (1 - p))
+    with autograd.record():
+        ref = mx.nd.LayerNorm(residual + data * scale, gamma, beta, axis=-1, eps=1e-12)
+    ref.backward(head)
+    expected = [ref.asnumpy()] + [x.grad.asnumpy() for x in inputs]
+    for a, b in zip(got, expected):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    assert (got[1][mask == 0] == 0).all()                 # dropped values get no gradient
+
+
+def test_dropout_kernel_mask_scale_and_gradient():
+    block = Dropout(0.1)
+    block.kernel = True
+    block.hybridize(static_alloc=True)
+    x = mx.nd.ones((1000, 1000))
+    x.attach_grad()
+    with autograd.record():
+        y = block(x)
+    y.backward()
+    out = y.asnumpy()
+    assert abs((out > 0).mean() - 0.9) < 0.002            # 1e6 draws: 4 standard deviations
+    np.testing.assert_allclose(np.unique(out), [0.0, 1 / 0.9], rtol=1e-6)
+    np.testing.assert_array_equal(x.grad.asnumpy(), out)  # d out / d x = keep / (1 - p)
+    rows = (out > 0).mean(axis=1)
+    assert rows.std() < 0.02                              # no row-wise pattern in the hash
+    assert np.array_equal(block(x).asnumpy(), x.asnumpy())  # inference mode: identity
+
+
+def test_dropout_kernel_follows_mxnet_seed():
+    block = Dropout(0.5)
+    block.kernel = True
+    block.hybridize()
+    x = mx.nd.ones((64, 64))
+    with autograd.train_mode():
+        mx.random.seed(7)
+        first, second = block(x).asnumpy(), block(x).asnumpy()
+        mx.random.seed(7)
+        again = block(x).asnumpy()
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, second)
+
+
+def test_a_failed_build_falls_back_with_a_warning(monkeypatch, tmp_path):
+    monkeypatch.setitem(cpu_kernels._state, 'loaded', None)
+    monkeypatch.setenv('GLUONBERT_CACHE', str(tmp_path))
+    monkeypatch.setenv('CXX', 'false')                    # a "compiler" that always fails
+    with pytest.warns(UserWarning, match='CPU kernels unavailable'):
+        assert not cpu_kernels.available()
+    assert not list(tmp_path.rglob('*.so'))               # nothing half-built left behind
