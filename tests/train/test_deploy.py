@@ -358,3 +358,37 @@ def test_int8_benchmark_token_budget_and_infer_base_columns(tmp_path, finetuned)
     profile = report['profile_ms']
     assert '_sg_mkldnn_fully_connected' in profile['int8'] and 'LayerNorm' in profile['int8']
     assert 'FullyConnected' in profile['exported_fp32']
+
+
+def test_last_layer_runs_on_the_cls_position_only(tmp_path, finetuned):
+    """The exports cut the last layer after its attention to the [CLS] position (two
+    slice_axis nodes) with the fine-tuned classifier's outputs; a graph of another form is
+    left whole."""
+    from gluonbert.train.predict import load_classifier
+    deploy.export(finetuned['model_dir'], str(tmp_path / 'fp32'))
+    nodes = json.load(open(tmp_path / 'fp32' / 'model-symbol.json'))['nodes']
+    cuts = [n for n in nodes if n['op'] == 'slice_axis' and n['name'].endswith('_cls')]
+    assert len(cuts) == 2 and all(n['attrs']['axis'] == '0' for n in cuts)
+    # after the cut, the last layer's feed-forward input is one position long
+    symbol = mx.sym.load(str(tmp_path / 'fp32' / 'model-symbol.json'))
+    ffn = [n['name'] for n in nodes if n['op'] == 'FullyConnected' and 'ffn_1' in n['name']]
+    internals = symbol.get_internals()
+    shapes = dict(data0=(3, 9), data1=(3, 9), data2=(3,))
+    assert internals[f'{ffn[-1]}_output'].infer_shape(**shapes)[1][0][:2] == (1, 3)
+    assert internals[f'{ffn[0]}_output'].infer_shape(**shapes)[1][0][:2] == (9, 3)
+    tuned, _, _ = load_classifier(finetuned['model_dir'], [mx.cpu()])
+    served = deploy.load_exported(str(tmp_path / 'fp32'))
+    rng = np.random.default_rng(0)
+    ids = mx.nd.array(rng.integers(5, len(VOCAB), size=(3, 9)), dtype='int32')
+    types = mx.nd.array(rng.integers(0, 2, size=(3, 9)), dtype='int32')
+    lengths = mx.nd.array([9, 4, 1], dtype='int32')
+    np.testing.assert_allclose(served(ids, types, lengths).asnumpy(),
+                               tuned(ids, types, lengths).asnumpy(), atol=1e-5)
+    # a graph whose encoder output is used whole (no [CLS] slice) is not changed
+    x = mx.sym.var('data0')
+    whole = mx.sym.SequenceMask(mx.sym.FullyConnected(x, num_hidden=4, flatten=False),
+                                mx.sym.var('data2'), use_sequence_length=True)
+    kept, changed = deploy.cls_only_last_layer(whole)
+    assert kept is whole and not changed
+    assert json.load(open(tmp_path / 'fp32' / 'deploy.json'))['graph_rewrites'] == [
+        'constants folded', 'last layer on [CLS] after the attention']
