@@ -55,8 +55,8 @@ def _mkldnn_enabled():
 def optimize(net, *example_inputs, training=True, kernels='auto', static_shape=True):
     """Prepares a gluonbert model for fast training or inference and hybridizes it.
 
-    * training: gluonbert's ``LayerNorm``, ``ResidualLayerNorm`` and ``Dropout`` blocks switch
-      to gluonbert's CPU kernels (:mod:`gluonbert.model.cpu_kernels`) as ``kernels`` says,
+    * training: gluonbert's ``LayerNorm``, ``ResidualLayerNorm``, ``Dropout`` and
+      ``SelfAttention`` blocks switch to gluonbert's CPU kernels (:mod:`gluonbert.model.cpu_kernels`) as ``kernels`` says,
       then ``hybridize(static_alloc=True, static_shape=...)``.
     * inference: MXNet's operators. With ``example_inputs`` and an MKLDNN build, the graph goes
       through MXNet's ``MKLDNN`` subgraph backend (``optimize_for``): dense layers fused with
@@ -88,6 +88,7 @@ def optimize(net, *example_inputs, training=True, kernels='auto', static_shape=T
     net : the same block
     """
     from .model import cpu_kernels
+    from .model.attention import SelfAttention
     from .model.dropout import Dropout
     from .model.layer_norm import LayerNorm
 
@@ -103,7 +104,7 @@ def optimize(net, *example_inputs, training=True, kernels='auto', static_shape=T
                                f'(parameters on CPU: {on_cpu})')
 
     def set_kernel(block):
-        if isinstance(block, (LayerNorm, Dropout)):
+        if isinstance(block, (LayerNorm, Dropout, SelfAttention)):
             block.kernel = use_kernels
     net.apply(set_kernel)
     if not training and example_inputs and _mkldnn_enabled():

@@ -4,10 +4,13 @@ The block keeps three projection matrices (checkpoint names ``proj_query``, ``pr
 ``proj_value``, as in GluonNLP and in Google's BERT) but multiplies the input by all three in a
 single GEMM: the weights are interleaved head by head into a ``(3 C, C)`` matrix, the layout that
 MXNet's ``interleaved_matmul_selfatt_qk`` / ``_valatt`` operators read without any transpose.
+With ``kernel`` set (:func:`gluonbert.perf.optimize`, training on CPU) and an
+``attention_bias``, scores, softmax, dropout and context are one operator of gluonbert's CPU
+kernels (:mod:`gluonbert.model.cpu_kernels`).
 """
 from mxnet.gluon import HybridBlock
 
-from .dropout import Dropout
+from .dropout import Dropout, training_flag
 
 __all__ = ['SelfAttention']
 
@@ -60,6 +63,7 @@ class SelfAttention(HybridBlock):
                 setattr(self, f'{name}_bias', self.params.get(
                     f'{name}_bias', shape=(units,), init='zeros', allow_deferred_init=True))
             self.dropout = Dropout(dropout)
+        self.kernel = False
 
     def _collect_params_with_prefix(self, prefix=''):
         # Checkpoint names are those of three Dense layers: proj_query.weight, proj_query.bias,
@@ -85,6 +89,13 @@ class SelfAttention(HybridBlock):
         qkv_bias = F.reshape(F.concat(*biases, dim=1), shape=(-1,))
         qkv = F.FullyConnected(x, qkv_weight, qkv_bias, num_hidden=3 * self._units,
                                flatten=False)                                   # (T, B, 3C)
+        if self.kernel and attention_bias is not None:
+            # One CPU kernel for scores, softmax, dropout and context (identities: see
+            # gluonbert.model.layer_norm.LayerNorm).
+            context, weights, _ = F.gluonbert_self_attention(
+                F.identity(qkv), F.identity(attention_bias), training_flag(F, qkv),
+                heads=heads, p=self.dropout._rate)
+            return context, F.reshape(weights, shape=(-4, -1, heads, 0, 0))
         scores = F.contrib.interleaved_matmul_selfatt_qk(qkv, heads=heads)      # (B*H, T, T)
         if attention_bias is not None:
             weights = F.softmax(F.elemwise_add(scores, attention_bias), axis=-1)

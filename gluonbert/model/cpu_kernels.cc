@@ -19,6 +19,14 @@
 // gluonbert_dropout(data, train; p) -> (out, keep)
 //   Inverted dropout: out = data * keep / (1 - p).
 //
+// gluonbert_self_attention(qkv, bias, train; heads, p) -> (context, weights, keep)
+//   Scaled dot-product attention of every head, from the fused projection qkv (T, B, 3C) in
+//   the layout of MXNet's interleaved_matmul_selfatt_* operators: weights (B*H, T, T) =
+//   softmax(Q K^T / sqrt(d) + bias), then dropout, context (T, B, C) = dropped weights x V.
+//   One pass per (sequence, head) pair with its queries, keys and values in cache, where
+//   MXNet runs two batched products, a softmax, a dropout and their backward passes, each
+//   over the whole (B*H, T, T) tensor.
+//
 // train is a (1,) tensor, non-zero in training mode: library operators are not told MXNet's
 // is_train flag, so the Python blocks derive it from MXNet's own Dropout (see dropout.py).
 // Dropout masks come from a counter-based hash of the element index and a 64-bit key drawn
@@ -417,6 +425,237 @@ MXReturnValue dropout_infer_shape(const Attrs& attrs, Shapes* in, Shapes* out) {
   return MX_SUCCESS;
 }
 
+
+// ---- gluonbert_self_attention ------------------------------------------------------------------
+
+// The per-head views of qkv (T, B, 3C), whose features are interleaved head by head as
+// [q_h, k_h, v_h] (the layout of MXNet's interleaved_matmul_selfatt_* operators).
+struct Heads {
+  int64_t t, b, h, d, c;
+  int64_t at(int64_t step, int64_t batch, int64_t head, int64_t which) const {
+    return (step * b + batch) * 3 * c + head * 3 * d + which * d;
+  }
+};
+
+Heads heads_of(const Attrs& attrs, const MXTensor& qkv) {
+  Heads v{};
+  v.t = qkv.shape[0];
+  v.b = qkv.shape[1];
+  v.h = std::stoll(attrs.at("heads"));
+  v.c = qkv.shape[2] / 3;
+  v.d = v.c / v.h;
+  return v;
+}
+
+// Per-thread buffers of one (batch, head) pair: scaled queries (T, d), keys transposed (d, T),
+// values (T, d), values transposed (d, T), a score row (T) and a gradient row (T).
+struct HeadBuffers {
+  std::vector<float> q, kt, v, vt, row, grad_row;
+  explicit HeadBuffers(const Heads& s)
+      : q(s.t * s.d), kt(s.d * s.t), v(s.t * s.d), vt(s.d * s.t), row(s.t), grad_row(s.t) {}
+  void load(const Heads& s, const float* qkv, int64_t batch, int64_t head) {
+    const float scale = 1.f / std::sqrt(static_cast<float>(s.d));
+    for (int64_t i = 0; i < s.t; ++i) {
+      const float* qi = qkv + s.at(i, batch, head, 0);
+      const float* ki = qkv + s.at(i, batch, head, 1);
+      const float* vi = qkv + s.at(i, batch, head, 2);
+      for (int64_t e = 0; e < s.d; ++e) {
+        q[i * s.d + e] = qi[e] * scale;
+        kt[e * s.t + i] = ki[e];
+        v[i * s.d + e] = vi[e];
+        vt[e * s.t + i] = vi[e];
+      }
+    }
+  }
+};
+
+// in: qkv (T, B, 3C), bias (B*H, T, T), train (1,)
+// out: context (T, B, C), weights (B*H, T, T) softmax before dropout, keep (B*H, T, T) uint8
+MXReturnValue att_forward(const Attrs& attrs, std::vector<MXTensor>* in,
+                          std::vector<MXTensor>* out, const OpResource& res) {
+  const Heads s = heads_of(attrs, (*in)[0]);
+  const float *qkv = in_f(in, 0), *bias = in_f(in, 1);
+  const MaskKey key = mask_key(attrs, in_f(in, 2), res);
+  float *context = out_f(out, 0), *weights = out_f(out, 1);
+  uint8_t* keep = (*out)[2].data<uint8_t>();
+  const int64_t t = s.t, d = s.d;
+#pragma omp parallel
+  {
+    HeadBuffers buf(s);
+#pragma omp for schedule(static)
+    for (int64_t bh = 0; bh < s.b * s.h; ++bh) {
+      const int64_t batch = bh / s.h, head = bh % s.h;
+      buf.load(s, qkv, batch, head);
+      for (int64_t i = 0; i < t; ++i) {
+        float* p = weights + (bh * t + i) * t;
+        uint8_t* ki = keep + (bh * t + i) * t;
+        const float* bi = bias + (bh * t + i) * t;
+#pragma omp simd
+        for (int64_t j = 0; j < t; ++j) p[j] = bi[j];
+        for (int64_t e = 0; e < d; ++e) {
+          const float qe = buf.q[i * d + e];
+          const float* kte = buf.kt.data() + e * t;
+#pragma omp simd
+          for (int64_t j = 0; j < t; ++j) p[j] += qe * kte[j];
+        }
+        float top = p[0];
+        for (int64_t j = 1; j < t; ++j) top = std::max(top, p[j]);
+        float sum = 0.f;
+        for (int64_t j = 0; j < t; ++j) {
+          p[j] = std::exp(p[j] - top);
+          sum += p[j];
+        }
+        const float inv = 1.f / sum;
+#pragma omp simd
+        for (int64_t j = 0; j < t; ++j) p[j] *= inv;
+        float* dropped = buf.row.data();
+        if (key.active) {
+          fill_mask(key, (bh * t + i) * t, t, ki);
+#pragma omp simd
+          for (int64_t j = 0; j < t; ++j) dropped[j] = p[j] * (key.scale * ki[j]);
+        } else {
+#pragma omp simd
+          for (int64_t j = 0; j < t; ++j) {
+            ki[j] = 1;
+            dropped[j] = p[j];
+          }
+        }
+        float* oi = context + (i * s.b + batch) * s.c + head * d;
+        for (int64_t e = 0; e < d; ++e) oi[e] = 0.f;
+        for (int64_t j = 0; j < t; ++j) {
+          const float pj = dropped[j];
+          const float* vj = buf.v.data() + j * d;
+#pragma omp simd
+          for (int64_t e = 0; e < d; ++e) oi[e] += pj * vj[e];
+        }
+      }
+    }
+  }
+  return MX_SUCCESS;
+}
+
+// in: d_context, d_weights, d_keep, qkv, bias, train, context, weights, keep
+// out: d_qkv, d_bias, d_train
+MXReturnValue att_backward(const Attrs& attrs, std::vector<MXTensor>* in,
+                           std::vector<MXTensor>* out, const OpResource& res) {
+  const Heads s = heads_of(attrs, (*in)[3]);
+  const double p_drop = std::stod(attrs.at("p"));
+  const bool train = in_f(in, 5)[0] != 0.f && p_drop > 0.0;
+  const float scale = train ? static_cast<float>(1.0 / (1.0 - p_drop)) : 1.f;
+  const float *d_context = in_f(in, 0), *d_weights = in_f(in, 1), *qkv = in_f(in, 3);
+  const float* weights = in_f(in, 7);
+  const uint8_t* keep = static_cast<const uint8_t*>((*in)[8].data_ptr);
+  float *d_qkv = out_f(out, 0), *d_bias = out_f(out, 1);
+  out_f(out, 2)[0] = 0.f;
+  const int64_t t = s.t, d = s.d;
+  const float q_scale = 1.f / std::sqrt(static_cast<float>(d));
+#pragma omp parallel
+  {
+    HeadBuffers buf(s);
+    std::vector<float> dq(t * d), dk(t * d), dv(t * d), dout(t * d);
+#pragma omp for schedule(static)
+    for (int64_t bh = 0; bh < s.b * s.h; ++bh) {
+      const int64_t batch = bh / s.h, head = bh % s.h;
+      buf.load(s, qkv, batch, head);
+      std::fill(dk.begin(), dk.end(), 0.f);
+      std::fill(dv.begin(), dv.end(), 0.f);
+      for (int64_t i = 0; i < t; ++i) {
+        const float* gi = d_context + (i * s.b + batch) * s.c + head * d;
+        for (int64_t e = 0; e < d; ++e) dout[i * d + e] = gi[e];
+      }
+      for (int64_t i = 0; i < t; ++i) {
+        const float* p = weights + (bh * t + i) * t;
+        const float* gw = d_weights + (bh * t + i) * t;
+        const uint8_t* ki = keep + (bh * t + i) * t;
+        const float* doi = dout.data() + i * d;
+        float* dp = buf.grad_row.data();
+        // d(dropped weights) = dO_i V^T, then through the dropout mask; plus d_weights.
+#pragma omp simd
+        for (int64_t j = 0; j < t; ++j) dp[j] = 0.f;
+        for (int64_t e = 0; e < d; ++e) {
+          const float ge = doi[e];
+          const float* vte = buf.vt.data() + e * t;
+#pragma omp simd
+          for (int64_t j = 0; j < t; ++j) dp[j] += ge * vte[j];
+        }
+        float dot = 0.f;
+#pragma omp simd reduction(+ : dot)
+        for (int64_t j = 0; j < t; ++j) {
+          dp[j] = dp[j] * (scale * ki[j]) + gw[j];
+          dot += dp[j] * p[j];
+        }
+        float* ds = d_bias + (bh * t + i) * t;     // the score gradient, also bias's gradient
+#pragma omp simd
+        for (int64_t j = 0; j < t; ++j) ds[j] = p[j] * (dp[j] - dot);
+        // dV_j += dropped_ij dO_i;  dQ_i = sum_j dS_ij K_j / sqrt(d);  dK_j += dS_ij Q_i / sqrt(d)
+        float* dqi = dq.data() + i * d;
+        for (int64_t e = 0; e < d; ++e) dqi[e] = 0.f;
+        const float* qi = buf.q.data() + i * d;
+        for (int64_t j = 0; j < t; ++j) {
+          const float pij = p[j] * (scale * ki[j]), sij = ds[j];
+          float* dvj = dv.data() + j * d;
+          float* dkj = dk.data() + j * d;
+#pragma omp simd
+          for (int64_t e = 0; e < d; ++e) {
+            dvj[e] += pij * doi[e];
+            dqi[e] += sij * buf.kt[e * t + j];
+            dkj[e] += sij * qi[e];
+          }
+        }
+      }
+      for (int64_t i = 0; i < t; ++i) {
+        float* gq = d_qkv + s.at(i, batch, head, 0);
+        float* gk = d_qkv + s.at(i, batch, head, 1);
+        float* gv = d_qkv + s.at(i, batch, head, 2);
+        for (int64_t e = 0; e < d; ++e) {
+          gq[e] = dq[i * d + e] * q_scale;
+          gk[e] = dk[i * d + e];
+          gv[e] = dv[i * d + e];
+        }
+      }
+    }
+  }
+  return MX_SUCCESS;
+}
+
+MXReturnValue att_parse(const Attrs& attrs, int* num_in, int* num_out) {
+  if (attrs.count("heads") == 0 || std::stoll(attrs.at("heads")) < 1) {
+    MX_ERROR_MSG << "gluonbert_self_attention needs the attribute heads >= 1";
+    return MX_FAIL;
+  }
+  if (parse_p(attrs) != MX_SUCCESS) return MX_FAIL;
+  *num_in = 3;
+  *num_out = 3;
+  return MX_SUCCESS;
+}
+
+MXReturnValue att_infer_type(const Attrs& attrs, std::vector<int>* in, std::vector<int>* out) {
+  if (check_float32("gluonbert_self_attention", *in, 3) != MX_SUCCESS) return MX_FAIL;
+  (*out)[0] = (*out)[1] = mxnet::ext::kFloat32;
+  (*out)[2] = mxnet::ext::kUint8;
+  return MX_SUCCESS;
+}
+
+MXReturnValue att_infer_shape(const Attrs& attrs, Shapes* in, Shapes* out) {
+  const char* op = "gluonbert_self_attention";
+  const auto& qkv = (*in)[0];
+  const unsigned int heads = std::stoul(attrs.at("heads"));
+  if (qkv.size() != 3 || qkv[2] % (3 * heads) != 0) {
+    MX_ERROR_MSG << op << ": qkv must be (T, B, 3C) with C divisible by heads=" << heads;
+    return MX_FAIL;
+  }
+  const unsigned int t = qkv[0], b = qkv[1], c = qkv[2] / 3;
+  const std::vector<unsigned int> scores{b * heads, t, t};
+  if ((*in)[1] != scores) {
+    MX_ERROR_MSG << op << ": bias must be (B*H, T, T) = (" << b * heads << ", " << t << ", "
+                 << t << ")";
+    return MX_FAIL;
+  }
+  (*out)[0] = {t, b, c};
+  (*out)[1] = (*out)[2] = scores;
+  return MX_SUCCESS;
+}
+
 }  // namespace
 
 REGISTER_OP(gluonbert_layer_norm)
@@ -432,6 +671,13 @@ REGISTER_OP(gluonbert_add_dropout_layer_norm)
     .setInferShape(adln_infer_shape)
     .setForward(adln_forward, "cpu")
     .setBackward(adln_backward, "cpu");
+
+REGISTER_OP(gluonbert_self_attention)
+    .setParseAttrs(att_parse)
+    .setInferType(att_infer_type)
+    .setInferShape(att_infer_shape)
+    .setForward(att_forward, "cpu")
+    .setBackward(att_backward, "cpu");
 
 REGISTER_OP(gluonbert_dropout)
     .setParseAttrs(dropout_parse)

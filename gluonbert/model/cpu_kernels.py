@@ -1,15 +1,18 @@
 """gluonbert's CPU kernels: LayerNorm, residual-dropout-LayerNorm and dropout for training.
 
-MXNet 1.9.1 spends a large part of a BERT training step on CPU in two places that are not
-matrix products: ``LayerNorm``'s backward pass (ten generic broadcast/reduce kernels) and
-``Dropout`` (one ``std::mt19937`` draw per value). ``cpu_kernels.cc`` holds replacements,
+MXNet 1.9.1 spends a large part of a BERT training step on CPU in places that are not the
+dense layers: ``LayerNorm``'s backward pass (ten generic broadcast/reduce kernels),
+``Dropout`` (one ``std::mt19937`` draw per value) and the attention products of many small
+heads. ``cpu_kernels.cc`` holds replacements,
 registered as MXNet operators through MXNet's custom-operator library interface
 (``mx.library.load``):
 
 * ``gluonbert_layer_norm`` -- LayerNorm over the last axis, forward and backward in one pass;
 * ``gluonbert_add_dropout_layer_norm`` -- ``LayerNorm(residual + Dropout(x))``, the end of
   every Transformer sub-layer, with a 1-byte dropout mask;
-* ``gluonbert_dropout`` -- dropout with a counter-based mask.
+* ``gluonbert_dropout`` -- dropout with a counter-based mask;
+* ``gluonbert_self_attention`` -- scores, softmax, dropout and context of every head in one
+  pass per (sequence, head).
 
 The library is compiled on first use on the machine that runs it (``-O3 -march=native``, with
 the ``lib_api`` files that the MXNet wheel ships) and cached under ``$GLUONBERT_CACHE``

@@ -148,3 +148,67 @@ def test_a_failed_build_falls_back_with_a_warning(monkeypatch, tmp_path):
     with pytest.warns(UserWarning, match='CPU kernels unavailable'):
         assert not cpu_kernels.available()
     assert not list(tmp_path.rglob('*.so'))               # nothing half-built left behind
+
+
+def _attention_inputs(seed, t=7, b=3, c=24, h=4):
+    from gluonbert.model.encoder import attention_bias
+    rng = np.random.RandomState(seed)
+    x = mx.nd.array(rng.normal(size=(t, b, c)))
+    bias = attention_bias(mx.nd, mx.nd.array([7, 4, 1]), x, h)
+    return rng, x, bias
+
+
+def test_attention_kernel_matches_operators():
+    """Context and weights, and the gradients of a loss on both, equal MXNet's operators'."""
+    from gluonbert.model.attention import SelfAttention
+    rng, x, bias = _attention_inputs(4)
+    head_context = mx.nd.array(rng.normal(size=x.shape))
+    head_weights = mx.nd.array(rng.normal(size=(3, 4, 7, 7)))
+    results = []
+    for kernel in (False, True):
+        mx.random.seed(0)
+        block = SelfAttention(24, 4, dropout=0.0)
+        block.initialize(mx.init.Normal(0.5))
+        block.kernel = kernel
+        if kernel:           # (MXNet 1.9.1's static_alloc graph of this block alone gives wrong
+            block.hybridize(static_alloc=True)   # input gradients: the reference runs eagerly)
+        x.attach_grad()
+        with autograd.record():
+            context, weights = block(x, None, bias)
+            loss = (context * head_context).sum() + (weights * head_weights).sum()
+        loss.backward()
+        grads = {n: p.grad().asnumpy() for n, p in block._collect_params_with_prefix().items()}
+        results.append((context.asnumpy(), weights.asnumpy(), x.grad.asnumpy(), grads))
+    (c0, w0, g0, p0), (c1, w1, g1, p1) = results
+    np.testing.assert_allclose(c1, c0, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(w1, w0, rtol=1e-5, atol=1e-6)
+    assert np.abs(w1[2, :, :, 1:]).max() == 0            # sequence 2 has one real key
+    np.testing.assert_allclose(g1, g0, rtol=1e-4, atol=1e-4)
+    for name in p0:
+        np.testing.assert_allclose(p1[name], p0[name], rtol=1e-4, atol=1e-4, err_msg=name)
+
+
+def test_attention_kernel_dropout_equals_its_mask():
+    """With dropout the context is MXNet's value product of the kernel's masked weights."""
+    rng, x, bias = _attention_inputs(5)
+    qkv = mx.nd.array(rng.normal(size=(7, 3, 72)))
+    head = mx.nd.array(rng.normal(size=(7, 3, 24)))
+    qkv.attach_grad()
+    with autograd.record():
+        context, weights, keep = mx.nd.gluonbert_self_attention(
+            qkv, bias, mx.nd.ones((1,)), heads=4, p=0.25)
+    context.backward(head)
+    got = (context.asnumpy(), qkv.grad.asnumpy())
+    mask = keep.asnumpy()
+    assert 0.6 < mask.mean() < 0.9
+    ref_qkv = qkv.copy()
+    ref_qkv.attach_grad()
+    with autograd.record():
+        scores = mx.nd.contrib.interleaved_matmul_selfatt_qk(ref_qkv, heads=4)
+        probs = mx.nd.softmax(scores + bias, axis=-1)
+        dropped = probs * mx.nd.array(mask / 0.75)
+        ref = mx.nd.contrib.interleaved_matmul_selfatt_valatt(ref_qkv, dropped, heads=4)
+    ref.backward(head)
+    np.testing.assert_allclose(weights.asnumpy(), probs.asnumpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got[0], ref.asnumpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(got[1], ref_qkv.grad.asnumpy(), rtol=1e-4, atol=1e-4)
