@@ -4,8 +4,8 @@ The block keeps three projection matrices (checkpoint names ``proj_query``, ``pr
 ``proj_value``, as in GluonNLP and in Google's BERT) but multiplies the input by all three in a
 single GEMM: the weights are interleaved head by head into a ``(3 C, C)`` matrix, the layout that
 MXNet's ``interleaved_matmul_selfatt_qk`` / ``_valatt`` operators read without any transpose.
-With ``kernel`` set (:func:`gluonbert.perf.optimize`, training on CPU) and an
-``attention_bias``, scores, softmax, dropout and context are one operator of gluonbert's CPU
+With ``kernel`` set (:func:`gluonbert.perf.optimize`, training on CPU), an ``attention_bias``
+and heads at most 256 wide, scores, softmax, dropout and context are one operator of gluonbert's CPU
 kernels (:mod:`gluonbert.model.cpu_kernels`).
 """
 from mxnet.gluon import HybridBlock
@@ -89,7 +89,7 @@ class SelfAttention(HybridBlock):
         qkv_bias = F.reshape(F.concat(*biases, dim=1), shape=(-1,))
         qkv = F.FullyConnected(x, qkv_weight, qkv_bias, num_hidden=3 * self._units,
                                flatten=False)                                   # (T, B, 3C)
-        if self.kernel and attention_bias is not None:
+        if self.kernel and attention_bias is not None and self._units // heads <= 256:
             # One CPU kernel for scores, softmax, dropout and context (identities: see
             # gluonbert.model.layer_norm.LayerNorm).
             context, weights, _ = F.gluonbert_self_attention(

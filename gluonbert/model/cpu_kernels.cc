@@ -39,6 +39,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 #include <omp.h>
@@ -447,27 +448,143 @@ Heads heads_of(const Attrs& attrs, const MXTensor& qkv) {
   return v;
 }
 
-// Per-thread buffers of one (batch, head) pair: scaled queries (T, d), keys transposed (d, T),
-// values (T, d), values transposed (d, T), a score row (T) and a gradient row (T).
-struct HeadBuffers {
-  std::vector<float> q, kt, v, vt, row, grad_row;
-  explicit HeadBuffers(const Heads& s)
-      : q(s.t * s.d), kt(s.d * s.t), v(s.t * s.d), vt(s.d * s.t), row(s.t), grad_row(s.t) {}
+constexpr int64_t kBlock = 64;  // keys per block of a score row (4 AVX-512 registers)
+constexpr int64_t kMaxGenericHead = 256;  // widest head without a specialised kernel
+
+// exp(x) for x <= 0 (softmax after subtracting the row maximum), vectorisable: 2^n * p(r) with
+// r = x - n ln 2 in [-ln2/2, ln2/2] and p a degree-6 Taylor polynomial (relative error < 2e-7);
+// exactly 0 below -87 (masked keys have scores near -1e18), where std::exp would take its slow
+// underflow path.
+#pragma omp declare simd notinbranch
+inline float exp_nonpositive(float x) {
+  const float clamped = std::max(x, -87.f);
+  const float n = std::nearbyint(clamped * 1.44269504f);
+  const float r = (clamped - n * 0.693145751953125f) - n * 1.428606765330187e-06f;
+  float p = 1.f / 720.f;
+  p = p * r + 1.f / 120.f;
+  p = p * r + 1.f / 24.f;
+  p = p * r + 1.f / 6.f;
+  p = p * r + 0.5f;
+  p = p * r + 1.f;
+  p = p * r + 1.f;
+  int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float two_n;
+  std::memcpy(&two_n, &bits, sizeof(two_n));
+  return x < -87.f ? 0.f : p * two_n;
+}
+
+// One (sequence, head) pair in cache: scaled queries q (T, d), keys k (T, d), values v (T, d),
+// and keys and values transposed (d, Tp), Tp = T rounded up to kBlock with zero columns, so that
+// every inner loop runs over contiguous memory in register-sized blocks.
+struct Head {
+  int64_t t, tp, d;
+  std::vector<float> q, k, v, kt, vt;
+  explicit Head(const Heads& s)
+      : t(s.t), tp((s.t + kBlock - 1) / kBlock * kBlock), d(s.d), q(t * d), k(t * d), v(t * d),
+        kt(d * tp, 0.f), vt(d * tp, 0.f) {}
   void load(const Heads& s, const float* qkv, int64_t batch, int64_t head) {
-    const float scale = 1.f / std::sqrt(static_cast<float>(s.d));
-    for (int64_t i = 0; i < s.t; ++i) {
+    const float scale = 1.f / std::sqrt(static_cast<float>(d));
+    for (int64_t i = 0; i < t; ++i) {
       const float* qi = qkv + s.at(i, batch, head, 0);
       const float* ki = qkv + s.at(i, batch, head, 1);
       const float* vi = qkv + s.at(i, batch, head, 2);
-      for (int64_t e = 0; e < s.d; ++e) {
-        q[i * s.d + e] = qi[e] * scale;
-        kt[e * s.t + i] = ki[e];
-        v[i * s.d + e] = vi[e];
-        vt[e * s.t + i] = vi[e];
+      for (int64_t e = 0; e < d; ++e) {
+        q[i * d + e] = qi[e] * scale;
+        k[i * d + e] = ki[e];
+        v[i * d + e] = vi[e];
       }
     }
+    for (int64_t e = 0; e < d; ++e)
+      for (int64_t i = 0; i < t; ++i) {
+        kt[e * tp + i] = k[i * d + e];
+        vt[e * tp + i] = v[i * d + e];
+      }
   }
 };
+
+// row[0..t) = init[0..t) + a (1 x d) times bt (d x tp), in blocks of kBlock columns held in
+// kBlock / 16 independent register accumulators (one would wait on each FMA's latency).
+template <int D>
+inline void row_times(const float* a, const float* bt, int64_t d_rt, int64_t t, int64_t tp,
+                      const float* init, float* row) {
+  const int64_t d = D ? D : d_rt;
+  for (int64_t jb = 0; jb < tp; jb += kBlock) {
+    float acc[kBlock];
+#pragma omp simd
+    for (int64_t jj = 0; jj < kBlock; ++jj) acc[jj] = 0.f;
+    for (int64_t e = 0; e < d; ++e) {
+      const float ae = a[e];
+      const float* b = bt + e * tp + jb;
+#pragma omp simd
+      for (int64_t jj = 0; jj < kBlock; ++jj) acc[jj] += ae * b[jj];
+    }
+    const int64_t width = std::min(kBlock, t - jb);
+    for (int64_t jj = 0; jj < width; ++jj) row[jb + jj] = acc[jj] + (init ? init[jb + jj] : 0.f);
+  }
+}
+
+// out[0..d) = scale * sum over r < n of w[r * stride] * m[r * d .. r * d + d), with four
+// independent accumulators (rows r, r+1, r+2, r+3) to hide the FMA latency.
+template <int D>
+inline void weighted_rows(const float* w, int64_t stride, const float* m, int64_t n,
+                          int64_t d_rt, float scale, float* out) {
+  const int64_t d = D ? D : d_rt;
+  float acc[4][D ? D : kMaxGenericHead];
+  for (int u = 0; u < 4; ++u) {
+#pragma omp simd
+    for (int64_t e = 0; e < d; ++e) acc[u][e] = 0.f;
+  }
+  int64_t r = 0;
+  for (; r + 4 <= n; r += 4) {
+    for (int u = 0; u < 4; ++u) {
+      const float wr = w[(r + u) * stride];
+      const float* mr = m + (r + u) * d;
+#pragma omp simd
+      for (int64_t e = 0; e < d; ++e) acc[u][e] += wr * mr[e];
+    }
+  }
+  for (; r < n; ++r) {
+    const float wr = w[r * stride];
+    const float* mr = m + r * d;
+#pragma omp simd
+    for (int64_t e = 0; e < d; ++e) acc[0][e] += wr * mr[e];
+  }
+#pragma omp simd
+  for (int64_t e = 0; e < d; ++e) out[e] = (acc[0][e] + acc[1][e] + acc[2][e] + acc[3][e]) * scale;
+}
+
+template <int D>
+void att_forward_head(const Heads& s, Head& h, const float* bias, const MaskKey& key,
+                      int64_t batch, int64_t head, float* weights, uint8_t* keep,
+                      float* dropped, float* context) {
+  const int64_t t = s.t, bh = batch * s.h + head;
+  for (int64_t i = 0; i < t; ++i) {
+    const int64_t row = (bh * t + i) * t;
+    float* p = weights + row;
+    row_times<D>(h.q.data() + i * h.d, h.kt.data(), h.d, t, h.tp, bias + row, p);
+    float top = p[0];
+#pragma omp simd reduction(max : top)
+    for (int64_t j = 1; j < t; ++j) top = std::max(top, p[j]);
+    float sum = 0.f;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < t; ++j) {
+      p[j] = exp_nonpositive(p[j] - top);
+      sum += p[j];
+    }
+    const float inv = 1.f / sum;
+    uint8_t* ki = keep + row;
+    if (key.active) fill_mask(key, row, t, ki);
+    const float scale = key.active ? key.scale : 1.f;
+#pragma omp simd
+    for (int64_t j = 0; j < t; ++j) {
+      p[j] *= inv;
+      if (!key.active) ki[j] = 1;
+      dropped[j] = p[j] * (scale * ki[j]);
+    }
+    weighted_rows<D>(dropped, 1, h.v.data(), t, h.d, 1.f,
+                     context + (i * s.b + batch) * s.c + head * h.d);
+  }
+}
 
 // in: qkv (T, B, 3C), bias (B*H, T, T), train (1,)
 // out: context (T, B, C), weights (B*H, T, T) softmax before dropout, keep (B*H, T, T) uint8
@@ -478,60 +595,66 @@ MXReturnValue att_forward(const Attrs& attrs, std::vector<MXTensor>* in,
   const MaskKey key = mask_key(attrs, in_f(in, 2), res);
   float *context = out_f(out, 0), *weights = out_f(out, 1);
   uint8_t* keep = (*out)[2].data<uint8_t>();
-  const int64_t t = s.t, d = s.d;
 #pragma omp parallel
   {
-    HeadBuffers buf(s);
+    Head h(s);
+    std::vector<float> dropped(s.t);
 #pragma omp for schedule(static)
     for (int64_t bh = 0; bh < s.b * s.h; ++bh) {
       const int64_t batch = bh / s.h, head = bh % s.h;
-      buf.load(s, qkv, batch, head);
-      for (int64_t i = 0; i < t; ++i) {
-        float* p = weights + (bh * t + i) * t;
-        uint8_t* ki = keep + (bh * t + i) * t;
-        const float* bi = bias + (bh * t + i) * t;
-#pragma omp simd
-        for (int64_t j = 0; j < t; ++j) p[j] = bi[j];
-        for (int64_t e = 0; e < d; ++e) {
-          const float qe = buf.q[i * d + e];
-          const float* kte = buf.kt.data() + e * t;
-#pragma omp simd
-          for (int64_t j = 0; j < t; ++j) p[j] += qe * kte[j];
-        }
-        float top = p[0];
-        for (int64_t j = 1; j < t; ++j) top = std::max(top, p[j]);
-        float sum = 0.f;
-        for (int64_t j = 0; j < t; ++j) {
-          p[j] = std::exp(p[j] - top);
-          sum += p[j];
-        }
-        const float inv = 1.f / sum;
-#pragma omp simd
-        for (int64_t j = 0; j < t; ++j) p[j] *= inv;
-        float* dropped = buf.row.data();
-        if (key.active) {
-          fill_mask(key, (bh * t + i) * t, t, ki);
-#pragma omp simd
-          for (int64_t j = 0; j < t; ++j) dropped[j] = p[j] * (key.scale * ki[j]);
-        } else {
-#pragma omp simd
-          for (int64_t j = 0; j < t; ++j) {
-            ki[j] = 1;
-            dropped[j] = p[j];
-          }
-        }
-        float* oi = context + (i * s.b + batch) * s.c + head * d;
-        for (int64_t e = 0; e < d; ++e) oi[e] = 0.f;
-        for (int64_t j = 0; j < t; ++j) {
-          const float pj = dropped[j];
-          const float* vj = buf.v.data() + j * d;
-#pragma omp simd
-          for (int64_t e = 0; e < d; ++e) oi[e] += pj * vj[e];
-        }
+      h.load(s, qkv, batch, head);
+      switch (s.d) {
+        case 32: att_forward_head<32>(s, h, bias, key, batch, head, weights, keep,
+                                      dropped.data(), context); break;
+        case 64: att_forward_head<64>(s, h, bias, key, batch, head, weights, keep,
+                                      dropped.data(), context); break;
+        default: att_forward_head<0>(s, h, bias, key, batch, head, weights, keep,
+                                     dropped.data(), context);
       }
     }
   }
   return MX_SUCCESS;
+}
+
+// Gradients of one (sequence, head) pair. dp and dropped are (T, T) scratch; ds is written into
+// d_bias (the gradient of the scores is also the gradient of the additive bias).
+template <int D>
+void att_backward_head(const Heads& s, const Head& h, int64_t batch, int64_t head, float scale,
+                       const float* d_context, const float* d_weights, const float* weights,
+                       const uint8_t* keep, float* d_bias, float* d_qkv, float* dout,
+                       float* dropped, float* grad) {
+  const int64_t t = s.t, d = h.d, bh = batch * s.h + head;
+  const float q_scale = 1.f / std::sqrt(static_cast<float>(d));
+  for (int64_t i = 0; i < t; ++i) {
+    const float* gi = d_context + (i * s.b + batch) * s.c + head * d;
+    for (int64_t e = 0; e < d; ++e) dout[i * d + e] = gi[e];
+  }
+  float* ds_all = d_bias + bh * t * t;
+  for (int64_t i = 0; i < t; ++i) {
+    const int64_t row = (bh * t + i) * t;
+    const float *p = weights + row, *gw = d_weights + row;
+    const uint8_t* ki = keep + row;
+    float* dp = grad;
+    // d(dropped weights) = dO_i V^T, through the dropout mask, plus d(weights).
+    row_times<D>(dout + i * d, h.vt.data(), d, t, h.tp, nullptr, dp);
+    float dot = 0.f;
+#pragma omp simd reduction(+ : dot)
+    for (int64_t j = 0; j < t; ++j) {
+      dropped[i * t + j] = p[j] * (scale * ki[j]);
+      dp[j] = dp[j] * (scale * ki[j]) + gw[j];
+      dot += dp[j] * p[j];
+    }
+    float* ds = ds_all + i * t;
+#pragma omp simd
+    for (int64_t j = 0; j < t; ++j) ds[j] = p[j] * (dp[j] - dot);
+    // dQ_i = sum_j dS_ij K_j / sqrt(d)
+    weighted_rows<D>(ds, 1, h.k.data(), t, d, q_scale, d_qkv + s.at(i, batch, head, 0));
+  }
+  for (int64_t j = 0; j < t; ++j) {
+    // dV_j = sum_i dropped_ij dO_i;  dK_j = sum_i dS_ij Q_i (queries already scaled)
+    weighted_rows<D>(dropped + j, t, dout, t, d, 1.f, d_qkv + s.at(j, batch, head, 2));
+    weighted_rows<D>(ds_all + j, t, h.q.data(), t, d, 1.f, d_qkv + s.at(j, batch, head, 1));
+  }
 }
 
 // in: d_context, d_weights, d_keep, qkv, bias, train, context, weights, keep
@@ -547,71 +670,24 @@ MXReturnValue att_backward(const Attrs& attrs, std::vector<MXTensor>* in,
   const uint8_t* keep = static_cast<const uint8_t*>((*in)[8].data_ptr);
   float *d_qkv = out_f(out, 0), *d_bias = out_f(out, 1);
   out_f(out, 2)[0] = 0.f;
-  const int64_t t = s.t, d = s.d;
-  const float q_scale = 1.f / std::sqrt(static_cast<float>(d));
 #pragma omp parallel
   {
-    HeadBuffers buf(s);
-    std::vector<float> dq(t * d), dk(t * d), dv(t * d), dout(t * d);
+    Head h(s);
+    std::vector<float> dout(s.t * s.d), dropped(s.t * s.t), grad(s.t);
 #pragma omp for schedule(static)
     for (int64_t bh = 0; bh < s.b * s.h; ++bh) {
       const int64_t batch = bh / s.h, head = bh % s.h;
-      buf.load(s, qkv, batch, head);
-      std::fill(dk.begin(), dk.end(), 0.f);
-      std::fill(dv.begin(), dv.end(), 0.f);
-      for (int64_t i = 0; i < t; ++i) {
-        const float* gi = d_context + (i * s.b + batch) * s.c + head * d;
-        for (int64_t e = 0; e < d; ++e) dout[i * d + e] = gi[e];
-      }
-      for (int64_t i = 0; i < t; ++i) {
-        const float* p = weights + (bh * t + i) * t;
-        const float* gw = d_weights + (bh * t + i) * t;
-        const uint8_t* ki = keep + (bh * t + i) * t;
-        const float* doi = dout.data() + i * d;
-        float* dp = buf.grad_row.data();
-        // d(dropped weights) = dO_i V^T, then through the dropout mask; plus d_weights.
-#pragma omp simd
-        for (int64_t j = 0; j < t; ++j) dp[j] = 0.f;
-        for (int64_t e = 0; e < d; ++e) {
-          const float ge = doi[e];
-          const float* vte = buf.vt.data() + e * t;
-#pragma omp simd
-          for (int64_t j = 0; j < t; ++j) dp[j] += ge * vte[j];
-        }
-        float dot = 0.f;
-#pragma omp simd reduction(+ : dot)
-        for (int64_t j = 0; j < t; ++j) {
-          dp[j] = dp[j] * (scale * ki[j]) + gw[j];
-          dot += dp[j] * p[j];
-        }
-        float* ds = d_bias + (bh * t + i) * t;     // the score gradient, also bias's gradient
-#pragma omp simd
-        for (int64_t j = 0; j < t; ++j) ds[j] = p[j] * (dp[j] - dot);
-        // dV_j += dropped_ij dO_i;  dQ_i = sum_j dS_ij K_j / sqrt(d);  dK_j += dS_ij Q_i / sqrt(d)
-        float* dqi = dq.data() + i * d;
-        for (int64_t e = 0; e < d; ++e) dqi[e] = 0.f;
-        const float* qi = buf.q.data() + i * d;
-        for (int64_t j = 0; j < t; ++j) {
-          const float pij = p[j] * (scale * ki[j]), sij = ds[j];
-          float* dvj = dv.data() + j * d;
-          float* dkj = dk.data() + j * d;
-#pragma omp simd
-          for (int64_t e = 0; e < d; ++e) {
-            dvj[e] += pij * doi[e];
-            dqi[e] += sij * buf.kt[e * t + j];
-            dkj[e] += sij * qi[e];
-          }
-        }
-      }
-      for (int64_t i = 0; i < t; ++i) {
-        float* gq = d_qkv + s.at(i, batch, head, 0);
-        float* gk = d_qkv + s.at(i, batch, head, 1);
-        float* gv = d_qkv + s.at(i, batch, head, 2);
-        for (int64_t e = 0; e < d; ++e) {
-          gq[e] = dq[i * d + e] * q_scale;
-          gk[e] = dk[i * d + e];
-          gv[e] = dv[i * d + e];
-        }
+      h.load(s, qkv, batch, head);
+      switch (s.d) {
+        case 32: att_backward_head<32>(s, h, batch, head, scale, d_context, d_weights, weights,
+                                       keep, d_bias, d_qkv, dout.data(), dropped.data(),
+                                       grad.data()); break;
+        case 64: att_backward_head<64>(s, h, batch, head, scale, d_context, d_weights, weights,
+                                       keep, d_bias, d_qkv, dout.data(), dropped.data(),
+                                       grad.data()); break;
+        default: att_backward_head<0>(s, h, batch, head, scale, d_context, d_weights, weights,
+                                      keep, d_bias, d_qkv, dout.data(), dropped.data(),
+                                      grad.data());
       }
     }
   }
@@ -645,6 +721,10 @@ MXReturnValue att_infer_shape(const Attrs& attrs, Shapes* in, Shapes* out) {
     return MX_FAIL;
   }
   const unsigned int t = qkv[0], b = qkv[1], c = qkv[2] / 3;
+  if (c / heads > kMaxGenericHead) {
+    MX_ERROR_MSG << op << ": heads wider than " << kMaxGenericHead << " are not supported";
+    return MX_FAIL;
+  }
   const std::vector<unsigned int> scores{b * heads, t, t};
   if ((*in)[1] != scores) {
     MX_ERROR_MSG << op << ": bias must be (B*H, T, T) = (" << b * heads << ", " << t << ", "

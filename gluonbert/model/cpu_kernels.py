@@ -16,8 +16,8 @@ registered as MXNet operators through MXNet's custom-operator library interface
 
 The library is compiled on first use on the machine that runs it (``-O3 -march=native``, with
 the ``lib_api`` files that the MXNet wheel ships) and cached under ``$GLUONBERT_CACHE``
-(default ``~/.cache/gluonbert``), keyed by the source, the MXNet build, the compiler and the
-CPU's flags. Without a C++ compiler, or with ``GLUONBERT_KERNELS=0``, :func:`available` is
+(default ``~/.cache/gluonbert``), keyed by the source, the MXNet build, the compiler and its flags,
+and the CPU's flags. Without a C++ compiler, or with ``GLUONBERT_KERNELS=0``, :func:`available` is
 False and the blocks keep MXNet's own operators (same results, slower training).
 :func:`gluonbert.perf.optimize` switches the blocks to the kernels for training on CPU.
 """
@@ -30,10 +30,12 @@ import tempfile
 import warnings
 from pathlib import Path
 
-__all__ = ['available', 'library_path', 'SOURCE']
+__all__ = ['available', 'library_path', 'SOURCE', 'FLAGS']
 
 #: The C++ source of the kernels.
 SOURCE = Path(__file__).with_name('cpu_kernels.cc')
+#: Compiler flags (-fno-math-errno lets the compiler vectorise expf through glibc's libmvec).
+FLAGS = ('-O3', '-march=native', '-fno-math-errno', '-fopenmp', '-shared', '-fPIC', '-std=c++17')
 
 _state = {'loaded': None}
 
@@ -73,7 +75,7 @@ def library_path():
     key = hashlib.sha256()
     for part in (SOURCE.read_bytes(), (mx_dir / 'include/mxnet/lib_api.h').read_bytes(),
                  (mx_dir / 'src/lib_api.cc').read_bytes(), compiler.encode(),
-                 _cpu_flags().encode()):
+                 ' '.join(FLAGS).encode(), _cpu_flags().encode()):
         key.update(hashlib.sha256(part).digest())
     cache = Path(os.environ.get('GLUONBERT_CACHE') or Path.home() / '.cache' / 'gluonbert')
     return cache / 'kernels' / f'libgluonbert_kernels-{key.hexdigest()[:16]}.so'
@@ -84,8 +86,7 @@ def _build(target):
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         partial = Path(tmp) / target.name
-        command = [_compiler(), '-O3', '-march=native', '-fopenmp', '-shared', '-fPIC',
-                   '-std=c++17', f'-I{mx_dir / "include"}', str(SOURCE),
+        command = [_compiler(), *FLAGS, f'-I{mx_dir / "include"}', str(SOURCE),
                    str(mx_dir / 'src/lib_api.cc'), '-o', str(partial)]
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0:
