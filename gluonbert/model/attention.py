@@ -4,9 +4,9 @@ The block keeps three projection matrices (checkpoint names ``proj_query``, ``pr
 ``proj_value``, as in GluonNLP and in Google's BERT) but multiplies the input by all three in a
 single GEMM: the weights are interleaved head by head into a ``(3 C, C)`` matrix, the layout that
 MXNet's ``interleaved_matmul_selfatt_qk`` / ``_valatt`` operators read without any transpose.
-With ``kernel`` set (:func:`gluonbert.perf.optimize`, training on CPU), an ``attention_bias``
-and heads at most 256 wide, scores, softmax, dropout and context are one operator of gluonbert's CPU
-kernels (:mod:`gluonbert.model.cpu_kernels`).
+With ``kernel`` set (:func:`gluonbert.perf.optimize`, training on CPU), a ``valid_length`` and
+heads at most 256 wide, scores, softmax, dropout and context are one operator of gluonbert's
+CPU kernels (:mod:`gluonbert.model.cpu_kernels`), which skips the padding keys.
 """
 from mxnet.gluon import HybridBlock
 
@@ -33,8 +33,9 @@ class SelfAttention(HybridBlock):
         Hidden states, time-major.
     valid_length : (B * H,) or None
         Number of real (non-padding) tokens of each sequence, repeated for each head.
-        Keys at positions >= valid_length get zero attention weight. Ignored when
-        ``attention_bias`` is given; no masking when both are None.
+        Keys at positions >= valid_length get zero attention weight. MXNet's operators use
+        ``attention_bias`` instead when it is given; the CPU kernel uses ``valid_length``.
+        No masking when both are None.
     attention_bias : (B * H, T, T) or None
         Added to the attention scores before the softmax: 0 for keys to attend to, a large
         negative number (-1e18) for masked keys (see
@@ -89,12 +90,12 @@ class SelfAttention(HybridBlock):
         qkv_bias = F.reshape(F.concat(*biases, dim=1), shape=(-1,))
         qkv = F.FullyConnected(x, qkv_weight, qkv_bias, num_hidden=3 * self._units,
                                flatten=False)                                   # (T, B, 3C)
-        if self.kernel and attention_bias is not None and self._units // heads <= 256:
+        if self.kernel and valid_length is not None and self._units // heads <= 256:
             # One CPU kernel for scores, softmax, dropout and context (identities: see
             # gluonbert.model.layer_norm.LayerNorm).
             context, weights, _ = F.gluonbert_self_attention(
-                F.identity(qkv), F.identity(attention_bias), training_flag(F, qkv),
-                heads=heads, p=self.dropout._rate)
+                F.identity(qkv), F.identity(F.cast(valid_length, dtype='float32')),
+                training_flag(F, qkv), heads=heads, p=self.dropout._rate)
             return context, F.reshape(weights, shape=(-4, -1, heads, 0, 0))
         scores = F.contrib.interleaved_matmul_selfatt_qk(qkv, heads=heads)      # (B*H, T, T)
         if attention_bias is not None:

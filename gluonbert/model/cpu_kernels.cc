@@ -19,10 +19,11 @@
 // gluonbert_dropout(data, train; p) -> (out, keep)
 //   Inverted dropout: out = data * keep / (1 - p).
 //
-// gluonbert_self_attention(qkv, bias, train; heads, p) -> (context, weights, keep)
+// gluonbert_self_attention(qkv, valid_length, train; heads, p) -> (context, weights, keep)
 //   Scaled dot-product attention of every head, from the fused projection qkv (T, B, 3C) in
 //   the layout of MXNet's interleaved_matmul_selfatt_* operators: weights (B*H, T, T) =
-//   softmax(Q K^T / sqrt(d) + bias), then dropout, context (T, B, C) = dropped weights x V.
+//   softmax(Q K^T / sqrt(d)) over the first valid_length[b*H+h] keys (the others get weight
+//   exactly 0 and are not computed), then dropout, context (T, B, C) = dropped weights x V.
 //   One pass per (sequence, head) pair with its queries, keys and values in cache, where
 //   MXNet runs two batched products, a softmax, a dropout and their backward passes, each
 //   over the whole (B*H, T, T) tensor.
@@ -502,24 +503,25 @@ struct Head {
   }
 };
 
-// row[0..t) = init[0..t) + a (1 x d) times bt (d x tp), in blocks of kBlock columns held in
-// kBlock / 16 independent register accumulators (one would wait on each FMA's latency).
+// row[0..n) = a (1 x d) times bt (d x stride), computing the columns [0, np) (np: n rounded up
+// to kBlock) in blocks of kBlock held in kBlock / 16 independent register accumulators (one
+// would wait on each FMA's latency).
 template <int D>
-inline void row_times(const float* a, const float* bt, int64_t d_rt, int64_t t, int64_t tp,
-                      const float* init, float* row) {
+inline void row_times(const float* a, const float* bt, int64_t d_rt, int64_t n, int64_t np,
+                      int64_t stride, float* row) {
   const int64_t d = D ? D : d_rt;
-  for (int64_t jb = 0; jb < tp; jb += kBlock) {
+  for (int64_t jb = 0; jb < np; jb += kBlock) {
     float acc[kBlock];
 #pragma omp simd
     for (int64_t jj = 0; jj < kBlock; ++jj) acc[jj] = 0.f;
     for (int64_t e = 0; e < d; ++e) {
       const float ae = a[e];
-      const float* b = bt + e * tp + jb;
+      const float* b = bt + e * stride + jb;
 #pragma omp simd
       for (int64_t jj = 0; jj < kBlock; ++jj) acc[jj] += ae * b[jj];
     }
-    const int64_t width = std::min(kBlock, t - jb);
-    for (int64_t jj = 0; jj < width; ++jj) row[jb + jj] = acc[jj] + (init ? init[jb + jj] : 0.f);
+    const int64_t width = std::min(kBlock, n - jb);
+    for (int64_t jj = 0; jj < width; ++jj) row[jb + jj] = acc[jj];
   }
 }
 
@@ -553,21 +555,28 @@ inline void weighted_rows(const float* w, int64_t stride, const float* m, int64_
   for (int64_t e = 0; e < d; ++e) out[e] = (acc[0][e] + acc[1][e] + acc[2][e] + acc[3][e]) * scale;
 }
 
+// Keys this (sequence, head) pair attends to: the first valid_length, at least 1, at most T.
+inline int64_t real_keys(const float* lengths, int64_t bh, int64_t t) {
+  return std::min(t, std::max<int64_t>(1, static_cast<int64_t>(lengths[bh])));
+}
+
 template <int D>
-void att_forward_head(const Heads& s, Head& h, const float* bias, const MaskKey& key,
-                      int64_t batch, int64_t head, float* weights, uint8_t* keep,
-                      float* dropped, float* context) {
+void att_forward_head(const Heads& s, Head& h, int64_t n, const MaskKey& key, int64_t batch,
+                      int64_t head, float* weights, uint8_t* keep, float* dropped,
+                      float* context) {
   const int64_t t = s.t, bh = batch * s.h + head;
+  const int64_t np = (n + kBlock - 1) / kBlock * kBlock;
   for (int64_t i = 0; i < t; ++i) {
     const int64_t row = (bh * t + i) * t;
     float* p = weights + row;
-    row_times<D>(h.q.data() + i * h.d, h.kt.data(), h.d, t, h.tp, bias + row, p);
+    // Scores of the n real keys only; the padding keys get weight exactly 0.
+    row_times<D>(h.q.data() + i * h.d, h.kt.data(), h.d, n, np, h.tp, p);
     float top = p[0];
 #pragma omp simd reduction(max : top)
-    for (int64_t j = 1; j < t; ++j) top = std::max(top, p[j]);
+    for (int64_t j = 1; j < n; ++j) top = std::max(top, p[j]);
     float sum = 0.f;
 #pragma omp simd reduction(+ : sum)
-    for (int64_t j = 0; j < t; ++j) {
+    for (int64_t j = 0; j < n; ++j) {
       p[j] = exp_nonpositive(p[j] - top);
       sum += p[j];
     }
@@ -577,21 +586,21 @@ void att_forward_head(const Heads& s, Head& h, const float* bias, const MaskKey&
     const float scale = key.active ? key.scale : 1.f;
 #pragma omp simd
     for (int64_t j = 0; j < t; ++j) {
-      p[j] *= inv;
+      p[j] = j < n ? p[j] * inv : 0.f;
       if (!key.active) ki[j] = 1;
       dropped[j] = p[j] * (scale * ki[j]);
     }
-    weighted_rows<D>(dropped, 1, h.v.data(), t, h.d, 1.f,
+    weighted_rows<D>(dropped, 1, h.v.data(), n, h.d, 1.f,
                      context + (i * s.b + batch) * s.c + head * h.d);
   }
 }
 
-// in: qkv (T, B, 3C), bias (B*H, T, T), train (1,)
+// in: qkv (T, B, 3C), valid_length (B*H,), train (1,)
 // out: context (T, B, C), weights (B*H, T, T) softmax before dropout, keep (B*H, T, T) uint8
 MXReturnValue att_forward(const Attrs& attrs, std::vector<MXTensor>* in,
                           std::vector<MXTensor>* out, const OpResource& res) {
   const Heads s = heads_of(attrs, (*in)[0]);
-  const float *qkv = in_f(in, 0), *bias = in_f(in, 1);
+  const float *qkv = in_f(in, 0), *lengths = in_f(in, 1);
   const MaskKey key = mask_key(attrs, in_f(in, 2), res);
   float *context = out_f(out, 0), *weights = out_f(out, 1);
   uint8_t* keep = (*out)[2].data<uint8_t>();
@@ -603,62 +612,67 @@ MXReturnValue att_forward(const Attrs& attrs, std::vector<MXTensor>* in,
     for (int64_t bh = 0; bh < s.b * s.h; ++bh) {
       const int64_t batch = bh / s.h, head = bh % s.h;
       h.load(s, qkv, batch, head);
+      const int64_t n = real_keys(lengths, bh, s.t);
       switch (s.d) {
-        case 32: att_forward_head<32>(s, h, bias, key, batch, head, weights, keep,
-                                      dropped.data(), context); break;
-        case 64: att_forward_head<64>(s, h, bias, key, batch, head, weights, keep,
-                                      dropped.data(), context); break;
-        default: att_forward_head<0>(s, h, bias, key, batch, head, weights, keep,
-                                     dropped.data(), context);
+        case 32: att_forward_head<32>(s, h, n, key, batch, head, weights, keep, dropped.data(),
+                                      context); break;
+        case 64: att_forward_head<64>(s, h, n, key, batch, head, weights, keep, dropped.data(),
+                                      context); break;
+        default: att_forward_head<0>(s, h, n, key, batch, head, weights, keep, dropped.data(),
+                                     context);
       }
     }
   }
   return MX_SUCCESS;
 }
 
-// Gradients of one (sequence, head) pair. dp and dropped are (T, T) scratch; ds is written into
-// d_bias (the gradient of the scores is also the gradient of the additive bias).
+// Gradients of one (sequence, head) pair with n real keys. dropped and ds_all are (T, T)
+// scratch, dout (T, d), grad (T).
 template <int D>
-void att_backward_head(const Heads& s, const Head& h, int64_t batch, int64_t head, float scale,
-                       const float* d_context, const float* d_weights, const float* weights,
-                       const uint8_t* keep, float* d_bias, float* d_qkv, float* dout,
-                       float* dropped, float* grad) {
+void att_backward_head(const Heads& s, const Head& h, int64_t n, int64_t batch, int64_t head,
+                       float scale, const float* d_context, const float* d_weights,
+                       const float* weights, const uint8_t* keep, float* d_qkv, float* dout,
+                       float* dropped, float* ds_all, float* grad) {
   const int64_t t = s.t, d = h.d, bh = batch * s.h + head;
+  const int64_t np = (n + kBlock - 1) / kBlock * kBlock;
   const float q_scale = 1.f / std::sqrt(static_cast<float>(d));
   for (int64_t i = 0; i < t; ++i) {
     const float* gi = d_context + (i * s.b + batch) * s.c + head * d;
     for (int64_t e = 0; e < d; ++e) dout[i * d + e] = gi[e];
   }
-  float* ds_all = d_bias + bh * t * t;
   for (int64_t i = 0; i < t; ++i) {
     const int64_t row = (bh * t + i) * t;
     const float *p = weights + row, *gw = d_weights + row;
     const uint8_t* ki = keep + row;
     float* dp = grad;
     // d(dropped weights) = dO_i V^T, through the dropout mask, plus d(weights).
-    row_times<D>(dout + i * d, h.vt.data(), d, t, h.tp, nullptr, dp);
+    row_times<D>(dout + i * d, h.vt.data(), d, n, np, h.tp, dp);
     float dot = 0.f;
 #pragma omp simd reduction(+ : dot)
-    for (int64_t j = 0; j < t; ++j) {
+    for (int64_t j = 0; j < n; ++j) {
       dropped[i * t + j] = p[j] * (scale * ki[j]);
       dp[j] = dp[j] * (scale * ki[j]) + gw[j];
       dot += dp[j] * p[j];
     }
     float* ds = ds_all + i * t;
 #pragma omp simd
-    for (int64_t j = 0; j < t; ++j) ds[j] = p[j] * (dp[j] - dot);
+    for (int64_t j = 0; j < n; ++j) ds[j] = p[j] * (dp[j] - dot);
     // dQ_i = sum_j dS_ij K_j / sqrt(d)
-    weighted_rows<D>(ds, 1, h.k.data(), t, d, q_scale, d_qkv + s.at(i, batch, head, 0));
+    weighted_rows<D>(ds, 1, h.k.data(), n, d, q_scale, d_qkv + s.at(i, batch, head, 0));
   }
-  for (int64_t j = 0; j < t; ++j) {
+  for (int64_t j = 0; j < n; ++j) {
     // dV_j = sum_i dropped_ij dO_i;  dK_j = sum_i dS_ij Q_i (queries already scaled)
     weighted_rows<D>(dropped + j, t, dout, t, d, 1.f, d_qkv + s.at(j, batch, head, 2));
     weighted_rows<D>(ds_all + j, t, h.q.data(), t, d, 1.f, d_qkv + s.at(j, batch, head, 1));
   }
+  for (int64_t j = n; j < t; ++j) {   // padding keys: no weight, no gradient
+    std::fill_n(d_qkv + s.at(j, batch, head, 1), d, 0.f);
+    std::fill_n(d_qkv + s.at(j, batch, head, 2), d, 0.f);
+  }
 }
 
-// in: d_context, d_weights, d_keep, qkv, bias, train, context, weights, keep
-// out: d_qkv, d_bias, d_train
+// in: d_context, d_weights, d_keep, qkv, valid_length, train, context, weights, keep
+// out: d_qkv, d_valid_length (zeros), d_train (zero)
 MXReturnValue att_backward(const Attrs& attrs, std::vector<MXTensor>* in,
                            std::vector<MXTensor>* out, const OpResource& res) {
   const Heads s = heads_of(attrs, (*in)[3]);
@@ -668,26 +682,29 @@ MXReturnValue att_backward(const Attrs& attrs, std::vector<MXTensor>* in,
   const float *d_context = in_f(in, 0), *d_weights = in_f(in, 1), *qkv = in_f(in, 3);
   const float* weights = in_f(in, 7);
   const uint8_t* keep = static_cast<const uint8_t*>((*in)[8].data_ptr);
-  float *d_qkv = out_f(out, 0), *d_bias = out_f(out, 1);
+  const float* lengths = in_f(in, 4);
+  float* d_qkv = out_f(out, 0);
+  std::fill_n(out_f(out, 1), s.b * s.h, 0.f);
   out_f(out, 2)[0] = 0.f;
 #pragma omp parallel
   {
     Head h(s);
-    std::vector<float> dout(s.t * s.d), dropped(s.t * s.t), grad(s.t);
+    std::vector<float> dout(s.t * s.d), dropped(s.t * s.t), ds(s.t * s.t), grad(s.t);
 #pragma omp for schedule(static)
     for (int64_t bh = 0; bh < s.b * s.h; ++bh) {
       const int64_t batch = bh / s.h, head = bh % s.h;
       h.load(s, qkv, batch, head);
+      const int64_t n = real_keys(lengths, bh, s.t);
       switch (s.d) {
-        case 32: att_backward_head<32>(s, h, batch, head, scale, d_context, d_weights, weights,
-                                       keep, d_bias, d_qkv, dout.data(), dropped.data(),
-                                       grad.data()); break;
-        case 64: att_backward_head<64>(s, h, batch, head, scale, d_context, d_weights, weights,
-                                       keep, d_bias, d_qkv, dout.data(), dropped.data(),
-                                       grad.data()); break;
-        default: att_backward_head<0>(s, h, batch, head, scale, d_context, d_weights, weights,
-                                      keep, d_bias, d_qkv, dout.data(), dropped.data(),
-                                      grad.data());
+        case 32: att_backward_head<32>(s, h, n, batch, head, scale, d_context, d_weights,
+                                       weights, keep, d_qkv, dout.data(), dropped.data(),
+                                       ds.data(), grad.data()); break;
+        case 64: att_backward_head<64>(s, h, n, batch, head, scale, d_context, d_weights,
+                                       weights, keep, d_qkv, dout.data(), dropped.data(),
+                                       ds.data(), grad.data()); break;
+        default: att_backward_head<0>(s, h, n, batch, head, scale, d_context, d_weights,
+                                      weights, keep, d_qkv, dout.data(), dropped.data(),
+                                      ds.data(), grad.data());
       }
     }
   }
@@ -726,9 +743,8 @@ MXReturnValue att_infer_shape(const Attrs& attrs, Shapes* in, Shapes* out) {
     return MX_FAIL;
   }
   const std::vector<unsigned int> scores{b * heads, t, t};
-  if ((*in)[1] != scores) {
-    MX_ERROR_MSG << op << ": bias must be (B*H, T, T) = (" << b * heads << ", " << t << ", "
-                 << t << ")";
+  if ((*in)[1] != std::vector<unsigned int>{b * heads}) {
+    MX_ERROR_MSG << op << ": valid_length must be (B*H,) = (" << b * heads << ",)";
     return MX_FAIL;
   }
   (*out)[0] = {t, b, c};

@@ -114,11 +114,13 @@ class BERTEncoder(HybridBlock):
         x = self.dropout(self.layer_norm(x + positions))
 
         valid_length = F.cast(valid_length, dtype='float32')
-        # One additive mask for every cell (cheaper than a softmax with lengths in each).
+        # One additive mask for every cell (cheaper than a softmax with lengths in each), and
+        # the lengths per head, which the CPU attention kernel reads instead.
         bias = attention_bias(F, valid_length, x, self.config.num_heads)       # (B*H, T, T)
+        head_lengths = F.repeat(valid_length, repeats=self.config.num_heads)   # (B*H,)
         encodings, attentions = [], []
         for cell in self.transformer_cells:
-            x, weights = cell(x, None, bias)
+            x, weights = cell(x, head_lengths, bias)
             if self._output_all_encodings:
                 encodings.append(x)
             if self._output_attention:

@@ -67,7 +67,8 @@ class TransformerCell(HybridBlock):
     valid_length : (B * H,) or None
         Real length of each sequence, repeated per head (see :class:`SelfAttention`).
     attention_bias : (B * H, T, T) or None
-        Additive attention mask, used instead of ``valid_length`` when given (faster; see
+        Additive attention mask, used by MXNet's operators instead of ``valid_length`` when
+        given (faster; see
         :class:`SelfAttention`).
 
     Outputs

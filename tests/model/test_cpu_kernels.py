@@ -151,17 +151,18 @@ def test_a_failed_build_falls_back_with_a_warning(monkeypatch, tmp_path):
 
 
 def _attention_inputs(seed, t=7, b=3, c=24, h=4):
+    """Inputs, the additive mask (MXNet's operators) and the lengths per head (the kernel)."""
     from gluonbert.model.encoder import attention_bias
     rng = np.random.RandomState(seed)
     x = mx.nd.array(rng.normal(size=(t, b, c)))
-    bias = attention_bias(mx.nd, mx.nd.array([7, 4, 1]), x, h)
-    return rng, x, bias
+    lengths = mx.nd.array([7, 4, 1])
+    return rng, x, attention_bias(mx.nd, lengths, x, h), mx.nd.repeat(lengths, repeats=h)
 
 
 def test_attention_kernel_matches_operators():
     """Context and weights, and the gradients of a loss on both, equal MXNet's operators'."""
     from gluonbert.model.attention import SelfAttention
-    rng, x, bias = _attention_inputs(4)
+    rng, x, bias, lengths = _attention_inputs(4)
     head_context = mx.nd.array(rng.normal(size=x.shape))
     head_weights = mx.nd.array(rng.normal(size=(3, 4, 7, 7)))
     results = []
@@ -174,7 +175,7 @@ def test_attention_kernel_matches_operators():
             block.hybridize(static_alloc=True)   # input gradients: the reference runs eagerly)
         x.attach_grad()
         with autograd.record():
-            context, weights = block(x, None, bias)
+            context, weights = block(x, lengths, bias)
             loss = (context * head_context).sum() + (weights * head_weights).sum()
         loss.backward()
         grads = {n: p.grad().asnumpy() for n, p in block._collect_params_with_prefix().items()}
@@ -190,17 +191,18 @@ def test_attention_kernel_matches_operators():
 
 def test_attention_kernel_dropout_equals_its_mask():
     """With dropout the context is MXNet's value product of the kernel's masked weights."""
-    rng, x, bias = _attention_inputs(5)
+    rng, x, bias, lengths = _attention_inputs(5)
     qkv = mx.nd.array(rng.normal(size=(7, 3, 72)))
     head = mx.nd.array(rng.normal(size=(7, 3, 24)))
     qkv.attach_grad()
     with autograd.record():
         context, weights, keep = mx.nd.gluonbert_self_attention(
-            qkv, bias, mx.nd.ones((1,)), heads=4, p=0.25)
+            qkv, lengths, mx.nd.ones((1,)), heads=4, p=0.25)
     context.backward(head)
     got = (context.asnumpy(), qkv.grad.asnumpy())
     mask = keep.asnumpy()
     assert 0.6 < mask.mean() < 0.9
+    assert (weights.asnumpy()[8:, :, 1:] == 0).all()     # sequence 2: one real key
     ref_qkv = qkv.copy()
     ref_qkv.attach_grad()
     with autograd.record():
