@@ -14,6 +14,9 @@ INT8 side by side (calibration: the first training pairs of the split).
 weights; speed only) on the same batches: eager fp32, ``torch.compile`` fp32, PyTorch's
 dynamic int8 (``quantize_dynamic`` on the Linear layers) and bf16 autocast.
 
+``--tensor-wise`` also times an INT8 model quantized with one weight scale per matrix
+(``gluonbert quantize --tensor-wise``) beside the channel-wise one.
+
 ``--max-batch-tokens N`` also times the fp32 and INT8 models with ``predict``'s token-budget
 batching (at most N padded tokens per batch, rows unlimited) beside the batches of
 ``--batch-size``, in the same interleaved repeats.
@@ -378,6 +381,8 @@ def main(argv=None):
     parser.add_argument('--max-seq-length', type=int, default=128)
     parser.add_argument('--max-batch-tokens', type=int, default=None,
                         help="also time fp32 and INT8 with predict's token-budget batching")
+    parser.add_argument('--tensor-wise', action='store_true',
+                        help='also time an INT8 model with one weight scale per matrix')
     parser.add_argument('--profile', action='store_true',
                         help='also profile one pass of the fp32 and INT8 graphs per operator')
     parser.add_argument('--infer-base', action='store_true',
@@ -440,14 +445,20 @@ def main(argv=None):
                                     num_calib_batches=args.calib_batches,
                                     batch_size=args.batch_size)
         calib_seconds = time.perf_counter() - start
+        directories = {'gluonbert_fp32': tuned, 'exported_fp32': os.path.join(tmp, 'fp32'),
+                       'int8': os.path.join(tmp, 'int8')}
+        if args.tensor_wise:        # one weight scale per matrix, beside the channel-wise one
+            directories['int8_tensorwise'] = os.path.join(tmp, 'int8_tensorwise')
+            deploy.quantize(tuned, calib, directories['int8_tensorwise'],
+                            calib_mode=args.calib_mode, num_calib_batches=args.calib_batches,
+                            batch_size=args.batch_size, channel_wise=False)
         extra = None
         if args.hf:
             with open(os.path.join(tuned, 'finetune.json'), encoding='utf-8') as f:
                 extra = hf_runners(json.load(f)['bert'], samples, args.batch_size,
                                    transform.pad_id)
         results, probs = time_models(
-            {'gluonbert_fp32': tuned, 'exported_fp32': os.path.join(tmp, 'fp32'),
-             'int8': os.path.join(tmp, 'int8')}, samples, args.batch_size, args.repeats, extra,
+            directories, samples, args.batch_size, args.repeats, extra,
             args.max_batch_tokens, budget_models=('gluonbert_fp32', 'int8'))
         profile = profile_ops({'gluonbert_fp32': tuned, 'int8': os.path.join(tmp, 'int8')},
                               samples, args.batch_size) if args.profile else None

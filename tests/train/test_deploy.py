@@ -324,13 +324,14 @@ def test_int8_benchmark_token_budget_and_infer_base_columns(tmp_path, finetuned)
     script = os.path.join(ROOT, 'benchmarks', 'int8.py')
     done = subprocess.run([sys.executable, script, '--mrpc', finetuned['train'], '--model',
                            'bert_tiny_test', '--pairs', '64', '--repeats', '1',
-                           '--calib-batches', '1', '--max-batch-tokens', '300', '--out',
-                           str(tmp_path / 'tokens.json')], capture_output=True, text=True,
-                          cwd=ROOT)
+                           '--calib-batches', '1', '--max-batch-tokens', '300',
+                           '--tensor-wise', '--out', str(tmp_path / 'tokens.json')],
+                          capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     report = json.load(open(tmp_path / 'tokens.json'))
     assert set(report['results']) == {'gluonbert_fp32', 'gluonbert_fp32_tokens300',
-                                      'exported_fp32', 'int8', 'int8_tokens300'}
+                                      'exported_fp32', 'int8', 'int8_tokens300',
+                                      'int8_tensorwise'}
     budget, rows = report['batching']['tokens300'], report['batching']['batch_size']
     assert budget['real_tokens'] == rows['real_tokens'] and budget['batches'] > rows['batches']
     assert budget['padded_tokens'] <= 300 * budget['batches']
