@@ -459,7 +459,7 @@ def main(argv=None):
                                    transform.pad_id)
         results, probs = time_models(
             directories, samples, args.batch_size, args.repeats, extra,
-            args.max_batch_tokens, budget_models=('gluonbert_fp32', 'int8'))
+            args.max_batch_tokens, budget_models=('gluonbert_fp32', 'int8', 'int8_tensorwise'))
         profile = profile_ops({'gluonbert_fp32': tuned, 'int8': os.path.join(tmp, 'int8')},
                               samples, args.batch_size) if args.profile else None
     if args.finetuned:

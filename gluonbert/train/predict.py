@@ -212,7 +212,8 @@ def predict(model_dir, input_path, output_path, batch_size=None, gpus=None, cpus
         At most this many padded tokens (rows x longest row) per batch: the inputs are sorted
         by length and cut into batches under this budget (short inputs in larger batches).
         Must be at least the longest input's token count (``max_seq_length`` always is).
-        The output is in input order either way, with the same probabilities.
+        The output is in input order either way, with the same labels and probabilities
+        (to float rounding).
 
     Outputs
     -------

@@ -331,7 +331,7 @@ def test_int8_benchmark_token_budget_and_infer_base_columns(tmp_path, finetuned)
     report = json.load(open(tmp_path / 'tokens.json'))
     assert set(report['results']) == {'gluonbert_fp32', 'gluonbert_fp32_tokens300',
                                       'exported_fp32', 'int8', 'int8_tokens300',
-                                      'int8_tensorwise'}
+                                      'int8_tensorwise', 'int8_tensorwise_tokens300'}
     budget, rows = report['batching']['tokens300'], report['batching']['batch_size']
     assert budget['real_tokens'] == rows['real_tokens'] and budget['batches'] > rows['batches']
     assert budget['padded_tokens'] <= 300 * budget['batches']
