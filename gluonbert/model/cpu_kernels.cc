@@ -28,6 +28,12 @@
 //   MXNet runs two batched products, a softmax, a dropout and their backward passes, each
 //   over the whole (B*H, T, T) tensor.
 //
+// gluonbert_softmax_ce(scores, label) -> (ce, lse)
+//   Cross-entropy of each row of scores (..., V) against its label (...) (float, clipped to
+//   [0, V - 1] as MXNet's pick does): ce = lse - scores[label], lse = log sum exp(scores). The
+//   backward pass recomputes the softmax from scores and lse, so no (..., V) log-probabilities
+//   are kept (for the masked LM: batch x predictions x vocabulary floats).
+//
 // train is a (1,) tensor, non-zero in training mode: library operators are not told MXNet's
 // is_train flag, so the Python blocks derive it from MXNet's own Dropout (see dropout.py).
 // Dropout masks come from a counter-based hash of the element index and a 64-bit key drawn
@@ -752,6 +758,75 @@ MXReturnValue att_infer_shape(const Attrs& attrs, Shapes* in, Shapes* out) {
   return MX_SUCCESS;
 }
 
+// ---- gluonbert_softmax_ce ----------------------------------------------------------------------
+
+// in: scores (..., V), label (...) float; out: ce (...), lse (...)
+MXReturnValue ce_forward(const Attrs& attrs, std::vector<MXTensor>* in,
+                         std::vector<MXTensor>* out, const OpResource& res) {
+  const int64_t v = (*in)[0].shape.back(), n = rows_of((*in)[0]);
+  const float *x = in_f(in, 0), *label = in_f(in, 1);
+  float *ce = out_f(out, 0), *lse = out_f(out, 1);
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < n; ++r) {
+    const float* xr = x + r * v;
+    float top = xr[0];
+#pragma omp simd reduction(max : top)
+    for (int64_t j = 1; j < v; ++j) top = std::max(top, xr[j]);
+    float sum = 0.f;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < v; ++j) sum += exp_nonpositive(xr[j] - top);
+    const int64_t target = std::min(v - 1, std::max<int64_t>(0, static_cast<int64_t>(label[r])));
+    lse[r] = top + std::log(sum);
+    ce[r] = lse[r] - xr[target];
+  }
+  return MX_SUCCESS;
+}
+
+// in: d_ce, d_lse, scores, label, ce, lse; out: d_scores, d_label (zeros)
+MXReturnValue ce_backward(const Attrs& attrs, std::vector<MXTensor>* in,
+                          std::vector<MXTensor>* out, const OpResource& res) {
+  const int64_t v = (*in)[2].shape.back(), n = rows_of((*in)[2]);
+  const float *d_ce = in_f(in, 0), *d_lse = in_f(in, 1), *x = in_f(in, 2);
+  const float *label = in_f(in, 3), *lse = in_f(in, 5);
+  float *dx = out_f(out, 0), *d_label = out_f(out, 1);
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < n; ++r) {
+    const float* xr = x + r * v;
+    float* dr = dx + r * v;
+    const float g = d_ce[r] + d_lse[r], l = lse[r];
+    // softmax_j = exp(x_j - lse) <= 1: the exponent is <= 0 up to rounding.
+#pragma omp simd
+    for (int64_t j = 0; j < v; ++j) dr[j] = g * exp_nonpositive(std::min(xr[j] - l, 0.f));
+    const int64_t target = std::min(v - 1, std::max<int64_t>(0, static_cast<int64_t>(label[r])));
+    dr[target] -= d_ce[r];
+    d_label[r] = 0.f;
+  }
+  return MX_SUCCESS;
+}
+
+MXReturnValue ce_parse(const Attrs& attrs, int* num_in, int* num_out) {
+  *num_in = 2;
+  *num_out = 2;
+  return MX_SUCCESS;
+}
+
+MXReturnValue ce_infer_type(const Attrs& attrs, std::vector<int>* in, std::vector<int>* out) {
+  if (check_float32("gluonbert_softmax_ce", *in, 2) != MX_SUCCESS) return MX_FAIL;
+  (*out)[0] = (*out)[1] = mxnet::ext::kFloat32;
+  return MX_SUCCESS;
+}
+
+MXReturnValue ce_infer_shape(const Attrs& attrs, Shapes* in, Shapes* out) {
+  const auto& scores = (*in)[0];
+  const std::vector<unsigned int> rows(scores.begin(), scores.end() - (scores.empty() ? 0 : 1));
+  if (scores.size() < 2 || (*in)[1] != rows) {
+    MX_ERROR_MSG << "gluonbert_softmax_ce: scores must be (..., V) and label (...)";
+    return MX_FAIL;
+  }
+  (*out)[0] = (*out)[1] = rows;
+  return MX_SUCCESS;
+}
+
 }  // namespace
 
 REGISTER_OP(gluonbert_layer_norm)
@@ -774,6 +849,13 @@ REGISTER_OP(gluonbert_self_attention)
     .setInferShape(att_infer_shape)
     .setForward(att_forward, "cpu")
     .setBackward(att_backward, "cpu");
+
+REGISTER_OP(gluonbert_softmax_ce)
+    .setParseAttrs(ce_parse)
+    .setInferType(ce_infer_type)
+    .setInferShape(ce_infer_shape)
+    .setForward(ce_forward, "cpu")
+    .setBackward(ce_backward, "cpu");
 
 REGISTER_OP(gluonbert_dropout)
     .setParseAttrs(dropout_parse)

@@ -41,9 +41,15 @@ def cross_entropy(scores, labels):
 class PretrainingSums(HybridBlock):
     """Weighted MLM and NSP cross-entropy sums and their statistics, as one cached graph.
 
-    Hybridized with static memory: the (b, P, V) log-probabilities and their gradient reuse
-    the same buffers every step instead of being allocated (and, for a large vocabulary,
-    page-faulted in) anew.
+    Hybridized with static memory: the (b, P, V) gradient reuses the same buffers every step
+    instead of being allocated (and, for a large vocabulary, page-faulted in) anew. With
+    ``kernel`` (CPU) the MLM cross-entropy is gluonbert's ``gluonbert_softmax_ce``
+    (:mod:`gluonbert.model.cpu_kernels`), which keeps no (b, P, V) log-probabilities for the
+    backward pass; otherwise ``log_softmax`` and ``pick``.
+
+    Parameters
+    ----------
+    kernel : bool
 
     Inputs
     ------
@@ -63,11 +69,18 @@ class PretrainingSums(HybridBlock):
         Sums named by :data:`PRETRAIN_STATS` (no gradient).
     """
 
+    def __init__(self, kernel=False):
+        super().__init__()
+        self._kernel = kernel
+
     def hybrid_forward(self, F, nsp_scores, mlm_scores, masked_ids, masked_weights, nsp_label):
         ids = F.cast(masked_ids, 'float32')
         labels = F.cast(nsp_label, 'float32')
         weights = F.cast(masked_weights, 'float32')
-        mlm_ce = -F.pick(F.log_softmax(mlm_scores, axis=-1), ids, axis=-1)          # (b, P)
+        if self._kernel:   # identity: see gluonbert.model.layer_norm.LayerNorm
+            mlm_ce = F.gluonbert_softmax_ce(F.identity(mlm_scores), ids)[0]          # (b, P)
+        else:
+            mlm_ce = -F.pick(F.log_softmax(mlm_scores, axis=-1), ids, axis=-1)      # (b, P)
         nsp_ce = -F.pick(F.log_softmax(nsp_scores, axis=-1), labels, axis=-1)       # (b,)
         mlm_sum = F.reshape(F.sum(mlm_ce * weights), shape=(1,))
         nsp_sum = F.reshape(F.sum(nsp_ce), shape=(1,))
@@ -79,15 +92,17 @@ class PretrainingSums(HybridBlock):
         return mlm_sum, nsp_sum, stats
 
 
-_PRETRAINING_SUMS = None
+_PRETRAINING_SUMS = {}
 
 
-def _pretraining_sums():
-    global _PRETRAINING_SUMS
-    if _PRETRAINING_SUMS is None:
-        _PRETRAINING_SUMS = PretrainingSums()
-        _PRETRAINING_SUMS.hybridize(static_alloc=True)
-    return _PRETRAINING_SUMS
+def _pretraining_sums(ctx):
+    """The hybridized :class:`PretrainingSums` for scores on ``ctx`` (kernel on CPU)."""
+    from ..model import cpu_kernels
+    kernel = ctx.device_type == 'cpu' and cpu_kernels.available()
+    if kernel not in _PRETRAINING_SUMS:
+        _PRETRAINING_SUMS[kernel] = PretrainingSums(kernel)
+        _PRETRAINING_SUMS[kernel].hybridize(static_alloc=True)
+    return _PRETRAINING_SUMS[kernel]
 
 
 def pretraining_loss(model, input_ids, segment_ids, valid_length, masked_positions, masked_ids,
@@ -121,8 +136,8 @@ def pretraining_loss(model, input_ids, segment_ids, valid_length, masked_positio
     """
     outputs = model(input_ids, segment_ids, valid_length, masked_positions)
     nsp_scores, mlm_scores = outputs[-2], outputs[-1]
-    mlm_sum, nsp_sum, stats = _pretraining_sums()(nsp_scores, mlm_scores, masked_ids,
-                                                  masked_weights, nsp_label)
+    mlm_sum, nsp_sum, stats = _pretraining_sums(mlm_scores.context)(
+        nsp_scores, mlm_scores, masked_ids, masked_weights, nsp_label)
     loss = mlm_sum / max(float(totals[0]), 1.0) + nsp_sum / max(float(totals[1]), 1.0)
     return loss, stats
 

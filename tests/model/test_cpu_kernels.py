@@ -214,3 +214,26 @@ def test_attention_kernel_dropout_equals_its_mask():
     np.testing.assert_allclose(weights.asnumpy(), probs.asnumpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(got[0], ref.asnumpy(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(got[1], ref_qkv.grad.asnumpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_softmax_cross_entropy_kernel_and_both_gradients():
+    """ce = lse - scores[label] and lse, each with MXNet's log_softmax as the reference."""
+    rng = np.random.RandomState(6)
+    scores = mx.nd.array(rng.normal(size=(4, 3, 50)) * 8)
+    label = mx.nd.array(rng.randint(0, 50, (4, 3)))
+    head_ce, head_lse = (mx.nd.array(rng.normal(size=(4, 3))) for _ in range(2))
+    results = []
+    for kernel in (False, True):
+        x = scores.copy()
+        x.attach_grad()
+        with autograd.record():
+            if kernel:
+                ce, lse = mx.nd.gluonbert_softmax_ce(x, label)
+            else:
+                lse = mx.nd.log(mx.nd.sum(mx.nd.exp(x), axis=-1))
+                ce = -mx.nd.pick(mx.nd.log_softmax(x, axis=-1), label, axis=-1)
+            loss = (ce * head_ce).sum() + (lse * head_lse).sum()
+        loss.backward()
+        results.append((ce.asnumpy(), lse.asnumpy(), x.grad.asnumpy()))
+    for new, old in zip(results[1], results[0]):
+        np.testing.assert_allclose(new, old, rtol=1e-5, atol=1e-5)

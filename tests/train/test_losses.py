@@ -1,8 +1,10 @@
 """The pretraining loss graph (PretrainingSums) against NumPy: sums, statistics, gradient."""
 import mxnet as mx
 import numpy as np
+import pytest
 from mxnet import autograd
 
+from gluonbert.model import cpu_kernels
 from gluonbert.train.losses import PRETRAIN_STATS, PretrainingSums
 
 
@@ -11,16 +13,19 @@ def _log_softmax(x):
     return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
 
 
-def test_pretraining_sums_match_numpy_and_give_the_softmax_gradient():
+@pytest.mark.parametrize('kernel', [False, True], ids=['log_softmax', 'cpu_kernel'])
+def test_pretraining_sums_match_numpy_and_give_the_softmax_gradient(kernel):
+    if kernel and not cpu_kernels.available():
+        pytest.skip('no C++ compiler: the kernels cannot be built here')
     rng = np.random.RandomState(0)
     b, p, v = 3, 4, 11
-    mlm = rng.normal(size=(b, p, v)).astype('float32')
+    mlm = (rng.normal(size=(b, p, v)) * 5).astype('float32')
     nsp = rng.normal(size=(b, 2)).astype('float32')
     ids = rng.randint(0, v, (b, p)).astype('int32')
     ids[0, :2] = mlm[0, :2].argmax(-1)               # some hits
     weights = np.array([[1, 1, 1, 0], [1, 1, 0, 0], [1, 1, 1, 1]], dtype='float32')
     labels = np.array([0, 1, 1], dtype='int32')
-    block = PretrainingSums()
+    block = PretrainingSums(kernel)
     block.hybridize(static_alloc=True)
     scores = mx.nd.array(mlm)
     scores.attach_grad()
