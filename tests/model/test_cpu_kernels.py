@@ -237,3 +237,21 @@ def test_softmax_cross_entropy_kernel_and_both_gradients():
         results.append((ce.asnumpy(), lse.asnumpy(), x.grad.asnumpy()))
     for new, old in zip(results[1], results[0]):
         np.testing.assert_allclose(new, old, rtol=1e-5, atol=1e-5)
+
+
+def test_kernel_benchmark_runs_every_case(tmp_path):
+    """benchmarks/cpu_kernels.py --quick: every block timed with MXNet's operators and kernels."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[2]
+    out = tmp_path / 'kernels.json'
+    subprocess.run([sys.executable, str(root / 'benchmarks' / 'cpu_kernels.py'), '--quick',
+                    '--out', str(out)], check=True, cwd=root, capture_output=True, timeout=300)
+    rows = json.loads(out.read_text())['rows']
+    assert {r['case'] for r in rows} == {
+        'layer_norm', 'residual_dropout_layer_norm', 'dropout (attention weights)',
+        'self_attention', 'mlm_cross_entropy'}
+    for r in rows:
+        assert r['mxnet']['median_ms'] > 0 and r['kernel']['median_ms'] > 0
