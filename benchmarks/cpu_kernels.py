@@ -18,7 +18,6 @@ minimum and the process CPU time (all threads; less disturbed by other jobs) of 
 variants, with the CPU model and instruction-set flags.
 """
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -29,7 +28,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from benchmarks.input_checks import cpu_info  # noqa: E402
+from benchmarks.input_checks import cpu_info, write_results  # noqa: E402
 
 #: (name, batch, length, width, heads, masked predictions per sequence, vocabulary)
 SHAPES = (('minilm', 32, 64, 384, 12, 20, 30522), ('bert_base', 8, 128, 768, 12, 20, 30522))
@@ -147,7 +146,6 @@ def main(argv=None):
     os.environ.update(recommended_env(args.threads))    # before MXNet's OpenMP starts
     import gluonbert  # noqa: F401  (allocator settings before MXNet's first use)
     import mxnet as mx
-    from gluonbert.data.fileio import atomic_write
     from gluonbert.model import cpu_kernels
     if not cpu_kernels.available():
         print('gluonbert CPU kernels unavailable (no C++ compiler?): nothing to compare')
@@ -171,11 +169,7 @@ def main(argv=None):
         print(f'{r["shape"]:<10}{r["case"]:<30}{r["mxnet"]["median_ms"]:>10.2f}'
               f'{r["kernel"]["median_ms"]:>11.2f}{r["speedup_median"]:>9.2f}x'
               f'{r["mxnet"]["cpu_median_ms"]:>14.1f} / {r["kernel"]["cpu_median_ms"]:.1f}')
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with atomic_write(args.out, newline='\n') as f:
-        json.dump({'meta': meta, 'rows': rows}, f, indent=2)
-        f.write('\n')
-    print(f'wrote {args.out}')
+    write_results(args.out, meta, rows)
     return 0
 
 

@@ -61,6 +61,16 @@ def cpu_info(path='/proc/cpuinfo'):
             'isa_flags': [f for f in ISA_FLAGS if f in flags]}
 
 
+def write_results(path, meta, rows):
+    """Writes ``{'meta': meta, 'rows': rows}`` as JSON to ``path`` (atomically) and says so."""
+    from gluonbert.data.fileio import atomic_write
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with atomic_write(path, newline='\n') as f:
+        json.dump({'meta': meta, 'rows': rows}, f, indent=2)
+        f.write('\n')
+    print(f'wrote {path}')
+
+
 def _classifier(name, length):
     import mxnet as mx
 
@@ -179,7 +189,6 @@ def main(argv=None):
         args.repeat, args.queue, args.check_calls = 4, 2, 20
     import gluonbert  # noqa: F401  (allocator settings before MXNet's first use)
     import mxnet as mx
-    from gluonbert.data.fileio import atomic_write
     meta = {'cpu': cpu_info(), 'python': platform.python_version(), 'mxnet': mx.__version__,
             'omp_num_threads': os.environ.get('OMP_NUM_THREADS'),
             'load_before': os.getloadavg(), 'quick': args.quick,
@@ -202,11 +211,7 @@ def main(argv=None):
             print(f'{first}  {key:<10}{c["median_ms"]:>11.2f} /{c["min_ms"]:>7.2f}'
                   f'{u["median_ms"]:>13.2f} /{u["min_ms"]:>7.2f}'
                   f'{r[key]["overhead_median_pct"]:>+9.1f}% /{r[key]["overhead_min_pct"]:>+6.1f}%')
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with atomic_write(args.out, newline='\n') as f:
-        json.dump({'meta': meta, 'rows': rows}, f, indent=2)
-        f.write('\n')
-    print(f'wrote {args.out}')
+    write_results(args.out, meta, rows)
     return 0
 
 
