@@ -255,19 +255,31 @@ def _measured_task(config):
     return MeasuredTask(config)
 
 
+def _finetune_inputs(workload, context, tmp, epochs, stop):
+    """The fine-tuning config every implementation runs and the engine's updates, built under
+    ``tmp``: ``((config, updates, updates_per_epoch, start), source)``, where ``start`` is when
+    the model files began to be written (set-up time counts from there); ``(None, why)``
+    without the data."""
+    data_dir, vocab, source = _inputs(workload, context, tmp)
+    if data_dir is None:
+        return None, source
+    start = time.perf_counter()
+    converted = _write_converted(os.path.join(tmp, 'converted'), workload.model, vocab)
+    config = _finetune_config(workload, data_dir, converted, os.path.join(tmp, 'run'),
+                              epochs, stop)
+    updates, per_epoch = engine_updates(config)
+    return (config, updates, per_epoch, start), source
+
+
 def run_gluonbert_finetune(workload, context):
     from gluonbert.train.engine import train
     epochs, stop = _plan(workload, context)
     cap = context.get('max_updates')
     with tempfile.TemporaryDirectory(prefix='gluonbert-cli-bench-') as tmp:
-        data_dir, vocab, source = _inputs(workload, context, tmp)
-        if data_dir is None:
+        prepared, source = _finetune_inputs(workload, context, tmp, epochs, stop)
+        if prepared is None:
             return None, source
-        start = time.perf_counter()
-        converted = _write_converted(os.path.join(tmp, 'converted'), workload.model, vocab)
-        config = _finetune_config(workload, data_dir, converted, os.path.join(tmp, 'run'),
-                                  epochs, stop)
-        updates, per_epoch = engine_updates(config)
+        config, updates, per_epoch, start = prepared
         setup = time.perf_counter() - start
         rss = current_rss_mb()
         setup_peak = reset_peak_rss()
@@ -326,14 +338,10 @@ def run_gluonnlp_finetune(workload, context):
     epochs, stop = _plan(workload, context)
     cap = context.get('max_updates')
     with tempfile.TemporaryDirectory(prefix='gluonbert-cli-bench-') as tmp:
-        data_dir, vocab, source = _inputs(workload, context, tmp)
-        if data_dir is None:
+        prepared, source = _finetune_inputs(workload, context, tmp, epochs, stop)
+        if prepared is None:
             return None, source
-        start = time.perf_counter()
-        converted = _write_converted(os.path.join(tmp, 'converted'), workload.model, vocab)
-        config = _finetune_config(workload, data_dir, converted, os.path.join(tmp, 'run'),
-                                  epochs, stop)
-        updates, per_epoch = engine_updates(config)
+        config, updates, per_epoch, start = prepared
     net = _gluonnlp_net(workload.model, training=True)
     lr = config.optimizer.lr
     trainer = gluon.Trainer(net.collect_params(), 'bertadam',
@@ -403,14 +411,10 @@ def run_hf_finetune(workload, impl, context):
     cap = context.get('max_updates')
     backend = context.get('compile_backend', 'inductor')
     with tempfile.TemporaryDirectory(prefix='gluonbert-cli-bench-') as tmp:
-        data_dir, vocab, source = _inputs(workload, context, tmp)
-        if data_dir is None:
+        prepared, source = _finetune_inputs(workload, context, tmp, epochs, stop)
+        if prepared is None:
             return None, source
-        start = time.perf_counter()
-        converted = _write_converted(os.path.join(tmp, 'converted'), workload.model, vocab)
-        config = _finetune_config(workload, data_dir, converted, os.path.join(tmp, 'run'),
-                                  epochs, stop)
-        updates, per_epoch = engine_updates(config)
+        config, updates, per_epoch, start = prepared
     torch.manual_seed(0)
     model = BertForSequenceClassification(_hf_config(workload.model)).train()
     runner = torch.compile(model, backend=backend, dynamic=True) \

@@ -36,7 +36,7 @@ import numpy as np
 from . import flops as F
 from .cli_workloads import _write_converted, _write_finetuned, write_tiny_vocab
 from .inputs import bucketed_batches, classifier_batch, pretrain_batch
-from .measure import current_rss_mb, make_result, reset_peak_rss, time_steps
+from .measure import make_result, time_mxnet_steps
 
 __all__ = ['run_model_workload']
 
@@ -238,11 +238,7 @@ def run_model_workload(workload, impl, context):
                     'runs): classifier probabilities, copied to the host')
         else:
             raise ValueError(f'unknown workload kind {workload.kind!r}')
-        mx.nd.waitall()
-        setup = time.perf_counter() - start
-        rss = current_rss_mb()
-        setup_peak = reset_peak_rss()
-        times, warm = time_steps(step, workload.warmup, workload.repeat)
+        setup, rss, setup_peak, times, warm = time_mxnet_steps(step, workload, start)
         if workload.kind == 'infer':
             extra = {'probabilities_shape': list(probs[0].shape),
                      'probability_sum_error': float(np.abs(probs[0].sum(axis=1) - 1).max()),

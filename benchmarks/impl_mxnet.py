@@ -14,7 +14,7 @@ from mxnet import autograd, gluon
 
 from . import flops as F
 from .inputs import bucketed_batches, classifier_batch, pretrain_batch
-from .measure import current_rss_mb, make_result, reset_peak_rss, time_steps
+from .measure import make_result, time_mxnet_steps, time_steps
 
 __all__ = ['run_gemm', 'run_model_workload']
 
@@ -164,11 +164,7 @@ def run_model_workload(workload, impl, context):
         real = sum(sum(valid) for _, valid in shapes)
     else:
         raise ValueError(f'unknown workload kind {workload.kind!r}')
-    mx.nd.waitall()
-    setup = time.perf_counter() - start
-    rss = current_rss_mb()
-    setup_peak = reset_peak_rss()
-    times, warm = time_steps(step, workload.warmup, workload.repeat)
+    setup, rss, setup_peak, times, warm = time_mxnet_steps(step, workload, start)
     extra = {}
     if workload.kind == 'finetune':
         extra = {'padded_lengths': [p for p, _ in shapes], 'real_tokens_per_rep': real,

@@ -3,7 +3,7 @@ import resource
 import statistics
 import time
 
-__all__ = ['time_steps', 'current_rss_mb', 'peak_rss_mb', 'reset_peak_rss', 'clear_peak_rss',
+__all__ = ['time_steps', 'time_mxnet_steps', 'current_rss_mb', 'peak_rss_mb', 'reset_peak_rss', 'clear_peak_rss',
            'window_peak_rss_mb', 'make_result']
 
 
@@ -30,6 +30,22 @@ def time_steps(step, warmup, repeat):
         step()
         times.append(time.perf_counter() - start)
     return times, warmup_seconds
+
+
+def time_mxnet_steps(step, workload, start):
+    """Waits for MXNet's set-up work begun at ``start``, then :func:`time_steps` ``step``.
+
+    Outputs
+    -------
+    (setup_seconds, rss_before_mb, setup_peak_mb, times, warmup_seconds)
+    """
+    import mxnet as mx
+    mx.nd.waitall()
+    setup = time.perf_counter() - start
+    rss = current_rss_mb()
+    setup_peak = reset_peak_rss()
+    times, warm = time_steps(step, workload.warmup, workload.repeat)
+    return setup, rss, setup_peak, times, warm
 
 
 def current_rss_mb():

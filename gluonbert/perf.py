@@ -6,7 +6,8 @@ Each lever is measured in ``benchmarks/README.md``.
   loaded, which ``import gluonbert`` does: set them in the shell,
   ``eval "$(python -m gluonbert.perf --threads 2)"``, or in ``os.environ`` before the first
   ``import mxnet``/``gluonbert``.
-* :func:`optimize` -- for training on CPU, gluonbert's LayerNorm and dropout kernels; for
+* :func:`optimize` -- for training on CPU, gluonbert's own kernels (LayerNorm, dropout,
+  attention); for
   inference, MXNet's MKLDNN subgraph fusion; ``static_alloc``/``static_shape`` hybridization.
   The training engine (:mod:`gluonbert.train.engine`) hybridizes every task's model with it.
 * The one ``Trainer`` factory is the engine's :func:`~gluonbert.train.engine.make_trainer`.
@@ -56,8 +57,9 @@ def optimize(net, *example_inputs, training=True, kernels='auto', static_shape=T
     """Prepares a gluonbert model for fast training or inference and hybridizes it.
 
     * training: gluonbert's ``LayerNorm``, ``ResidualLayerNorm``, ``Dropout`` and
-      ``SelfAttention`` blocks switch to gluonbert's CPU kernels (:mod:`gluonbert.model.cpu_kernels`) as ``kernels`` says,
-      then ``hybridize(static_alloc=True, static_shape=...)``.
+      ``SelfAttention`` blocks switch to gluonbert's CPU kernels
+      (:mod:`gluonbert.model.cpu_kernels`) as ``kernels`` says, then
+      ``hybridize(static_alloc=True, static_shape=...)``.
     * inference: MXNet's operators. With ``example_inputs`` and an MKLDNN build, the graph goes
       through MXNet's ``MKLDNN`` subgraph backend (``optimize_for``): dense layers fused with
       their GELU and the attention products replaced by oneDNN kernels, outputs equal to

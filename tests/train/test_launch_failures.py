@@ -5,7 +5,6 @@ arrives. Each test checks that no process of the job is left: every PID the laun
 and every process on the machine whose environment carries the test's own marker (which
 catches the processes those started too)."""
 import os
-import pathlib
 import re
 import signal
 import subprocess
