@@ -4,7 +4,9 @@ Each case builds the gluonbert block that training uses (``LayerNorm``, ``Residu
 ``Dropout``, ``SelfAttention``, and the masked-LM loss ``PretrainingSums``) twice, with
 ``kernel`` off (MXNet's operators, what GluonNLP runs too) and on (what ``gluonbert finetune``
 and ``gluonbert pretrain`` run on CPU), hybridized with static memory, and times one forward
-and backward pass of each, the two taking turns. Two shapes: MiniLM-L6 fine-tuning (B=32,
+and backward pass of each, the two taking turns. The two ``inference`` cases time the forward
+pass alone in inference mode, as ``gluonbert predict`` runs it (the attention on its
+forward-only kernel). Two shapes: MiniLM-L6 fine-tuning (B=32,
 T=64, C=384, 12 heads) and BERT-base (B=8, T=128, C=768, 12 heads); sequence lengths are
 uniform in [T/2, T] (the padding the attention kernel skips).
 
@@ -72,8 +74,17 @@ def _cases(batch, length, width, heads, predictions, vocab):
         block.kernel = kernel
         return block
 
+    def attention_inference(kernel):     # what predict runs: no dropout, weights unread
+        block = SelfAttention(width, heads, dropout=0.1)
+        block.kernel = block.inference = kernel
+        block.weights_needed = False
+        return block
+
     def mlm_loss(kernel):
         return PretrainingSums(kernel)
+
+    attention_inputs = [x, mx.nd.repeat(lengths, repeats=heads),
+                        attention_bias(mx.nd, lengths, x, heads)]
 
     return {
         'layer_norm': (norm, [x], [array(length, batch, width)]),
@@ -81,9 +92,10 @@ def _cases(batch, length, width, heads, predictions, vocab):
                                         [array(length, batch, width)]),
         'dropout (attention weights)': (dropout, [array(batch * heads, length, length)],
                                         [array(batch * heads, length, length)]),
-        'self_attention': (attention, [x, mx.nd.repeat(lengths, repeats=heads),
-                                       attention_bias(mx.nd, lengths, x, heads)],
+        'self_attention': (attention, attention_inputs,
                            [array(length, batch, width), array(batch, heads, length, length)]),
+        'residual_layer_norm, inference': (residual, [x, array(length, batch, width)], None),
+        'self_attention, inference': (attention_inference, attention_inputs, None),
         'mlm_cross_entropy': (mlm_loss, [array(batch, 2), array(batch, predictions, vocab, scale=3),
                                          mx.nd.array(rng.randint(0, vocab, (batch, predictions))),
                                          mx.nd.ones((batch, predictions)),
@@ -93,7 +105,8 @@ def _cases(batch, length, width, heads, predictions, vocab):
 
 
 def _time_pair(build, inputs, heads, repeat, warmup):
-    """Interleaved forward + backward timings of ``build(False)`` and ``build(True)``."""
+    """Interleaved forward + backward timings of ``build(False)`` and ``build(True)``
+    (forward only, in inference mode, when ``heads`` is None)."""
     import mxnet as mx
     from mxnet import autograd
 
@@ -112,10 +125,13 @@ def _time_pair(build, inputs, heads, repeat, warmup):
         for kernel in (False, True):
             mx.nd.waitall()
             start, start_cpu = time.perf_counter(), time.process_time()
-            with autograd.record():
-                outputs = blocks[kernel](*grads)
-            outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-            autograd.backward(list(outputs[:len(heads)]), head_grads=heads)
+            if heads is None:
+                blocks[kernel](*inputs)
+            else:
+                with autograd.record():
+                    outputs = blocks[kernel](*grads)
+                outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+                autograd.backward(list(outputs[:len(heads)]), head_grads=heads)
             mx.nd.waitall()
             if i >= warmup:
                 wall[kernel].append(time.perf_counter() - start)
@@ -163,10 +179,10 @@ def main(argv=None):
     meta['load_after'] = os.getloadavg()
     print(f'{meta["cpu"]["model_name"]}, ISA {" ".join(meta["cpu"]["isa_flags"])}; '
           f'load {meta["load_before"][0]:.2f} -> {meta["load_after"][0]:.2f}')
-    print(f'{"shape":<10}{"forward + backward":<30}{"MXNet ms":>10}{"kernel ms":>11}'
+    print(f'{"shape":<10}{"case (forward + backward)":<34}{"MXNet ms":>10}{"kernel ms":>11}'
           f'{"speed-up":>10}{"CPU ms MXNet / kernel":>24}')
     for r in rows:
-        print(f'{r["shape"]:<10}{r["case"]:<30}{r["mxnet"]["median_ms"]:>10.2f}'
+        print(f'{r["shape"]:<10}{r["case"]:<34}{r["mxnet"]["median_ms"]:>10.2f}'
               f'{r["kernel"]["median_ms"]:>11.2f}{r["speedup_median"]:>9.2f}x'
               f'{r["mxnet"]["cpu_median_ms"]:>14.1f} / {r["kernel"]["cpu_median_ms"]:.1f}')
     write_results(args.out, meta, rows)

@@ -25,8 +25,9 @@ batching (at most N padded tokens per batch, rows unlimited) beside the batches 
 (random weights, 2-way classifier), batches of 32 sequences of 128 tokens, fp32 (the
 classifier and its export) and INT8 (``gluonbert.deploy.quantize``) through the same
 ``predict_proba`` path, as effective GFLOP/s (matrix products only, ``benchmarks/flops.py``;
-and the products actually run: the exports skip the last layer's projection and
-feed-forward layers outside [CLS], ``deploy.cls_only_last_layer``) beside the GEMM ceilings measured in the same run: one fp32 ``FullyConnected`` and one INT8
+and the products actually run: every ``BERTClassifier`` graph skips the last layer's
+projection and feed-forward layers outside [CLS], ``BERTEncoder.cls_rows_only``) beside the
+GEMM ceilings measured in the same run: one fp32 ``FullyConnected`` and one INT8
 (``quantize_net_v2``, oneDNN) ``FullyConnected`` of ``--gemm-size`` cubed, all taking turns.
 It needs no data file (the vocabulary and the texts are synthetic words).
 
@@ -296,18 +297,13 @@ def infer_base(args):
         with open(os.path.join(tmp, 'int8', 'model-symbol.json'), encoding='utf-8') as f:
             fused = sorted({n['op'] for n in json.load(f)['nodes']
                             if n['op'].startswith('_sg_mkldnn_')})
-        cut = {}
-        for name in ('fp32', 'int8'):
-            with open(os.path.join(tmp, name, deploy.DEPLOY_INFO), encoding='utf-8') as f:
-                cut['exported_fp32' if name == 'fp32' else name] = any(
-                    '[CLS]' in r for r in json.load(f).get('graph_rewrites', []))
         profile = profile_ops({'exported_fp32': os.path.join(tmp, 'fp32'),
                                'int8': os.path.join(tmp, 'int8')},
                               samples, batch) if args.profile else None
     config = get_config(args.base_model, vocab_size=args.base_vocab)
     model_flops = flops.classifier_forward(config, batch, length) * args.base_batches
-    # the exports run the last layer's projection and feed-forward on [CLS] alone: the
-    # products they skip on the other T - 1 positions
+    # every classifier graph runs the last layer's projection and feed-forward on [CLS]
+    # alone: the products skipped on the other T - 1 positions
     skipped = (2 * batch * (length - 1) * (config.units ** 2 + 2 * config.units *
                                            config.hidden_size) * args.base_batches)
     gemm_flops = flops.gemm(args.gemm_size) * args.gemm_count
@@ -318,7 +314,7 @@ def infer_base(args):
         del r['pairs_per_s_best'], r['pairs_per_s_median']
         if not name.startswith('gemm_'):
             r['seq_per_s_best'] = len(samples) / min(r['seconds'])
-            r['flops_executed'] = model_flops - (skipped if cut.get(name) else 0)
+            r['flops_executed'] = model_flops - skipped
             r['gflops_executed_best'] = r['flops_executed'] / min(r['seconds']) / 1e9
     ceilings = {'fp32': results['gemm_fp32']['gflops_best'],
                 'int8': results['gemm_int8']['gflops_best']}

@@ -31,8 +31,8 @@ FullyConnected layers (the GELU fused into the first feed-forward one) and the t
 matrix products; the embeddings, LayerNorm, softmax, residual additions, the addition of the
 attention mask and the pooler's tanh stay fp32. Before quantization, and in the fp32 export
 alike, the parts of the graph that depend on parameters alone are computed once
-(:func:`fold_constants`), and the last layer runs on the [CLS] position alone after its
-attention (:func:`cls_only_last_layer`: the classifier reads no other position).
+(:func:`fold_constants`); the last layer runs on the [CLS] position alone after its
+attention, as in every ``BERTClassifier`` graph (``BERTEncoder.cls_rows_only``).
 """
 import ctypes
 import json
@@ -48,7 +48,7 @@ import numpy as np
 from .data.fileio import atomic_write
 from .errors import ConfigError, DataFormatError
 
-__all__ = ['quantize', 'export', 'load_exported', 'fold_constants', 'cls_only_last_layer',
+__all__ = ['quantize', 'export', 'load_exported', 'fold_constants',
            'int8_isa',
            'ClippingCollector', 'EntropyCollector', 'CALIB_MODES', 'DEPLOY_INFO', 'PREFIX',
            'INPUT_NAMES']
@@ -411,140 +411,22 @@ def fold_constants(symbol, params, inputs=INPUT_NAMES):
     return folded, {k: v for k, v in values.items() if k in names}
 
 
-#: Operators that act on each position alone: after the last attention they may run on the
-#: [CLS] position only.
-_PER_POSITION = {'FullyConnected', 'Dropout', 'elemwise_add', 'LayerNorm', 'LeakyReLU',
-                 'Activation'}
-
-
-def _topological(graph):
-    """Reorders ``graph['nodes']`` so that every node comes after its inputs (the JSON graph
-    format's order), keeping the given order where it already holds."""
-    nodes, order, placed = graph['nodes'], [], set()
-    for start in range(len(nodes)):
-        stack = [(start, False)]
-        while stack:
-            i, ready = stack.pop()
-            if i in placed:
-                continue
-            if ready:
-                placed.add(i)
-                order.append(i)
-                continue
-            stack.append((i, True))
-            stack.extend((j[0], False) for j in reversed(nodes[i]['inputs'])
-                         if j[0] not in placed)
-    index = {old: new for new, old in enumerate(order)}
-    graph['nodes'] = [dict(nodes[old], inputs=[[index[j[0]]] + j[1:] for j in
-                                               nodes[old]['inputs']]) for old in order]
-    graph['heads'] = [[index[h[0]]] + h[1:] for h in graph['heads']]
-    graph['arg_nodes'] = [i for i, n in enumerate(graph['nodes']) if n['op'] == 'null']
-    graph.pop('node_row_ptr', None)
-
-
-def cls_only_last_layer(symbol, inputs=INPUT_NAMES):
-    """Runs the last encoder layer after its attention on the [CLS] position alone.
-
-    A classifier reads only the [CLS] row of the last layer. Its queries, keys and values
-    need every position, but the attention output projection, the residual additions, the
-    LayerNorms and the feed-forward layers that follow act on each position alone: sliced to
-    position 0 before them, they do 1/T of the work, with the same [CLS] output.
-
-    Parameters
-    ----------
-    symbol : Symbol
-        A BERTClassifier graph (gluonbert's time-major encoder: positions on axis 0), as
-        exported.
-    inputs : sequence of str
-
-    Outputs
-    -------
-    (Symbol, bool)
-        The graph with ``slice_axis`` nodes on the last attention's output and on its
-        residual input, and whether it was changed (False, graph unchanged, when the graph
-        is not of that form: another consumer of the full sequence, an operator that mixes
-        positions after the last attention).
-    """
-    graph = json.loads(symbol.tojson())
-    nodes = graph['nodes']
-    consumers = {}
-    for i, node in enumerate(nodes):
-        for j in node['inputs']:
-            consumers.setdefault(j[0], []).append(i)
-    valatt = [i for i, n in enumerate(nodes)
-              if n['op'] == '_contrib_interleaved_matmul_selfatt_valatt']
-    masks = [i for i, n in enumerate(nodes) if n['op'] == 'SequenceMask']
-    if not valatt or len(masks) != 1:
-        return symbol, False
-    v, m = valatt[-1], masks[0]
-    # the encoder's output is used as the [CLS] row only: SequenceMask -> transpose -> slice
-    chain = [m]
-    for op in ('transpose', 'slice_axis'):
-        users = consumers.get(chain[-1], [])
-        if len(users) != 1 or nodes[users[0]]['op'] != op:
-            return symbol, False
-        chain.append(users[0])
-    cut = nodes[chain[2]].get('attrs', {})
-    if (nodes[m].get('attrs', {}).get('axis', '0') != '0'
-            or (cut.get('axis'), cut.get('begin'), cut.get('end')) != ('1', '0', '1')):
-        return symbol, False
-    # between the last attention and the mask: per-position operators only, and the one
-    # residual addition that brings in the layer's input
-    between = set()
-    stack = [v]
-    while stack:
-        for c in consumers.get(stack.pop(), []):
-            if c != m and c not in between:
-                between.add(c)
-                stack.append(c)
-    if not between or any(nodes[i]['op'] not in _PER_POSITION for i in between):
-        return symbol, False
-    (proj,) = consumers[v] if len(consumers[v]) == 1 else (None,)
-    if proj is None or nodes[proj]['op'] != 'FullyConnected':
-        return symbol, False
-    outside = [(i, k) for i in between for k, j in enumerate(nodes[i]['inputs'])
-               if j[0] not in between and j[0] != v and nodes[j[0]]['op'] != 'null']
-    if len(outside) != 1 or nodes[outside[0][0]]['op'] != 'elemwise_add':
-        return symbol, False
-    add, slot = outside[0]
-    for user, k in ((proj, 0), (add, slot)):
-        source = nodes[user]['inputs'][k][0]
-        nodes.append({'op': 'slice_axis', 'name': f'{nodes[source]["name"]}_cls',
-                      'attrs': {'axis': '0', 'begin': '0', 'end': '1'},
-                      'inputs': [[source, 0, 0]]})
-        nodes[user]['inputs'][k] = [len(nodes) - 1, 0, 0]
-    _topological(graph)
-    shapes = {inputs[0]: (2, 5), inputs[1]: (2, 5), inputs[2]: (2,)}
-    try:
-        changed = mx.sym.load_json(json.dumps(graph))
-        same = changed.infer_shape(**shapes)[1] == symbol.infer_shape(**shapes)[1]
-    except mx.base.MXNetError:
-        same = False
-    if not same:
-        _logger.warning('the [CLS]-only last layer does not fit this graph; kept whole')
-        return symbol, False
-    return mx.sym.load_json(changed.tojson()), True
-
-
 def _plain_block(net, directory):
-    """``net`` exported, its constants folded (:func:`fold_constants`) and its last layer cut
-    to the [CLS] position after the attention (:func:`cls_only_last_layer`), as a
-    SymbolBlock, and the list of these rewrites that applied."""
+    """``net`` exported and its constants folded (:func:`fold_constants`), as a SymbolBlock,
+    and the list of these rewrites."""
     prefix = os.path.join(directory, 'fp32')
     _build_graph(net)
     net.export(prefix, epoch=0)
     symbol = mx.sym.load(f'{prefix}-symbol.json')
     params = {k.split(':', 1)[1]: v for k, v in mx.nd.load(f'{prefix}-0000.params').items()}
     symbol, params = fold_constants(symbol, params)
-    symbol, cut = cls_only_last_layer(symbol)
     with warnings.catch_warnings():         # SymbolBlock's note on untyped inputs
         warnings.simplefilter('ignore', UserWarning)
         block = mx.gluon.SymbolBlock(symbol, [mx.sym.var(n) for n in INPUT_NAMES])
     block.collect_params().load_dict(params, ctx=mx.cpu())
     block.hybridize(static_alloc=True)
     _build_graph(block)
-    return block, ['constants folded'] + (['last layer on [CLS] after the attention'] if cut
-                                          else [])
+    return block, ['constants folded']
 
 
 def load_exported(model_dir, contexts=None):
@@ -627,7 +509,7 @@ def export(model_dir, out_dir, ctx=None):
         raise ConfigError(f'context {ctx}: the export is written from the CPU; expected '
                           'mx.cpu()')
     _check_fine_tuned(model_dir)
-    net, _, spec = load_classifier(model_dir, [mx.cpu()])
+    net, _, spec = load_classifier(model_dir, [mx.cpu()], kernels=False)
     with tempfile.TemporaryDirectory() as tmp:
         block, rewrites = _plain_block(net, tmp)
         out = _write_directory(out_dir, block, model_dir, net.config,
@@ -686,7 +568,7 @@ def quantize(model_dir, calib_data, out_dir, calib_mode='naive', num_calib_batch
                    'be slow here, likely no faster than fp32; serve it on a CPU with VNNI')
         _logger.warning(warning)
     _check_fine_tuned(model_dir)
-    net, transform, spec = load_classifier(model_dir, [mx.cpu()])
+    net, transform, spec = load_classifier(model_dir, [mx.cpu()], kernels=False)
     samples = _read_calibration(calib_data, spec, transform)
     calib_iter, count = _calibration_iter(samples, batch_size, num_calib_batches,
                                           transform.pad_id)

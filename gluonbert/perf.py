@@ -6,9 +6,9 @@ Each lever is measured in ``benchmarks/README.md``.
   loaded, which ``import gluonbert`` does: set them in the shell,
   ``eval "$(python -m gluonbert.perf --threads 2)"``, or in ``os.environ`` before the first
   ``import mxnet``/``gluonbert``.
-* :func:`optimize` -- for training on CPU, gluonbert's own kernels (LayerNorm, dropout,
-  attention); for
-  inference, MXNet's MKLDNN subgraph fusion; ``static_alloc``/``static_shape`` hybridization.
+* :func:`optimize` -- on CPU, gluonbert's own kernels (LayerNorm, dropout, attention) for
+  training and for inference; elsewhere MXNet's operators (for inference with its MKLDNN
+  subgraph fusion); ``static_alloc``/``static_shape`` hybridization.
   The training engine (:mod:`gluonbert.train.engine`) hybridizes every task's model with it.
 * The one ``Trainer`` factory is the engine's :func:`~gluonbert.train.engine.make_trainer`.
 * glibc malloc settings (:mod:`gluonbert.allocator`), applied by ``import gluonbert``.
@@ -56,30 +56,35 @@ def _mkldnn_enabled():
 def optimize(net, *example_inputs, training=True, kernels='auto', static_shape=True):
     """Prepares a gluonbert model for fast training or inference and hybridizes it.
 
-    * training: gluonbert's ``LayerNorm``, ``ResidualLayerNorm``, ``Dropout`` and
-      ``SelfAttention`` blocks switch to gluonbert's CPU kernels
-      (:mod:`gluonbert.model.cpu_kernels`) as ``kernels`` says, then
-      ``hybridize(static_alloc=True, static_shape=...)``.
-    * inference: MXNet's operators. With ``example_inputs`` and an MKLDNN build, the graph goes
-      through MXNet's ``MKLDNN`` subgraph backend (``optimize_for``): dense layers fused with
-      their GELU and the attention products replaced by oneDNN kernels, outputs equal to
-      ~1e-6. Those fused operators have no gradient: a model optimized with
-      ``training=False`` cannot be trained. Otherwise ``hybridize(static_alloc=True,
-      static_shape=...)``.
+    * On CPU (every parameter on a CPU context), as ``kernels`` says: gluonbert's
+      ``LayerNorm``, ``ResidualLayerNorm``, ``Dropout`` and ``SelfAttention`` blocks switch to
+      gluonbert's CPU kernels (:mod:`gluonbert.model.cpu_kernels`), then
+      ``hybridize(static_alloc=True, static_shape=...)``. With ``training=False`` the attention
+      runs the forward-only kernel (it skips padding queries as well as padding keys and has
+      no gradient: a model optimized for inference cannot be trained; optimize it again with
+      ``training=True``).
+    * Without the kernels (``kernels=False``, GPU, no compiler), MXNet's operators; for
+      inference with ``example_inputs`` and an MKLDNN build, the graph goes through MXNet's
+      ``MKLDNN`` subgraph backend (``optimize_for``: dense layers fused with their GELU, the
+      attention products replaced by oneDNN kernels, outputs equal to ~1e-6; no gradient
+      either).
+
+    Exports (``export``, ``gluonbert quantize``) hold MXNet's operators only: they are built
+    from a freshly loaded model, not from one optimized here.
 
     Parameters
     ----------
     net : gluon.HybridBlock
         An initialised gluonbert model (``BERTModel``, ``BERTClassifier``...).
     *example_inputs : NDArray or None
-        One batch of the model's inputs, as passed to ``net`` (inference: needed for the
-        MKLDNN rewrite, which runs ``net`` on them once).
+        One batch of the model's inputs, as passed to ``net`` (inference without the kernels:
+        needed for the MKLDNN rewrite, which runs ``net`` on them once).
     training : bool
         Whether the model will be trained (its backward pass matters).
     kernels : 'auto' or bool
-        Training only. ``'auto'``: gluonbert's CPU kernels when every parameter lives on a CPU
-        and the kernels are available (built and loaded on first use); ``True``: the same but
-        an error when they are not available; ``False``: MXNet's operators everywhere.
+        ``'auto'``: gluonbert's CPU kernels when every parameter lives on a CPU and the
+        kernels are available (built and loaded on first use); ``True``: the same but an
+        error when they are not available; ``False``: MXNet's operators everywhere.
     static_shape : bool
         ``hybridize(static_shape=...)``: True when every batch has the same shape (the
         benchmarks); False when shapes change (a partial last batch, bucketing), where MXNet
@@ -97,7 +102,7 @@ def optimize(net, *example_inputs, training=True, kernels='auto', static_shape=T
     if kernels not in ('auto', True, False):
         raise ValueError(f"kernels must be 'auto', True or False, not {kernels!r}")
     use_kernels = False
-    if training and kernels:
+    if kernels:
         on_cpu = all(ctx.device_type == 'cpu'
                      for p in net.collect_params().values() for ctx in p.list_ctx())
         use_kernels = on_cpu and cpu_kernels.available()
@@ -108,8 +113,10 @@ def optimize(net, *example_inputs, training=True, kernels='auto', static_shape=T
     def set_kernel(block):
         if isinstance(block, (LayerNorm, Dropout, SelfAttention)):
             block.kernel = use_kernels
+        if isinstance(block, SelfAttention):
+            block.inference = not training
     net.apply(set_kernel)
-    if not training and example_inputs and _mkldnn_enabled():
+    if not training and not use_kernels and example_inputs and _mkldnn_enabled():
         net.optimize_for(*example_inputs, backend='MKLDNN', static_alloc=True,
                          static_shape=static_shape)
     else:

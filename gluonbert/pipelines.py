@@ -26,6 +26,7 @@ from typing import List
 import mxnet as mx
 import numpy as np
 
+from . import perf
 from .errors import InputError, WeightsNotFoundError
 
 __all__ = ['PretrainedBERT', 'Encoding', 'FillMask', 'NextSentence', 'TextEncoder', 'encode',
@@ -102,7 +103,8 @@ class PretrainedBERT:
     Attributes
     ----------
     net : BERTModel
-        ``use_pooler=True, use_decoder=True, use_classifier=True``, hybridized.
+        ``use_pooler=True, use_decoder=True, use_classifier=True``, prepared for inference by
+        :func:`gluonbert.perf.optimize` (gluonbert's CPU kernels on a CPU).
     vocab : gluonnlp.vocab.BERTVocab
     tokenizer : gluonnlp.data.BERTTokenizer
     config : BERTConfig
@@ -129,7 +131,7 @@ class PretrainedBERT:
         self.net = BERTModel(self.config, use_pooler=True, use_decoder=True,
                              use_classifier=True)
         self.net.load_parameters(params, ctx=self.ctx)
-        self.net.hybridize(static_alloc=True)
+        perf.optimize(self.net, training=False, static_shape=False)
         self.source = params
         self._special = {self.vocab[t] for t in (self.vocab.padding_token, self.vocab.cls_token,
                                                   self.vocab.sep_token, self.vocab.mask_token)}

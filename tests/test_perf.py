@@ -120,7 +120,11 @@ def test_recommended_env_and_shell_exports():
     assert 'export MALLOC_MMAP_MAX_=0' in out.splitlines()
 
 
-def test_optimize_for_inference_keeps_outputs():
+@pytest.mark.parametrize('kernels', [True, False])
+def test_optimize_for_inference_keeps_outputs(kernels):
+    from gluonbert.model import cpu_kernels
+    if kernels and not cpu_kernels.available():
+        pytest.skip('no C++ compiler: the kernels cannot be built here')
     config = get_config('bert_tiny_test', dropout=0.0)
     rng = np.random.RandomState(4)
     ids = mx.nd.array(rng.randint(1, 100, (3, 12)), dtype='int32')
@@ -129,13 +133,15 @@ def test_optimize_for_inference_keeps_outputs():
     net = BERTModel(config, use_decoder=False, use_classifier=False)
     net.initialize(mx.init.Normal(0.05))
     expected = [o.asnumpy() for o in net(ids, seg, length)]
-    perf.optimize(net, ids, seg, length, training=False)
+    perf.optimize(net, ids, seg, length, training=False, kernels=kernels)
     for _ in range(2):   # the rewritten graph, then its cached run
         got = [o.asnumpy() for o in net(ids, seg, length)]
         for g, e in zip(got, expected):
             np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5)
-    if perf._mkldnn_enabled():
-        ops = {node['op'] for node in json.loads(net._cached_graph[1].tojson())['nodes']}
+    ops = {node['op'] for node in json.loads(net._cached_graph[1].tojson())['nodes']}
+    if kernels:
+        assert {'gluonbert_self_attention_inference', 'gluonbert_add_dropout_layer_norm'} <= ops
+    elif perf._mkldnn_enabled():
         assert '_sg_mkldnn_selfatt_qk' in ops and '_sg_mkldnn_fully_connected' in ops, ops
 
 
@@ -155,8 +161,11 @@ def test_optimize_kernel_choice(choice):
     net.apply(lambda b: blocks.append(b) if isinstance(b, kinds) else None)
     assert len(blocks) == 4 * 2 + 2   # per cell: attention, its dropout, 2 LayerNorms; embeddings: 2
     assert all(b.kernel is bool(choice) for b in blocks)
-    perf.optimize(net, training=False)          # inference keeps MXNet's operators
-    assert not any(b.kernel for b in blocks)
+    attention = [b for b in blocks if isinstance(b, SelfAttention)]
+    assert not any(b.inference for b in attention)
+    perf.optimize(net, training=False, kernels=choice)   # the forward-only attention kernel
+    assert all(b.kernel is bool(choice) for b in blocks)
+    assert all(b.inference for b in attention)
     with pytest.raises(ValueError, match='kernels'):
         perf.optimize(net, kernels='yes')
 

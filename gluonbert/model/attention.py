@@ -6,7 +6,9 @@ single GEMM: the weights are interleaved head by head into a ``(3 C, C)`` matrix
 MXNet's ``interleaved_matmul_selfatt_qk`` / ``_valatt`` operators read without any transpose.
 With ``kernel`` set (:func:`gluonbert.perf.optimize`, training on CPU), a ``valid_length`` and
 heads at most 256 wide, scores, softmax, dropout and context are one operator of gluonbert's
-CPU kernels (:mod:`gluonbert.model.cpu_kernels`), which skips the padding keys.
+CPU kernels (:mod:`gluonbert.model.cpu_kernels`), which skips the padding keys. With
+``inference`` set as well (:func:`gluonbert.perf.optimize` with ``training=False``), the kernel
+is the forward-only one, which also skips the padding queries and writes no dropout mask.
 """
 from mxnet.gluon import HybridBlock
 
@@ -47,8 +49,11 @@ class SelfAttention(HybridBlock):
     -------
     context : (T, B, C)
         Attention-weighted values, heads concatenated (not yet through the output projection).
+        The inference kernel leaves the rows of padding queries at 0 (no real position reads
+        them).
     weights : (B, H, T, T)
-        Attention weights (query, key) of every head.
+        Attention weights (query, key) of every head; with the inference kernel, 0 in the rows
+        of padding queries, and a (B, H, 1, 1) placeholder when ``weights_needed`` is False.
     """
 
     def __init__(self, units, num_heads, dropout=0.0, weight_initializer=None, prefix=None,
@@ -65,6 +70,10 @@ class SelfAttention(HybridBlock):
                     f'{name}_bias', shape=(units,), init='zeros', allow_deferred_init=True))
             self.dropout = Dropout(dropout)
         self.kernel = False
+        # Set before hybridizing: the forward-only kernel (no dropout, no gradient), and
+        # whether anyone reads the attention weights (the encoder says so for its cells).
+        self.inference = False
+        self.weights_needed = True
 
     def _collect_params_with_prefix(self, prefix=''):
         # Checkpoint names are those of three Dense layers: proj_query.weight, proj_query.bias,
@@ -90,6 +99,14 @@ class SelfAttention(HybridBlock):
         qkv_bias = F.reshape(F.concat(*biases, dim=1), shape=(-1,))
         qkv = F.FullyConnected(x, qkv_weight, qkv_bias, num_hidden=3 * self._units,
                                flatten=False)                                   # (T, B, 3C)
+        if (self.kernel and self.inference and valid_length is not None
+                and self._units // heads <= 256):
+            # Forward only: the context of the real queries; the weights when they are read,
+            # a (B*H, 1, 1) placeholder otherwise (see gluonbert.model.cpu_kernels).
+            context, weights = F.gluonbert_self_attention_inference(
+                qkv, F.cast(valid_length, dtype='float32'), heads=heads,
+                weights=int(self.weights_needed))
+            return context, F.reshape(weights, shape=(-4, -1, heads, 0, 0))
         if self.kernel and valid_length is not None and self._units // heads <= 256:
             # One CPU kernel for scores, softmax, dropout and context (identities: see
             # gluonbert.model.layer_norm.LayerNorm).

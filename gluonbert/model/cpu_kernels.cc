@@ -28,6 +28,13 @@
 //   MXNet runs two batched products, a softmax, a dropout and their backward passes, each
 //   over the whole (B*H, T, T) tensor.
 //
+// gluonbert_self_attention_inference(qkv, valid_length; heads, weights) -> (context, weights)
+//   The same attention without dropout and without a backward pass, for inference: only the
+//   first valid_length queries are computed (the context rows of padding queries are 0, which
+//   the encoder never reads at real positions), and no dropout mask is written. weights=1
+//   writes the (B*H, T, T) attention weights (0 in padding query rows); weights=0 gives a
+//   (B*H, 1, 1) placeholder instead when nobody reads them. Its backward pass is an error.
+//
 // gluonbert_softmax_ce(scores, label) -> (ce, lse)
 //   Cross-entropy of each row of scores (..., V) against its label (...) (float, clipped to
 //   [0, V - 1] as MXNet's pick does): ce = lse - scores[label], lse = log sum exp(scores). The
@@ -489,9 +496,12 @@ struct Head {
   explicit Head(const Heads& s)
       : t(s.t), tp((s.t + kBlock - 1) / kBlock * kBlock), d(s.d), q(t * d), k(t * d), v(t * d),
         kt(d * tp, 0.f), vt(d * tp, 0.f) {}
-  void load(const Heads& s, const float* qkv, int64_t batch, int64_t head) {
+  // The first n positions (all T by default); vt only when the backward pass needs it.
+  void load(const Heads& s, const float* qkv, int64_t batch, int64_t head, int64_t n = -1,
+            bool transpose_values = true) {
     const float scale = 1.f / std::sqrt(static_cast<float>(d));
-    for (int64_t i = 0; i < t; ++i) {
+    const int64_t rows = n < 0 ? t : n;
+    for (int64_t i = 0; i < rows; ++i) {
       const float* qi = qkv + s.at(i, batch, head, 0);
       const float* ki = qkv + s.at(i, batch, head, 1);
       const float* vi = qkv + s.at(i, batch, head, 2);
@@ -502,10 +512,10 @@ struct Head {
       }
     }
     for (int64_t e = 0; e < d; ++e)
-      for (int64_t i = 0; i < t; ++i) {
-        kt[e * tp + i] = k[i * d + e];
-        vt[e * tp + i] = v[i * d + e];
-      }
+      for (int64_t i = 0; i < rows; ++i) kt[e * tp + i] = k[i * d + e];
+    if (!transpose_values) return;
+    for (int64_t e = 0; e < d; ++e)
+      for (int64_t i = 0; i < rows; ++i) vt[e * tp + i] = v[i * d + e];
   }
 };
 
@@ -626,6 +636,141 @@ MXReturnValue att_forward(const Attrs& attrs, std::vector<MXTensor>* in,
                                       context); break;
         default: att_forward_head<0>(s, h, n, key, batch, head, weights, keep, dropped.data(),
                                      context);
+      }
+    }
+  }
+  return MX_SUCCESS;
+}
+
+// Queries per block of the inference kernel: each key block or value row loaded from memory
+// serves kQueries queries (4 x 64 score accumulators fill 16 of AVX-512's 32 registers).
+constexpr int64_t kQueries = 4;
+
+// rows[u][0..n) = a[u] (1 x D) times bt (D x stride) for the kQueries queries a[u] = a + u * D:
+// row_times for a block of queries, with every load of bt shared by them.
+template <int D>
+inline void rows_times(const float* a, const float* bt, int64_t n, int64_t np, int64_t stride,
+                       float* const* rows) {
+  for (int64_t jb = 0; jb < np; jb += kBlock) {
+    float acc[kQueries][kBlock];
+    for (int u = 0; u < kQueries; ++u) {
+#pragma omp simd
+      for (int64_t jj = 0; jj < kBlock; ++jj) acc[u][jj] = 0.f;
+    }
+    for (int64_t e = 0; e < D; ++e) {
+      const float* b = bt + e * stride + jb;
+      for (int u = 0; u < kQueries; ++u) {
+        const float ae = a[u * D + e];
+#pragma omp simd
+        for (int64_t jj = 0; jj < kBlock; ++jj) acc[u][jj] += ae * b[jj];
+      }
+    }
+    const int64_t width = std::min(kBlock, n - jb);
+    for (int u = 0; u < kQueries; ++u)
+      for (int64_t jj = 0; jj < width; ++jj) rows[u][jb + jj] = acc[u][jj];
+  }
+}
+
+// out[u][0..D) = sum over r < n of w[u][r] * m[r * D .. r * D + D) for the kQueries weight rows
+// w[u]: each row of m loaded once for all of them.
+template <int D>
+inline void rows_weighted(const float* const* w, const float* m, int64_t n, float* const* out) {
+  float acc[kQueries][D];
+  for (int u = 0; u < kQueries; ++u) {
+#pragma omp simd
+    for (int64_t e = 0; e < D; ++e) acc[u][e] = 0.f;
+  }
+  for (int64_t r = 0; r < n; ++r) {
+    const float* mr = m + r * D;
+    for (int u = 0; u < kQueries; ++u) {
+      const float wr = w[u][r];
+#pragma omp simd
+      for (int64_t e = 0; e < D; ++e) acc[u][e] += wr * mr[e];
+    }
+  }
+  for (int u = 0; u < kQueries; ++u) {
+#pragma omp simd
+    for (int64_t e = 0; e < D; ++e) out[u][e] = acc[u][e];
+  }
+}
+
+// Softmax in place over p[0..n), then zeros in [n, t) when the row is kept (weights output).
+inline void softmax_row(float* p, int64_t n, int64_t t, bool zero_tail) {
+  float top = p[0];
+#pragma omp simd reduction(max : top)
+  for (int64_t j = 1; j < n; ++j) top = std::max(top, p[j]);
+  float sum = 0.f;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t j = 0; j < n; ++j) {
+    p[j] = exp_nonpositive(p[j] - top);
+    sum += p[j];
+  }
+  const float inv = 1.f / sum;
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) p[j] *= inv;
+  if (zero_tail) std::fill(p + n, p + t, 0.f);
+}
+
+// Inference: the real queries of one (sequence, head) pair, kQueries at a time where the head
+// width has a specialised kernel (D > 0); padding query rows get zeros. scratch holds
+// kQueries rows of tp floats.
+template <int D>
+void att_inference_head(const Heads& s, const Head& h, int64_t n, int64_t batch, int64_t head,
+                        float* weights, float* scratch, float* context) {
+  const int64_t t = s.t, bh = batch * s.h + head, d = h.d;
+  const int64_t np = (n + kBlock - 1) / kBlock * kBlock;
+  auto weight_row = [&](int64_t i, int u) {
+    return weights ? weights + (bh * t + i) * t : scratch + u * h.tp;
+  };
+  auto context_row = [&](int64_t i) { return context + (i * s.b + batch) * s.c + head * d; };
+  int64_t i = 0;
+  if constexpr (D > 0) {
+    for (; i + kQueries <= n; i += kQueries) {
+      float *p[kQueries], *c[kQueries];
+      for (int u = 0; u < kQueries; ++u) {
+        p[u] = weight_row(i + u, u);
+        c[u] = context_row(i + u);
+      }
+      rows_times<D>(h.q.data() + i * d, h.kt.data(), n, np, h.tp, p);
+      for (int u = 0; u < kQueries; ++u) softmax_row(p[u], n, t, weights != nullptr);
+      rows_weighted<D>(p, h.v.data(), n, c);
+    }
+  }
+  for (; i < n; ++i) {
+    float* p = weight_row(i, 0);
+    row_times<D>(h.q.data() + i * d, h.kt.data(), d, n, np, h.tp, p);
+    softmax_row(p, n, t, weights != nullptr);
+    weighted_rows<D>(p, 1, h.v.data(), n, d, 1.f, context_row(i));
+  }
+  for (; i < t; ++i) {
+    std::fill_n(context_row(i), d, 0.f);
+    if (weights) std::fill_n(weight_row(i, 0), t, 0.f);
+  }
+}
+
+// in: qkv (T, B, 3C), valid_length (B*H,)
+// out: context (T, B, C), weights (B*H, T, T), or (B*H, 1, 1) untouched with weights=0
+MXReturnValue att_inference(const Attrs& attrs, std::vector<MXTensor>* in,
+                            std::vector<MXTensor>* out, const OpResource& res) {
+  const Heads s = heads_of(attrs, (*in)[0]);
+  const float *qkv = in_f(in, 0), *lengths = in_f(in, 1);
+  float* context = out_f(out, 0);
+  float* weights = std::stoi(attrs.at("weights")) ? out_f(out, 1) : nullptr;
+#pragma omp parallel
+  {
+    Head h(s);
+    std::vector<float> scratch(kQueries * h.tp);
+#pragma omp for schedule(static)
+    for (int64_t bh = 0; bh < s.b * s.h; ++bh) {
+      const int64_t batch = bh / s.h, head = bh % s.h;
+      const int64_t n = real_keys(lengths, bh, s.t);
+      h.load(s, qkv, batch, head, n, false);
+      switch (s.d) {
+        case 32: att_inference_head<32>(s, h, n, batch, head, weights, scratch.data(), context);
+          break;
+        case 64: att_inference_head<64>(s, h, n, batch, head, weights, scratch.data(), context);
+          break;
+        default: att_inference_head<0>(s, h, n, batch, head, weights, scratch.data(), context);
       }
     }
   }
@@ -758,6 +903,46 @@ MXReturnValue att_infer_shape(const Attrs& attrs, Shapes* in, Shapes* out) {
   return MX_SUCCESS;
 }
 
+// MXNet's cached graphs build a backward graph even for inference, so the operator needs one:
+// this one only says why it cannot run.
+MXReturnValue att_inference_backward(const Attrs& attrs, std::vector<MXTensor>* in,
+                                     std::vector<MXTensor>* out, const OpResource& res) {
+  MX_ERROR_MSG << "gluonbert_self_attention_inference has no gradient: the model was prepared "
+                  "for inference (gluonbert.perf.optimize(training=False)); prepare it with "
+                  "training=True to train it";
+  return MX_FAIL;
+}
+
+MXReturnValue att_inference_parse(const Attrs& attrs, int* num_in, int* num_out) {
+  if (attrs.count("heads") == 0 || std::stoll(attrs.at("heads")) < 1 ||
+      attrs.count("weights") == 0) {
+    MX_ERROR_MSG << "gluonbert_self_attention_inference needs the attributes heads >= 1 and "
+                    "weights (0 or 1)";
+    return MX_FAIL;
+  }
+  *num_in = 2;
+  *num_out = 2;
+  return MX_SUCCESS;
+}
+
+MXReturnValue att_inference_infer_type(const Attrs& attrs, std::vector<int>* in,
+                                       std::vector<int>* out) {
+  if (check_float32("gluonbert_self_attention_inference", *in, 2) != MX_SUCCESS) return MX_FAIL;
+  (*out)[0] = (*out)[1] = mxnet::ext::kFloat32;
+  return MX_SUCCESS;
+}
+
+MXReturnValue att_inference_infer_shape(const Attrs& attrs, Shapes* in, Shapes* out) {
+  Shapes training_in = *in, training_out(3);
+  training_in.push_back({1});
+  if (att_infer_shape(attrs, &training_in, &training_out) != MX_SUCCESS) return MX_FAIL;
+  const unsigned int bh = training_out[1][0];
+  (*out)[0] = training_out[0];
+  (*out)[1] = std::stoi(attrs.at("weights")) ? training_out[1]
+                                             : std::vector<unsigned int>{bh, 1, 1};
+  return MX_SUCCESS;
+}
+
 // ---- gluonbert_softmax_ce ----------------------------------------------------------------------
 
 // in: scores (..., V), label (...) float; out: ce (...), lse (...)
@@ -849,6 +1034,13 @@ REGISTER_OP(gluonbert_self_attention)
     .setInferShape(att_infer_shape)
     .setForward(att_forward, "cpu")
     .setBackward(att_backward, "cpu");
+
+REGISTER_OP(gluonbert_self_attention_inference)
+    .setParseAttrs(att_inference_parse)
+    .setInferType(att_inference_infer_type)
+    .setInferShape(att_inference_infer_shape)
+    .setForward(att_inference, "cpu")
+    .setBackward(att_inference_backward, "cpu");
 
 REGISTER_OP(gluonbert_softmax_ce)
     .setParseAttrs(ce_parse)

@@ -1,4 +1,4 @@
-"""gluonbert's CPU kernels: LayerNorm, residual-dropout-LayerNorm and dropout for training.
+"""gluonbert's CPU kernels: LayerNorm, residual-dropout-LayerNorm, dropout and attention.
 
 MXNet 1.9.1 spends a large part of a BERT training step on CPU in places that are not the
 dense layers: ``LayerNorm``'s backward pass (ten generic broadcast/reduce kernels),
@@ -12,14 +12,17 @@ registered as MXNet operators through MXNet's custom-operator library interface
   every Transformer sub-layer, with a 1-byte dropout mask;
 * ``gluonbert_dropout`` -- dropout with a counter-based mask;
 * ``gluonbert_self_attention`` -- scores, softmax, dropout and context of every head in one
-  pass per (sequence, head).
+  pass per (sequence, head);
+* ``gluonbert_self_attention_inference`` -- the same without dropout or gradient, for
+  inference: padding queries skipped as well as padding keys, no dropout mask written.
 
 The library is compiled on first use on the machine that runs it (``-O3 -march=native``, with
 the ``lib_api`` files that the MXNet wheel ships) and cached under ``$GLUONBERT_CACHE``
 (default ``~/.cache/gluonbert``), keyed by the source, the MXNet build, the compiler and its flags,
 and the CPU's flags. Without a C++ compiler, or with ``GLUONBERT_KERNELS=0``, :func:`available` is
 False and the blocks keep MXNet's own operators (same results, slower training).
-:func:`gluonbert.perf.optimize` switches the blocks to the kernels for training on CPU.
+:func:`gluonbert.perf.optimize` switches the blocks to the kernels on CPU, for training (the
+engine) and for inference (``predict``, the pipelines).
 """
 import hashlib
 import os
@@ -113,8 +116,8 @@ def _load():
         return False
     path = library_path()
     if path is None:
-        warnings.warn('gluonbert: no C++ compiler (g++ or $CXX) found; training uses '
-                      "MXNet's slower LayerNorm and Dropout operators")
+        warnings.warn('gluonbert: no C++ compiler (g++ or $CXX) found; training and '
+                      "inference use MXNet's slower operators")
         return False
     try:
         if not path.exists():
@@ -122,7 +125,7 @@ def _load():
         import mxnet as mx
         mx.library.load(str(path), verbose=False)
     except Exception as err:   # a failed build, a missing file, MXNetError from the loader
-        warnings.warn(f'gluonbert: CPU kernels unavailable ({err}); training uses '
-                      "MXNet's slower LayerNorm and Dropout operators")
+        warnings.warn(f'gluonbert: CPU kernels unavailable ({err}); training and '
+                      "inference use MXNet's slower operators")
         return False
     return True

@@ -1,4 +1,6 @@
 """BERTEncoder: token, segment and position embeddings, then a stack of transformer cells."""
+import contextlib
+
 from mxnet.gluon import HybridBlock, nn
 
 from .config import BERTConfig
@@ -87,6 +89,23 @@ class BERTEncoder(HybridBlock):
                     self.transformer_cells.add(TransformerCell(
                         c.units, c.hidden_size, c.num_heads, c.dropout, c.layer_norm_eps,
                         weight_initializer=_init(), prefix=f'transformer{i}_'))
+        for cell in self.transformer_cells:
+            cell.attention_cell.weights_needed = output_attention
+
+    @contextlib.contextmanager
+    def cls_rows_only(self):
+        """While a graph that reads only the ``[CLS]`` row of the sequence output is traced
+        (:class:`~gluonbert.model.BERTClassifier`), the last cell runs everything after its
+        attention on that row alone (``TransformerCell.cls_only``): a quarter of that cell's
+        dense-layer work, and the same ``[CLS]`` vector. The sequence output is (B, 1, C)
+        inside.
+        """
+        last = self.transformer_cells[len(self.transformer_cells) - 1]
+        last.cls_only = True
+        try:
+            yield
+        finally:
+            last.cls_only = False
 
     @property
     def word_embedding(self):

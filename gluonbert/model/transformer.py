@@ -73,7 +73,7 @@ class TransformerCell(HybridBlock):
 
     Outputs
     -------
-    y : (T, B, C)
+    y : (T, B, C), or (1, B, C) with ``cls_only`` set
     attention_weights : (B, H, T, T)
     """
 
@@ -88,8 +88,16 @@ class TransformerCell(HybridBlock):
             self.layer_norm = ResidualLayerNorm(layer_norm_eps, units, dropout)
             self.ffn = PositionwiseFFN(units, hidden_size, dropout, layer_norm_eps,
                                        weight_initializer=weight_initializer)
+        # Set while a graph that reads only position 0 is traced (see
+        # BERTEncoder.cls_rows_only): the output is then (1, B, C).
+        self.cls_only = False
 
     def hybrid_forward(self, F, x, valid_length=None, attention_bias=None):
         context, weights = self.attention_cell(x, valid_length, attention_bias)
+        if self.cls_only:
+            # Only the [CLS] row of this cell's output is read: the projection, residual,
+            # LayerNorms and feed-forward layers act per position, so they run on row 0 alone.
+            context = F.slice_axis(context, axis=0, begin=0, end=1)
+            x = F.slice_axis(x, axis=0, begin=0, end=1)
         h = self.layer_norm(self.proj(context), x)     # LayerNorm(x + Dropout(proj(context)))
         return self.ffn(h), weights

@@ -12,6 +12,7 @@ import os
 import mxnet as mx
 import numpy as np
 
+from .. import perf
 from ..data.fileio import atomic_write
 from ..errors import ConfigError, InputError, WeightsNotFoundError
 from .loop import split_batch
@@ -154,9 +155,13 @@ def _check_output_path(path):
                           f'predictions file to write (e.g. {example})')
 
 
-def load_classifier(model_dir, contexts):
+def load_classifier(model_dir, contexts, kernels='auto'):
     """Rebuilds a fine-tuned classifier and its input transform from ``model_dir``, or loads
     the exported graph of a deployment directory (``gluonbert quantize``, fp32 or INT8).
+
+    The rebuilt classifier is prepared for inference by :func:`gluonbert.perf.optimize`
+    (``kernels``: gluonbert's CPU kernels on CPU contexts by default; ``False`` keeps MXNet's
+    operators, which an export needs).
 
     Outputs
     -------
@@ -179,7 +184,7 @@ def load_classifier(model_dir, contexts):
                          use_decoder=False, use_classifier=False)
         net = BERTClassifier(bert, num_classes=len(spec.labels), dropout=info['dropout'])
         net.load_parameters(os.path.join(model_dir, 'model.params'), ctx=contexts)
-        net.hybridize(static_alloc=True)
+        perf.optimize(net, training=False, kernels=kernels, static_shape=False)
     vocab = load_vocab(os.path.join(model_dir, 'vocab.txt'))
     transform = BERTDatasetTransform(get_tokenizer(vocab, lower=info['lower']),
                                      info['max_seq_length'], class_labels=spec.labels,

@@ -189,6 +189,37 @@ def test_attention_kernel_matches_operators():
         np.testing.assert_allclose(p1[name], p0[name], rtol=1e-4, atol=1e-4, err_msg=name)
 
 
+@pytest.mark.parametrize('width', [24, 128, 256, 600])   # heads 6, 32, 64, 150 wide: each path
+def test_inference_attention_kernel_matches_operators_at_real_positions(width):
+    """The forward-only kernel: the context and weights of the real queries equal MXNet's,
+    padding query rows are 0, the placeholder replaces unread weights, and a backward pass
+    through it is an error that says what to do."""
+    from gluonbert.model.attention import SelfAttention
+    rng, x, bias, lengths = _attention_inputs(5, t=70, c=width)
+    block = SelfAttention(width, 4, dropout=0.3)
+    block.initialize(mx.init.Normal(0.3 * (24 / width) ** 0.5))
+    context, weights = [a.asnumpy() for a in block(x, lengths, bias)]   # inference mode
+    block.kernel = block.inference = True
+    block.hybridize(static_alloc=True)
+    got_context, got_weights = [a.asnumpy() for a in block(x, lengths, bias)]
+    for b, n in enumerate([7, 4, 1]):
+        np.testing.assert_allclose(got_context[:n, b], context[:n, b], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(got_weights[b, :, :n], weights[b, :, :n], rtol=1e-5,
+                                   atol=1e-6)
+        assert not got_context[n:, b].any() and not got_weights[b, :, n:].any()
+    block.weights_needed = False
+    block.hybridize(static_alloc=True)                     # traced again
+    got = block(x, lengths, bias)
+    np.testing.assert_allclose(got[0].asnumpy(), got_context, rtol=1e-6)
+    assert got[1].shape == (3, 4, 1, 1)
+    x.attach_grad()
+    with pytest.raises(mx.base.MXNetError, match='no gradient'):
+        with autograd.record():
+            out = block(x, lengths, bias)[0]
+        out.backward()
+        mx.nd.waitall()
+
+
 def test_attention_kernel_dropout_equals_its_mask():
     """With dropout the context is MXNet's value product of the kernel's masked weights."""
     rng, x, bias, lengths = _attention_inputs(5)
@@ -252,6 +283,7 @@ def test_kernel_benchmark_runs_every_case(tmp_path):
     rows = json.loads(out.read_text())['rows']
     assert {r['case'] for r in rows} == {
         'layer_norm', 'residual_dropout_layer_norm', 'dropout (attention weights)',
-        'self_attention', 'mlm_cross_entropy'}
+        'self_attention', 'mlm_cross_entropy', 'residual_layer_norm, inference',
+        'self_attention, inference'}
     for r in rows:
         assert r['mxnet']['median_ms'] > 0 and r['kernel']['median_ms'] > 0

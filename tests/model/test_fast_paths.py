@@ -7,6 +7,8 @@
 
 The kernels themselves are tested in ``test_cpu_kernels.py``.
 """
+import json
+
 import mxnet as mx
 import numpy as np
 import pytest
@@ -105,3 +107,49 @@ def test_optimized_training_graph_matches_plain_model():
     for name in results[0][1]:
         np.testing.assert_allclose(results[1][1][name], results[0][1][name], rtol=1e-3,
                                    atol=1e-3, err_msg=name)
+
+
+@pytest.mark.parametrize('kernels', [False, True])
+def test_classifier_graph_runs_last_layer_on_cls_only(kernels):
+    """A hybridized BERTClassifier traces its last layer on [CLS] alone after the attention:
+    outputs and gradients equal the imperative (whole) computation, training (engine's
+    optimize) and inference alike; its BERTModel called on its own keeps the whole sequence."""
+    from gluonbert.model import BERTClassifier, cpu_kernels
+    if kernels and not cpu_kernels.available():
+        pytest.skip('no C++ compiler: the kernels cannot be built here')
+    config = get_config('bert_tiny_test', dropout=0.0)
+    rng = np.random.RandomState(5)
+    ids = mx.nd.array(rng.randint(1, 100, (3, 9)), dtype='int32')
+    seg = mx.nd.array(rng.randint(0, 2, (3, 9)), dtype='int32')
+    length = mx.nd.array([9, 4, 1], dtype='int32')
+    head = mx.nd.array(rng.normal(size=(3, 3)))
+    results = []
+    for traced in (False, True):
+        mx.random.seed(6)
+        net = BERTClassifier(BERTModel(config, use_decoder=False, use_classifier=False), 3)
+        net.initialize(mx.init.Normal(0.1))
+        if traced:
+            perf.optimize(net, training=True, kernels=kernels)
+        with autograd.record():
+            scores = net(ids, seg, length)
+            loss = (scores * head).sum()
+        loss.backward()
+        grads = {n: p.grad().asnumpy() for n, p in net._collect_params_with_prefix().items()}
+        results.append((scores.asnumpy(), grads, net))
+    np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-5, atol=1e-6)
+    for name, grad in results[0][1].items():
+        np.testing.assert_allclose(results[1][1][name], grad, rtol=1e-4, atol=1e-5,
+                                   err_msg=name)
+    net = results[1][2]
+    symbol = net._cached_graph[1]
+    ffn = [n['name'] for n in json.loads(symbol.tojson())['nodes']
+           if n['op'] == 'FullyConnected' and 'ffn_1' in n['name']]
+    internals = symbol.get_internals()
+    shapes = dict(data0=(3, 9), data1=(3, 9), data2=(3,))
+    assert internals[f'{ffn[-1]}_output'].infer_shape(**shapes)[1][0][:2] == (1, 3)
+    assert internals[f'{ffn[0]}_output'].infer_shape(**shapes)[1][0][:2] == (9, 3)
+    perf.optimize(net, training=False, kernels=kernels)
+    np.testing.assert_allclose(net(ids, seg, length).asnumpy(), results[0][0], rtol=1e-5,
+                               atol=1e-6)
+    sequence = net.bert(ids, seg, length)[0]
+    assert sequence.shape == (3, 9, config.units)

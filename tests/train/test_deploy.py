@@ -354,10 +354,11 @@ def test_int8_benchmark_token_budget_and_infer_base_columns(tmp_path, finetuned)
     int8 = report['results']['int8']
     assert int8['fraction_of_ceiling'] == pytest.approx(int8['gflops_executed_best'] /
                                                         report['ceilings']['int8'])
-    # the exports skip the last layer's projection and feed-forward on 31 of 32 positions
+    # every classifier graph skips the last layer's projection and feed-forward on 31 of 32
+    # positions
     skipped = 2 * 32 * 31 * (32 * 32 + 2 * 32 * 64)
-    assert int8['flops_executed'] == report['flops_per_pass'] - skipped
-    assert report['results']['gluonbert_fp32']['flops_executed'] == report['flops_per_pass']
+    for name in ('int8', 'exported_fp32', 'gluonbert_fp32'):
+        assert report['results'][name]['flops_executed'] == report['flops_per_pass'] - skipped
     assert report['int8_vs_fp32_max_prob_diff'] < 0.05
     assert '| gemm_int8 |' in done.stdout and 'isa' in report
     profile = report['profile_ms']
@@ -366,14 +367,13 @@ def test_int8_benchmark_token_budget_and_infer_base_columns(tmp_path, finetuned)
 
 
 def test_last_layer_runs_on_the_cls_position_only(tmp_path, finetuned):
-    """The exports cut the last layer after its attention to the [CLS] position (two
-    slice_axis nodes) with the fine-tuned classifier's outputs; a graph of another form is
-    left whole."""
+    """The export keeps the classifier's [CLS]-only last layer (the slices that
+    BERTEncoder.cls_rows_only traces after the last attention), with the outputs of the
+    fine-tuned classifier that predict serves (gluonbert's kernels there)."""
     from gluonbert.train.predict import load_classifier
     deploy.export(finetuned['model_dir'], str(tmp_path / 'fp32'))
     nodes = json.load(open(tmp_path / 'fp32' / 'model-symbol.json'))['nodes']
-    cuts = [n for n in nodes if n['op'] == 'slice_axis' and n['name'].endswith('_cls')]
-    assert len(cuts) == 2 and all(n['attrs']['axis'] == '0' for n in cuts)
+    assert not any(n['op'].startswith('gluonbert_') for n in nodes)
     # after the cut, the last layer's feed-forward input is one position long
     symbol = mx.sym.load(str(tmp_path / 'fp32' / 'model-symbol.json'))
     ffn = [n['name'] for n in nodes if n['op'] == 'FullyConnected' and 'ffn_1' in n['name']]
@@ -389,11 +389,7 @@ def test_last_layer_runs_on_the_cls_position_only(tmp_path, finetuned):
     lengths = mx.nd.array([9, 4, 1], dtype='int32')
     np.testing.assert_allclose(served(ids, types, lengths).asnumpy(),
                                tuned(ids, types, lengths).asnumpy(), atol=1e-5)
-    # a graph whose encoder output is used whole (no [CLS] slice) is not changed
-    x = mx.sym.var('data0')
-    whole = mx.sym.SequenceMask(mx.sym.FullyConnected(x, num_hidden=4, flatten=False),
-                                mx.sym.var('data2'), use_sequence_length=True)
-    kept, changed = deploy.cls_only_last_layer(whole)
-    assert kept is whole and not changed
     assert json.load(open(tmp_path / 'fp32' / 'deploy.json'))['graph_rewrites'] == [
-        'constants folded', 'last layer on [CLS] after the attention']
+        'constants folded']
+    with pytest.raises(ConfigError, match='CPU kernels'):
+        tuned.export(str(tmp_path / 'with-kernels'))
