@@ -78,6 +78,41 @@ const float* in_f(std::vector<MXTensor>* t, int i) {
 float* out_f(std::vector<MXTensor>* t, int i) { return (*t)[i].data<float>(); }
 int64_t rows_of(const MXTensor& t) { return t.size() / t.shape.back(); }
 
+// Vector registers as GCC vector types, so that the accumulators of the blocked products below
+// stay in registers (arrays of floats under "omp simd" are kept on the stack by GCC): 16 lanes
+// with AVX-512, 8 otherwise. Loads and stores go through memcpy (any alignment).
+#if defined(__AVX512F__)
+constexpr int kLanes = 16;
+constexpr int64_t kQueries = 4;  // queries per block: 4 x 4 score registers of AVX-512's 32
+#else
+constexpr int kLanes = 8;
+constexpr int64_t kQueries = 2;  // 2 x 4 score registers of AVX2's 16
+#endif
+typedef float Vec __attribute__((vector_size(kLanes * sizeof(float))));
+
+inline Vec load_vec(const float* p) {
+  Vec v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+inline void store_vec(float* p, Vec v) { std::memcpy(p, &v, sizeof(v)); }
+
+// max(p[0..n)), n >= 1, kLanes at a time (GCC leaves "omp simd reduction(max)" scalar).
+inline float row_max(const float* p, int64_t n) {
+  float top = p[0];
+  int64_t j = 0;
+  if (n >= kLanes) {
+    Vec m = load_vec(p);
+    for (j = kLanes; j + kLanes <= n; j += kLanes) {
+      const Vec x = load_vec(p + j);
+      m = m > x ? m : x;
+    }
+    for (int k = 0; k < kLanes; ++k) top = std::max(top, m[k]);
+  }
+  for (; j < n; ++j) top = std::max(top, p[j]);
+  return top;
+}
+
 // ---- dropout masks ---------------------------------------------------------------------------
 
 inline uint32_t fmix32(uint32_t h) {
@@ -501,15 +536,13 @@ struct Head {
             bool transpose_values = true) {
     const float scale = 1.f / std::sqrt(static_cast<float>(d));
     const int64_t rows = n < 0 ? t : n;
+    float* __restrict qs = q.data();
     for (int64_t i = 0; i < rows; ++i) {
-      const float* qi = qkv + s.at(i, batch, head, 0);
-      const float* ki = qkv + s.at(i, batch, head, 1);
-      const float* vi = qkv + s.at(i, batch, head, 2);
-      for (int64_t e = 0; e < d; ++e) {
-        q[i * d + e] = qi[e] * scale;
-        k[i * d + e] = ki[e];
-        v[i * d + e] = vi[e];
-      }
+      const float* __restrict src = qkv + s.at(i, batch, head, 0);   // [q_h, k_h, v_h]
+#pragma omp simd
+      for (int64_t e = 0; e < d; ++e) qs[i * d + e] = src[e] * scale;
+      std::memcpy(k.data() + i * d, src + d, d * sizeof(float));
+      std::memcpy(v.data() + i * d, src + 2 * d, d * sizeof(float));
     }
     for (int64_t e = 0; e < d; ++e)
       for (int64_t i = 0; i < rows; ++i) kt[e * tp + i] = k[i * d + e];
@@ -587,9 +620,7 @@ void att_forward_head(const Heads& s, Head& h, int64_t n, const MaskKey& key, in
     float* p = weights + row;
     // Scores of the n real keys only; the padding keys get weight exactly 0.
     row_times<D>(h.q.data() + i * h.d, h.kt.data(), h.d, n, np, h.tp, p);
-    float top = p[0];
-#pragma omp simd reduction(max : top)
-    for (int64_t j = 1; j < n; ++j) top = std::max(top, p[j]);
+    const float top = row_max(p, n);
     float sum = 0.f;
 #pragma omp simd reduction(+ : sum)
     for (int64_t j = 0; j < n; ++j) {
@@ -642,32 +673,38 @@ MXReturnValue att_forward(const Attrs& attrs, std::vector<MXTensor>* in,
   return MX_SUCCESS;
 }
 
-// Queries per block of the inference kernel: each key block or value row loaded from memory
-// serves kQueries queries (4 x 64 score accumulators fill 16 of AVX-512's 32 registers).
-constexpr int64_t kQueries = 4;
+constexpr int64_t kKeys = 4 * kLanes;  // keys per block of a score row: 4 registers
+static_assert(kBlock % kKeys == 0, "score rows are padded to kBlock keys");
 
 // rows[u][0..n) = a[u] (1 x D) times bt (D x stride) for the kQueries queries a[u] = a + u * D:
-// row_times for a block of queries, with every load of bt shared by them.
+// every block of kKeys keys of bt is loaded once for all the queries.
 template <int D>
 inline void rows_times(const float* a, const float* bt, int64_t n, int64_t np, int64_t stride,
                        float* const* rows) {
-  for (int64_t jb = 0; jb < np; jb += kBlock) {
-    float acc[kQueries][kBlock];
-    for (int u = 0; u < kQueries; ++u) {
-#pragma omp simd
-      for (int64_t jj = 0; jj < kBlock; ++jj) acc[u][jj] = 0.f;
-    }
+  for (int64_t jb = 0; jb < np; jb += kKeys) {
+    Vec acc[kQueries][4] = {};
     for (int64_t e = 0; e < D; ++e) {
       const float* b = bt + e * stride + jb;
+      const Vec b0 = load_vec(b), b1 = load_vec(b + kLanes), b2 = load_vec(b + 2 * kLanes),
+                b3 = load_vec(b + 3 * kLanes);
       for (int u = 0; u < kQueries; ++u) {
         const float ae = a[u * D + e];
-#pragma omp simd
-        for (int64_t jj = 0; jj < kBlock; ++jj) acc[u][jj] += ae * b[jj];
+        acc[u][0] += ae * b0;
+        acc[u][1] += ae * b1;
+        acc[u][2] += ae * b2;
+        acc[u][3] += ae * b3;
       }
     }
-    const int64_t width = std::min(kBlock, n - jb);
-    for (int u = 0; u < kQueries; ++u)
-      for (int64_t jj = 0; jj < width; ++jj) rows[u][jb + jj] = acc[u][jj];
+    const int64_t width = std::min(kKeys, n - jb);
+    for (int u = 0; u < kQueries; ++u) {
+      if (width == kKeys) {
+        for (int r = 0; r < 4; ++r) store_vec(rows[u] + jb + r * kLanes, acc[u][r]);
+      } else {
+        float tail[kKeys];
+        for (int r = 0; r < 4; ++r) store_vec(tail + r * kLanes, acc[u][r]);
+        std::copy_n(tail, width, rows[u] + jb);
+      }
+    }
   }
 }
 
@@ -675,30 +712,24 @@ inline void rows_times(const float* a, const float* bt, int64_t n, int64_t np, i
 // w[u]: each row of m loaded once for all of them.
 template <int D>
 inline void rows_weighted(const float* const* w, const float* m, int64_t n, float* const* out) {
-  float acc[kQueries][D];
-  for (int u = 0; u < kQueries; ++u) {
-#pragma omp simd
-    for (int64_t e = 0; e < D; ++e) acc[u][e] = 0.f;
-  }
+  constexpr int kParts = D / kLanes;
+  static_assert(D % kLanes == 0, "head width must be a multiple of the vector width");
+  Vec acc[kQueries][kParts] = {};
   for (int64_t r = 0; r < n; ++r) {
-    const float* mr = m + r * D;
+    Vec mr[kParts];
+    for (int k = 0; k < kParts; ++k) mr[k] = load_vec(m + r * D + k * kLanes);
     for (int u = 0; u < kQueries; ++u) {
       const float wr = w[u][r];
-#pragma omp simd
-      for (int64_t e = 0; e < D; ++e) acc[u][e] += wr * mr[e];
+      for (int k = 0; k < kParts; ++k) acc[u][k] += wr * mr[k];
     }
   }
-  for (int u = 0; u < kQueries; ++u) {
-#pragma omp simd
-    for (int64_t e = 0; e < D; ++e) out[u][e] = acc[u][e];
-  }
+  for (int u = 0; u < kQueries; ++u)
+    for (int k = 0; k < kParts; ++k) store_vec(out[u] + k * kLanes, acc[u][k]);
 }
 
 // Softmax in place over p[0..n), then zeros in [n, t) when the row is kept (weights output).
 inline void softmax_row(float* p, int64_t n, int64_t t, bool zero_tail) {
-  float top = p[0];
-#pragma omp simd reduction(max : top)
-  for (int64_t j = 1; j < n; ++j) top = std::max(top, p[j]);
+  const float top = row_max(p, n);
   float sum = 0.f;
 #pragma omp simd reduction(+ : sum)
   for (int64_t j = 0; j < n; ++j) {
@@ -954,9 +985,7 @@ MXReturnValue ce_forward(const Attrs& attrs, std::vector<MXTensor>* in,
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < n; ++r) {
     const float* xr = x + r * v;
-    float top = xr[0];
-#pragma omp simd reduction(max : top)
-    for (int64_t j = 1; j < v; ++j) top = std::max(top, xr[j]);
+    const float top = row_max(xr, v);
     float sum = 0.f;
 #pragma omp simd reduction(+ : sum)
     for (int64_t j = 0; j < v; ++j) sum += exp_nonpositive(xr[j] - top);
