@@ -123,7 +123,7 @@ class BERTModel(_CheckpointNames, HybridBlock):
             if use_decoder:
                 self.decoder = MLMDecoder(config.units, config.vocab_size,
                                           self.encoder.word_embedding, config.layer_norm_eps,
-                                          prefix='decoder_')
+                                          tie=config.tie_word_embeddings, prefix='decoder_')
 
     def _collect_params_with_prefix(self, prefix=''):
         names = super()._collect_params_with_prefix()

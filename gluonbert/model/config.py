@@ -37,6 +37,12 @@ class BERTConfig:
         Dropout on embeddings, attention weights, and cell outputs (train mode only).
     layer_norm_eps : float
         Epsilon of every LayerNorm (1e-12 as in the original BERT and GluonNLP's encoder).
+    tie_word_embeddings : bool
+        The masked-LM output layer shares the word-embedding table (True: BERT, GluonNLP and
+        HF's default). False gives it a (V, C) weight of its own (HF's
+        ``tie_word_embeddings=False``): the embedding rows of tokens rare in the training text
+        then move only where those tokens occur, instead of all being pushed the same way by
+        the output softmax (see ``docs/pretraining.md``).
     """
     vocab_size: int = 30522
     units: int = 768
@@ -47,6 +53,7 @@ class BERTConfig:
     token_type_vocab_size: int = 2
     dropout: float = 0.1
     layer_norm_eps: float = 1e-12
+    tie_word_embeddings: bool = True
 
     def __post_init__(self):
         positive = ('vocab_size', 'units', 'hidden_size', 'num_layers', 'num_heads',
@@ -62,6 +69,9 @@ class BERTConfig:
             raise ConfigError(f'BERTConfig.dropout={self.dropout!r}: expected 0 <= dropout < 1')
         if not self.layer_norm_eps > 0:
             raise ConfigError(f'BERTConfig.layer_norm_eps={self.layer_norm_eps!r}: expected > 0')
+        if not isinstance(self.tie_word_embeddings, bool):
+            raise ConfigError(f'BERTConfig.tie_word_embeddings={self.tie_word_embeddings!r}: '
+                              'expected true or false')
 
     @property
     def head_dim(self):
@@ -123,7 +133,8 @@ class BERTConfig:
                    max_length=hf.get('max_position_embeddings', 512),
                    token_type_vocab_size=hf.get('type_vocab_size', 2),
                    dropout=hf.get('hidden_dropout_prob', 0.1),
-                   layer_norm_eps=hf.get('layer_norm_eps', 1e-12))
+                   layer_norm_eps=hf.get('layer_norm_eps', 1e-12),
+                   tie_word_embeddings=hf.get('tie_word_embeddings', True))
 
     def to_hf_config(self):
         """The equivalent HuggingFace ``BertConfig`` as a JSON-serialisable dict."""
@@ -137,7 +148,7 @@ class BERTConfig:
                 'attention_probs_dropout_prob': self.dropout,
                 'layer_norm_eps': self.layer_norm_eps, 'hidden_act': 'gelu',
                 'position_embedding_type': 'absolute', 'initializer_range': 0.02,
-                'pad_token_id': 0}
+                'pad_token_id': 0, 'tie_word_embeddings': self.tie_word_embeddings}
 
 
 _CONFIGS = {

@@ -141,8 +141,9 @@ def hf_to_gluon_arrays(hf_arrays, config, source='<dict>', ignore_extra=False):
 
     Accepts ``bert.``-prefixed and bare names, ``LayerNorm.weight/bias`` and ``.gamma/beta``;
     skips ``position_ids``; maps ``cls.predictions.*`` to the MLM head (``decoder.*``) and
-    ``cls.seq_relationship.*`` to the NSP head (``classifier.*``). The MLM output weight must
-    be tied to the word embedding (the only form gluonbert and GluonNLP have).
+    ``cls.seq_relationship.*`` to the NSP head (``classifier.*``). The MLM output weight
+    (``cls.predictions.decoder.weight``) must be the word embedding's copy unless
+    ``config.tie_word_embeddings`` is False, where it is the head's own ``decoder.3.weight``.
 
     Parameters
     ----------
@@ -157,7 +158,7 @@ def hf_to_gluon_arrays(hf_arrays, config, source='<dict>', ignore_extra=False):
     Outputs
     -------
     dict of str -> numpy.ndarray
-        gluonbert names (``decoder.3.weight`` omitted: it is the word embedding).
+        gluonbert names (``decoder.3.weight`` omitted when tied: it is the word embedding).
     """
     canonical = {}
     for raw, value in hf_arrays.items():
@@ -174,6 +175,13 @@ def hf_to_gluon_arrays(hf_arrays, config, source='<dict>', ignore_extra=False):
         if own.shape != bias.shape or not np.array_equal(own, bias):
             raise CheckpointError(f'{source}: {raw} differs from cls.predictions.bias; expected '
                                   'the tied copy of the MLM output bias')
+    untied = {}
+    if TIED_DECODER_WEIGHT in canonical and not config.tie_word_embeddings:
+        raw, weight = canonical.pop(TIED_DECODER_WEIGHT)
+        if tuple(weight.shape) != (config.vocab_size, config.units):
+            raise CheckpointError(f'{source}: {raw} has shape {tuple(weight.shape)}; the config '
+                                  f'expects ({config.vocab_size}, {config.units})')
+        untied['decoder.3.weight'] = weight.astype(np.float32, copy=False)
     if TIED_DECODER_WEIGHT in canonical:
         raw, weight = canonical.pop(TIED_DECODER_WEIGHT)
         embed = canonical.get('embeddings.word_embeddings.weight', (None, None))[1]
@@ -208,8 +216,12 @@ def hf_to_gluon_arrays(hf_arrays, config, source='<dict>', ignore_extra=False):
         if missing and (what == 'the encoder' or len(missing) < len(group)):
             problems += [f'missing parameter {to_hf[n]} of {what} (gluonbert {n}, shape '
                          f'{expected[n]})' for n in missing]
+    if not config.tie_word_embeddings and 'decoder.3.bias' in arrays and not untied:
+        problems.append(f'missing parameter {TIED_DECODER_WEIGHT} of the decoder head: the '
+                        'config has tie_word_embeddings=false')
     if problems:
         raise CheckpointError(_problem_report(f'{source} does not fit the config', problems))
+    arrays.update(untied)
     return arrays
 
 
@@ -219,7 +231,8 @@ def gluon_to_hf_arrays(arrays, num_layers, prefix=''):
     Parameters
     ----------
     arrays : dict of str -> numpy.ndarray
-        gluonbert names; ``decoder.3.weight`` (tied) is dropped.
+        gluonbert names; ``decoder.3.weight`` is dropped when it equals the word embedding
+        (tied), else written as ``cls.predictions.decoder.weight``.
     num_layers : int
     prefix : str
         ``'bert.'`` for BertForPreTraining-style names (encoder under ``bert.``, heads under
@@ -233,6 +246,9 @@ def gluon_to_hf_arrays(arrays, num_layers, prefix=''):
     out = {}
     for name, value in arrays.items():
         if name == 'decoder.3.weight':
+            embedding = arrays.get('word_embed.0.weight')
+            if embedding is None or not np.array_equal(value, embedding):   # untied
+                out[TIED_DECODER_WEIGHT] = value
             continue
         if name not in to_hf:
             raise CheckpointError(f'parameter {name} has no HuggingFace BERT counterpart')

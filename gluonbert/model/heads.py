@@ -77,9 +77,10 @@ class MLMDecoder(nn.HybridSequential):
 
     The vectors at ``masked_positions`` are gathered with one ``gather_nd`` whose batch index
     is built inside the block, so only ``B * P`` vectors (not ``B * T``) reach the vocabulary
-    projection. That projection's weight is the word-embedding table itself (weight tying);
-    only its bias is separate. Children are numbered 0-3 (1 is the parameter-free GELU): the
-    checkpoint names ``decoder.0.*``, ``decoder.2.*``, ``decoder.3.*`` of GluonNLP.
+    projection. That projection's weight is the word-embedding table itself (weight tying;
+    with ``tie=False`` a (V, C) weight of its own); its bias is separate. Children are
+    numbered 0-3 (1 is the parameter-free GELU): the checkpoint names ``decoder.0.*``,
+    ``decoder.2.*``, ``decoder.3.*`` of GluonNLP.
 
     Parameters
     ----------
@@ -91,6 +92,8 @@ class MLMDecoder(nn.HybridSequential):
         The encoder's (V, C) word embedding, whose weight the output layer shares.
     layer_norm_eps : float
         LayerNorm epsilon.
+    tie : bool
+        Share the output weight with ``word_embedding`` (BERT's default).
 
     Inputs
     ------
@@ -106,8 +109,8 @@ class MLMDecoder(nn.HybridSequential):
         Unnormalised vocabulary logits at each masked position.
     """
 
-    def __init__(self, units, vocab_size, word_embedding, layer_norm_eps=1e-12, prefix=None,
-                 params=None):
+    def __init__(self, units, vocab_size, word_embedding, layer_norm_eps=1e-12, tie=True,
+                 prefix=None, params=None):
         super().__init__(prefix=prefix, params=params)
         if word_embedding.weight.shape != (vocab_size, units):
             raise InputError(f'MLMDecoder: word embedding has shape {word_embedding.weight.shape};'
@@ -117,12 +120,17 @@ class MLMDecoder(nn.HybridSequential):
                               weight_initializer=TruncNorm(0.02)))
             self.add(nn.GELU())
             self.add(LayerNorm(epsilon=layer_norm_eps, in_channels=units))
-            # params=... makes this Dense look up its weight in the embedding's dictionary:
-            # the same Parameter object, so gradients of both uses add up.
-            self.add(nn.Dense(vocab_size, flatten=False, in_units=units,
-                              params=word_embedding.collect_params()))
-        if self[3].weight is not word_embedding.weight:
-            raise RuntimeError('MLMDecoder: output weight is not tied to the word embedding')
+            if tie:
+                # params=... makes this Dense look up its weight in the embedding's
+                # dictionary: the same Parameter object, so gradients of both uses add up.
+                self.add(nn.Dense(vocab_size, flatten=False, in_units=units,
+                                  params=word_embedding.collect_params()))
+            else:
+                self.add(nn.Dense(vocab_size, flatten=False, in_units=units,
+                                  weight_initializer=TruncNorm(0.02)))
+        if (self[3].weight is word_embedding.weight) != tie:
+            raise RuntimeError(f'MLMDecoder: output weight tied to the word embedding is '
+                               f'{not tie}; expected {tie}')
 
     def forward(self, sequence, masked_positions):
         if needs_check(masked_positions):

@@ -106,6 +106,9 @@ def add_pretrain_arguments(parser):
                         help='sentence pairs per micro-batch (all devices of this worker)')
     parser.add_argument('--num-steps', type=int, default=d.num_steps)
     parser.add_argument('--dropout', type=float, default=None)
+    parser.add_argument('--untie-embeddings', action='store_true',
+                        help='the masked-LM output layer gets a weight of its own instead of '
+                             'sharing the word embedding (tie_word_embeddings=false)')
     _add_run_arguments(parser, d)
 
 
@@ -115,7 +118,7 @@ def pretrain_config(args):
         vocab=args.vocab, lower=not args.cased, max_seq_length=args.max_seq_length,
         max_predictions_per_seq=args.max_predictions, dynamic_masking=not args.static_masking,
         batch_size=args.batch_size, num_steps=args.num_steps, dropout=args.dropout,
-        **_run_config_values(args))
+        untie_embeddings=args.untie_embeddings, **_run_config_values(args))
 
 
 def add_finetune_arguments(parser):

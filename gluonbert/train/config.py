@@ -196,6 +196,9 @@ class PretrainConfig(RunConfig):
         Optimiser updates in the whole run.
     dropout : float or None
         Overrides the configuration's dropout.
+    untie_embeddings : bool
+        Give the masked-LM output layer a weight of its own
+        (``BERTConfig.tie_word_embeddings=False``).
 
     The engine's settings (seed, intervals, resume, optimizer, devices) are
     :class:`RunConfig`'s.
@@ -212,6 +215,7 @@ class PretrainConfig(RunConfig):
     batch_size: int = 64
     num_steps: int = 1000
     dropout: Optional[float] = None
+    untie_embeddings: bool = False
 
     def __post_init__(self):
         super().__post_init__()

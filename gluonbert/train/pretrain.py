@@ -105,11 +105,13 @@ def build_pretraining_model(config, vocab_size, contexts):
     changes = {'vocab_size': vocab_size} if vocab_size else {}
     if config.dropout is not None:
         changes['dropout'] = config.dropout
+    if config.untie_embeddings:
+        changes['tie_word_embeddings'] = False
     bert_config = bert_config.replace(**changes)
     net = BERTModel(bert_config, use_pooler=True, use_decoder=True, use_classifier=True)
     net.initialize(TruncNorm(0.02), ctx=contexts)
-    # Static memory; narrow models (d2l's size) get the fast LayerNorm backward. Not
-    # static_shape: the last batch of an epoch (and a resumed run's first) may differ in shape.
+    # gluonbert's CPU kernels and static memory. Not static_shape: the last batch of an
+    # epoch (and a resumed run's first) may differ in shape.
     perf.optimize(net, training=True, static_shape=False)
     return net
 

@@ -18,7 +18,8 @@ from safetensors.numpy import load_file, save_file
 from gluonbert.cli import main
 from gluonbert.errors import CheckpointError, ConfigError, WeightsNotFoundError
 from gluonbert.model import BERTConfig
-from gluonbert.model.convert import (convert_gluon_to_hf, convert_hf_to_gluon, load_converted,
+from gluonbert.model.convert import (convert_gluon_to_hf, convert_hf_to_gluon,
+                                     gluon_to_hf_arrays, hf_to_gluon_arrays, load_converted,
                                      read_config)
 from gluonbert.model.convert_hf import read_hf_weights
 
@@ -306,6 +307,24 @@ def test_untied_mlm_output_weight_refused(tmp_path):
     hf_dir = write_hf_dir(tmp_path / 'hf', state)
     with pytest.raises(CheckpointError, match='differs from the word embedding'):
         convert_hf_to_gluon(hf_dir, tmp_path / 'gl')
+
+
+def test_untied_mlm_output_weight_round_trip(tmp_path):
+    """With tie_word_embeddings=false in the config, the HF output weight is the head's own
+    decoder.3.weight, both ways; without it in the file, the head is incomplete."""
+    weights = random_hf_weights()
+    state = hf_style(weights, 'bert.')
+    state['cls.predictions.decoder.weight'] = state['cls.predictions.decoder.weight'] + 1
+    config = BERTConfig.from_hf_config(dict(HF_CONFIG, tie_word_embeddings=False))
+    arrays = hf_to_gluon_arrays(state, config)
+    np.testing.assert_array_equal(arrays['decoder.3.weight'],
+                                  state['cls.predictions.decoder.weight'])
+    back = gluon_to_hf_arrays(arrays, config.num_layers, prefix='bert.')
+    np.testing.assert_array_equal(back['cls.predictions.decoder.weight'],
+                                  state['cls.predictions.decoder.weight'])
+    del state['cls.predictions.decoder.weight']
+    with pytest.raises(CheckpointError, match='tie_word_embeddings=false'):
+        hf_to_gluon_arrays(state, config)
 
 
 def _gluonnlp_order_vocab(path):

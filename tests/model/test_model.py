@@ -125,6 +125,33 @@ def test_tied_weight_gets_gradients_from_both_uses():
     assert np.abs(grad[unused]).sum() > 0
 
 
+def test_untied_output_weight_leaves_unused_embedding_rows_alone(tmp_path):
+    """tie_word_embeddings=False: the MLM head has its own (V, C) weight, saved under
+    decoder.3.weight; the output softmax no longer moves the embedding rows of tokens absent
+    from the input (the tied model's test above shows that it does when tied)."""
+    ids, seg, valid, pos = _batch()
+    mx.random.seed(7)
+    net = BERTModel(TINY.replace(tie_word_embeddings=False))
+    net.initialize()
+    assert net.decoder[3].weight is not net.encoder.word_embedding.weight
+    assert net.decoder[3].weight.shape == (TINY.vocab_size, TINY.units)
+    with mx.autograd.record():
+        loss = net(ids, seg, valid, pos)[3].sum()
+    loss.backward()
+    grad = net.encoder.word_embedding.weight.grad().asnumpy()
+    used = sorted(set(ids.asnumpy().ravel().astype(int)))
+    unused = sorted(set(range(TINY.vocab_size)) - set(used))
+    assert np.abs(grad[unused]).sum() == 0 and np.abs(grad[used]).sum() > 0
+    assert np.abs(net.decoder[3].weight.grad().asnumpy()[unused]).sum() > 0
+    path = str(tmp_path / 'untied.params')
+    net.save_parameters(path)
+    assert 'decoder.3.weight' in mx.nd.load(path)
+    again = BERTModel(TINY.replace(tie_word_embeddings=False))
+    again.load_parameters(path)
+    np.testing.assert_array_equal(again.decoder[3].weight.data().asnumpy(),
+                                  net.decoder[3].weight.data().asnumpy())
+
+
 def test_ns_classifier_uses_first_token():
     nsp = NSClassifier(TINY.units)
     nsp.initialize()
@@ -214,6 +241,12 @@ def test_config_validation_and_hf_config(tmp_path):
     path = tmp_path / 'config.json'
     path.write_text(__import__('json').dumps(hf))
     assert BERTConfig.from_hf_config(str(tmp_path)) == TINY
+    untied = TINY.replace(tie_word_embeddings=False)
+    assert untied.to_hf_config()['tie_word_embeddings'] is False
+    assert BERTConfig.from_hf_config(untied.to_hf_config()) == untied
+    assert BERTConfig.from_dict(untied.to_dict()) == untied
+    with pytest.raises(ConfigError, match='tie_word_embeddings=1'):
+        TINY.replace(tie_word_embeddings=1)
     bad = dict(hf, hidden_act='relu')
     with pytest.raises(ConfigError, match="hidden_act='relu'"):
         BERTConfig.from_hf_config(bad)

@@ -76,6 +76,27 @@ def test_npz_shards_static_masking_one_device(tmp_path, shards_dir):
     assert os.listdir(tmp_path / 'run' / 'checkpoints') == ['step-00000004']
 
 
+def test_untied_embeddings_run_writes_its_config_and_is_queried_back(tmp_path, corpus_txt,
+                                                                     vocab_txt):
+    """``gluonbert pretrain --untie-embeddings``: the run's config says so, the head's own
+    output weight is saved, and the fill-mask pipeline rebuilds the same model from it."""
+    import json
+    from gluonbert.cli import main
+    from gluonbert.pipelines import PretrainedBERT
+    out = tmp_path / 'untied'
+    assert main(['pretrain', '--data', corpus_txt, '--vocab', vocab_txt, '--out-dir', str(out),
+                 '--model', 'bert_tiny_test', '--max-seq-length', '32', '--max-predictions',
+                 '5', '--batch-size', '8', '--num-steps', '4', '--log-interval', '2',
+                 '--no-progress', '--untie-embeddings']) == 0
+    assert json.load(open(out / 'gluonbert_config.json'))['tie_word_embeddings'] is False
+    params = read_params(str(out / 'model.params'))
+    assert not np.array_equal(params['decoder.3.weight'], params['word_embed.0.weight'])
+    model = PretrainedBERT(str(out))
+    assert model.net.decoder[3].weight is not model.net.encoder.word_embedding.weight
+    np.testing.assert_array_equal(model.net.decoder[3].weight.data().asnumpy(),
+                                  params['decoder.3.weight'])
+
+
 def test_float16_on_cpu_is_refused(tmp_path, shards_dir):
     config = PretrainConfig(data=shards_dir, out_dir=str(tmp_path / 'run'),
                             devices=DeviceConfig(cpus=2, dtype='float16'))
