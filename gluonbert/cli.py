@@ -32,6 +32,9 @@ def _command(func):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command != 'launch':    # the launcher divides the cores among its workers
+        from .perf import default_threads
+        default_threads()           # before MXNet is loaded: see perf.default_threads
     import os
     import traceback
     from .errors import GluonBERTError

@@ -1,9 +1,10 @@
-"""Speed settings for gluonbert on CPU: environment, hybridization and a fast Adam.
+"""Speed settings for gluonbert on CPU: threads, gluonbert's kernels and hybridization.
 
 Each lever is measured in ``benchmarks/README.md``.
 
 * :func:`recommended_env` -- OpenMP/BLAS thread counts. OpenMP reads them when MXNet is
-  loaded, which ``import gluonbert`` does: set them in the shell,
+  loaded (the ``gluonbert`` command sets ``OMP_NUM_THREADS`` itself when it is unset,
+  :func:`default_threads`): set them in the shell,
   ``eval "$(python -m gluonbert.perf --threads 2)"``, or in ``os.environ`` before the first
   ``import mxnet``/``gluonbert``.
 * :func:`optimize` -- on CPU, gluonbert's own kernels (LayerNorm, dropout, attention) for
@@ -18,7 +19,57 @@ import sys
 
 from .allocator import ALLOCATOR_ENV
 
-__all__ = ['recommended_env', 'optimize']
+__all__ = ['recommended_env', 'optimize', 'physical_cores', 'default_threads']
+
+
+def physical_cores(cpuinfo='/proc/cpuinfo'):
+    """Physical cores this process may run on.
+
+    The CPUs of the process's affinity mask, counted once per (``physical id``, ``core id``)
+    pair of ``cpuinfo``: hyper-threads of one core count once. Without that file (not
+    Linux), the number of CPUs in the mask.
+
+    Outputs
+    -------
+    cores : int
+        At least 1.
+    """
+    try:
+        allowed = os.sched_getaffinity(0)
+    except AttributeError:
+        allowed = set(range(os.cpu_count() or 1))
+    try:
+        with open(cpuinfo, encoding='utf-8') as f:
+            blocks = f.read().split('\n\n')
+    except OSError:
+        return max(len(allowed), 1)
+    cores = set()
+    for block in blocks:
+        fields = dict((key.strip(), value.strip()) for key, _, value in
+                      (line.partition(':') for line in block.splitlines()))
+        if fields.get('processor', '').isdigit() and int(fields['processor']) in allowed:
+            cores.add((fields.get('physical id'), fields.get('core id', fields['processor'])))
+    return len(cores) or max(len(allowed), 1)
+
+
+def default_threads(environ=None, workers=1):
+    """Sets ``OMP_NUM_THREADS`` in ``environ`` (default ``os.environ``) when it is not set:
+    the physical cores divided among ``workers`` processes of one host.
+
+    MXNet 1.9 reads it when it is loaded; when it is unset MXNet takes half the CPU count
+    (on the assumption of two hyper-threads per core), which on a machine of 2 vCPUs without
+    hyper-threads runs every operator on one thread, at half speed. The ``gluonbert`` command
+    calls this before MXNet is loaded, and ``gluonbert launch`` for the workers it starts.
+
+    Outputs
+    -------
+    threads : str
+        The value in ``environ`` afterwards (the user's own when it was set).
+    """
+    environ = os.environ if environ is None else environ
+    if 'OMP_NUM_THREADS' not in environ:
+        environ['OMP_NUM_THREADS'] = str(max(1, physical_cores() // max(workers, 1)))
+    return environ['OMP_NUM_THREADS']
 
 
 def recommended_env(threads=None, allocator=False):
@@ -27,8 +78,8 @@ def recommended_env(threads=None, allocator=False):
     Parameters
     ----------
     threads : int or None
-        OpenMP threads per operator (default: the number of CPUs). Use the number of physical
-        cores: more threads than cores slow MXNet's OpenMP loops down.
+        OpenMP threads per operator (default: :func:`physical_cores`): more threads than
+        cores slow MXNet's OpenMP loops down.
     allocator : bool
         Also glibc's malloc settings of :mod:`gluonbert.allocator`, for processes that import
         MXNet before gluonbert (``import gluonbert`` applies them itself otherwise).
@@ -37,7 +88,7 @@ def recommended_env(threads=None, allocator=False):
     -------
     env : dict of str to str
     """
-    threads = threads or os.cpu_count() or 1
+    threads = threads or physical_cores()
     env = {
         'OMP_NUM_THREADS': str(threads),
         'MKL_NUM_THREADS': str(threads),

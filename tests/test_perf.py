@@ -2,8 +2,10 @@
 copy) and excludes biases and LayerNorm from weight decay; the environment helper prints shell
 exports."""
 import json
+import os
 import subprocess
 import sys
+import textwrap
 
 import mxnet as mx
 import numpy as np
@@ -108,6 +110,53 @@ def test_make_trainer_trains_and_skips_decay_on_bias_and_layernorm():
         trainer.step(1)
         losses.append(float(loss.asscalar()))
     assert losses[-1] < losses[0] * 0.5, losses
+
+
+def test_physical_cores_counts_each_core_once(tmp_path):
+    """Hyper-threads (same physical id and core id) count once; CPUs outside the affinity
+    mask do not count; without the file, the CPUs of the mask."""
+    allowed = sorted(os.sched_getaffinity(0))
+    blocks = []
+    for i, cpu in enumerate(allowed + [max(allowed) + 1]):          # + one CPU not allowed
+        blocks.append(f'processor\t: {cpu}\nphysical id\t: 0\ncore id\t\t: {i // 2}\n')
+    path = tmp_path / 'cpuinfo'
+    path.write_text('\n'.join(blocks))
+    assert perf.physical_cores(str(path)) == (len(allowed) + 1) // 2
+    assert perf.physical_cores(str(tmp_path / 'missing')) == len(allowed)
+
+
+def test_default_threads_sets_only_what_is_unset():
+    env = {}
+    cores = perf.physical_cores()
+    assert perf.default_threads(env) == str(cores) == env['OMP_NUM_THREADS']
+    env = {}
+    assert perf.default_threads(env, workers=4) == str(max(1, cores // 4))
+    env = {'OMP_NUM_THREADS': '7'}
+    assert perf.default_threads(env) == '7'
+
+
+def test_gluonbert_command_sets_threads_before_mxnet_loads(tmp_path):
+    """Without OMP_NUM_THREADS, MXNet 1.9 would use half the CPUs (one thread on 2 vCPUs); the
+    command sets it before MXNet is imported (seen by an import hook), unless the user did."""
+    code = textwrap.dedent(f'''
+        import os, sys
+        seen = []
+        class Watch:
+            def find_spec(self, name, path=None, target=None):
+                if name == 'mxnet':
+                    seen.append(os.environ.get('OMP_NUM_THREADS'))
+                return None
+        sys.meta_path.insert(0, Watch())
+        from gluonbert import cli
+        code = cli.main(['predict', '--model-dir', {str(tmp_path / 'missing')!r},
+                         '--input', 'in.tsv', '--output', 'out.tsv'])
+        print(code, seen[0])
+    ''')
+    env = {k: v for k, v in os.environ.items() if k != 'OMP_NUM_THREADS'}
+    for extra, expected in (({}, str(perf.physical_cores())), ({'OMP_NUM_THREADS': '3'}, '3')):
+        out = subprocess.run([sys.executable, '-c', code], env=dict(env, **extra),
+                             capture_output=True, text=True, check=True, cwd=tmp_path)
+        assert out.stdout.split() == ['2', expected], out.stderr
 
 
 def test_recommended_env_and_shell_exports():

@@ -50,6 +50,7 @@ import threading
 import time
 
 from ..errors import ConfigError, DataFormatError
+from ..perf import default_threads
 
 __all__ = ['LaunchConfig', 'launch', 'free_port', 'read_hosts', 'stop_on_signals',
            'end_process']
@@ -475,6 +476,8 @@ def launch(command, config, out=sys.stdout, workdir=None, extra_env=None):
             'DMLC_NUM_SERVER': str(config.num_servers), 'PS_VERBOSE': '0'}
     if config.start_timeout_s is not None:
         base['GLUONBERT_START_TIMEOUT'] = f'{config.start_timeout_s:g}'
+    if not hosts and 'OMP_NUM_THREADS' not in os.environ:
+        default_threads(base, workers=config.num_workers)   # they share this host's cores
     base.update(extra_env or {})
     workdir = workdir or os.getcwd()
     serve = [sys.executable, '-m', 'gluonbert.cli', 'launch', '--role']

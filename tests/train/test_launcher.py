@@ -9,6 +9,7 @@ import time
 import pytest
 
 from gluonbert.errors import DataFormatError
+from gluonbert.perf import physical_cores
 from gluonbert.train.launcher import read_hosts
 
 WORKER = textwrap.dedent('''
@@ -16,6 +17,7 @@ WORKER = textwrap.dedent('''
     import mxnet as mx
     kv = mx.kv.create(sys.argv[1])
     print(f'kvstore rank {kv.rank} of {kv.num_workers}', flush=True)
+    print(f'threads {os.environ.get("OMP_NUM_THREADS")}', flush=True)
     kv.init(0, mx.nd.zeros((4,)))
     steps = int(sys.argv[2])
     for step in range(steps):
@@ -36,8 +38,9 @@ def _launch(tmp_path, workers, servers, steps, sleep, timeout=90):
     cmd = [sys.executable, '-m', 'gluonbert.cli', 'launch', '-n', str(workers), '-s',
            str(servers), '--', sys.executable, str(script), 'dist_sync', str(steps),
            str(tmp_path), str(sleep)]
+    env = {k: v for k, v in os.environ.items() if k != 'OMP_NUM_THREADS'}
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+                            start_new_session=True, env=env)
 
 
 def _alive(pid):
@@ -57,6 +60,8 @@ def test_two_workers_aggregate_through_servers(tmp_path, servers):
     assert out.count('sum 3.0') == 2, out
     assert '[worker 0]' in out and '[worker 1]' in out
     assert 'kvstore rank 0 of 2' in out and 'kvstore rank 1 of 2' in out
+    # the two workers share this host's cores (perf.default_threads)
+    assert out.count(f'threads {max(1, physical_cores() // 2)}') == 2, out
 
 
 def test_a_killed_worker_stops_the_job_fast_and_leaves_nothing(tmp_path):
