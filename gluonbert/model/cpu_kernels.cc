@@ -609,6 +609,21 @@ inline int64_t real_keys(const float* lengths, int64_t bh, int64_t t) {
   return std::min(t, std::max<int64_t>(1, static_cast<int64_t>(lengths[bh])));
 }
 
+// Softmax in place over p[0..n), then zeros in [n, t) when the row is kept (weights output).
+inline void softmax_row(float* p, int64_t n, int64_t t, bool zero_tail) {
+  const float top = row_max(p, n);
+  float sum = 0.f;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t j = 0; j < n; ++j) {
+    p[j] = exp_nonpositive(p[j] - top);
+    sum += p[j];
+  }
+  const float inv = 1.f / sum;
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) p[j] *= inv;
+  if (zero_tail) std::fill(p + n, p + t, 0.f);
+}
+
 template <int D>
 void att_forward_head(const Heads& s, Head& h, int64_t n, const MaskKey& key, int64_t batch,
                       int64_t head, float* weights, uint8_t* keep, float* dropped,
@@ -620,20 +635,12 @@ void att_forward_head(const Heads& s, Head& h, int64_t n, const MaskKey& key, in
     float* p = weights + row;
     // Scores of the n real keys only; the padding keys get weight exactly 0.
     row_times<D>(h.q.data() + i * h.d, h.kt.data(), h.d, n, np, h.tp, p);
-    const float top = row_max(p, n);
-    float sum = 0.f;
-#pragma omp simd reduction(+ : sum)
-    for (int64_t j = 0; j < n; ++j) {
-      p[j] = exp_nonpositive(p[j] - top);
-      sum += p[j];
-    }
-    const float inv = 1.f / sum;
+    softmax_row(p, n, t, true);
     uint8_t* ki = keep + row;
     if (key.active) fill_mask(key, row, t, ki);
     const float scale = key.active ? key.scale : 1.f;
 #pragma omp simd
     for (int64_t j = 0; j < t; ++j) {
-      p[j] = j < n ? p[j] * inv : 0.f;
       if (!key.active) ki[j] = 1;
       dropped[j] = p[j] * (scale * ki[j]);
     }
@@ -725,21 +732,6 @@ inline void rows_weighted(const float* const* w, const float* m, int64_t n, floa
   }
   for (int u = 0; u < kQueries; ++u)
     for (int k = 0; k < kParts; ++k) store_vec(out[u] + k * kLanes, acc[u][k]);
-}
-
-// Softmax in place over p[0..n), then zeros in [n, t) when the row is kept (weights output).
-inline void softmax_row(float* p, int64_t n, int64_t t, bool zero_tail) {
-  const float top = row_max(p, n);
-  float sum = 0.f;
-#pragma omp simd reduction(+ : sum)
-  for (int64_t j = 0; j < n; ++j) {
-    p[j] = exp_nonpositive(p[j] - top);
-    sum += p[j];
-  }
-  const float inv = 1.f / sum;
-#pragma omp simd
-  for (int64_t j = 0; j < n; ++j) p[j] *= inv;
-  if (zero_tail) std::fill(p + n, p + t, 0.f);
 }
 
 // Inference: the real queries of one (sequence, head) pair, kQueries at a time where the head
