@@ -123,6 +123,13 @@ def load_parameters(block, path_or_arrays, ctx=None, allow_missing=False, ignore
                 problems.append(f'missing parameter {names[0]} (shape {param.shape})')
             continue
         value = arrays[found[0]]
+        differs = [n for n in found[1:] if tuple(arrays[n].shape) != tuple(value.shape)
+                   or not (arrays[n] == value).min()]
+        if differs:
+            problems.append(f'parameters {found[0]} and {differs[0]} are one (tied) parameter '
+                            'of the model but differ in the file; expected equal copies (an '
+                            'untied checkpoint needs a model with tie_word_embeddings=False)')
+            continue
         expected = param.shape
         known = expected is not None and all(d > 0 for d in expected)
         if known and tuple(value.shape) != tuple(expected):

@@ -150,6 +150,15 @@ def test_untied_output_weight_leaves_unused_embedding_rows_alone(tmp_path):
     again.load_parameters(path)
     np.testing.assert_array_equal(again.decoder[3].weight.data().asnumpy(),
                                   net.decoder[3].weight.data().asnumpy())
+    tied = BERTModel(TINY)                  # the two tables cannot become one silently
+    with pytest.raises(CheckpointError, match='word_embed.0.weight and decoder.3.weight are '
+                                              r'one \(tied\) parameter'):
+        tied.load_parameters(path)
+    tied.initialize()
+    tied.save_parameters(path)              # a tied checkpoint fits an untied model
+    again.load_parameters(path)
+    np.testing.assert_array_equal(again.decoder[3].weight.data().asnumpy(),
+                                  again.encoder.word_embedding.weight.data().asnumpy())
 
 
 def test_ns_classifier_uses_first_token():
