@@ -96,9 +96,9 @@ class BERTEncoder(HybridBlock):
     def cls_rows_only(self):
         """While a graph that reads only the ``[CLS]`` row of the sequence output is traced
         (:class:`~gluonbert.model.BERTClassifier`), the last cell runs everything after its
-        attention on that row alone (``TransformerCell.cls_only``): a quarter of that cell's
-        dense-layer work, and the same ``[CLS]`` vector. The sequence output is (B, 1, C)
-        inside.
+        attention on that row alone (``TransformerCell.cls_only``): of its dense layers only
+        the query-key-value projection (a quarter of their work) still covers every position,
+        for the same ``[CLS]`` vector. The sequence output is (B, 1, C) inside.
         """
         last = self.transformer_cells[len(self.transformer_cells) - 1]
         last.cls_only = True
