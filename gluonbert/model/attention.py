@@ -4,7 +4,7 @@ The block keeps three projection matrices (checkpoint names ``proj_query``, ``pr
 ``proj_value``, as in GluonNLP and in Google's BERT) but multiplies the input by all three in a
 single GEMM: the weights are interleaved head by head into a ``(3 C, C)`` matrix, the layout that
 MXNet's ``interleaved_matmul_selfatt_qk`` / ``_valatt`` operators read without any transpose.
-With ``kernel`` set (:func:`gluonbert.perf.optimize`, training on CPU), a ``valid_length`` and
+With ``kernel`` set (:func:`gluonbert.perf.optimize` on CPU), a ``valid_length`` and
 heads at most 256 wide, scores, softmax, dropout and context are one operator of gluonbert's
 CPU kernels (:mod:`gluonbert.model.cpu_kernels`), which skips the padding keys. With
 ``inference`` set as well (:func:`gluonbert.perf.optimize` with ``training=False``), the kernel

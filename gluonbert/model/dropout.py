@@ -19,8 +19,8 @@ def training_flag(F, like):
 class Dropout(nn.Dropout):
     """``nn.Dropout`` (inverted dropout with probability ``rate``), optionally on the CPU kernel.
 
-    Set ``kernel`` (before hybridizing; :func:`gluonbert.perf.optimize` does it for training on
-    CPU) to draw the mask with ``gluonbert_dropout``: the same distribution and scaling, a
+    Set ``kernel`` (before hybridizing; :func:`gluonbert.perf.optimize` does it on CPU) to
+    draw the mask with ``gluonbert_dropout``: the same distribution and scaling, a
     different random stream, a 1-byte mask kept for the backward pass.
 
     Parameters

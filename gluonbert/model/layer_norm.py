@@ -4,7 +4,7 @@ MXNet 1.9's ``LayerNorm`` operator has a fast forward kernel but computes its ba
 with ten generic broadcast and reduction kernels: in a BERT training step on CPU that is 10-20%
 of the whole step. Both blocks here can instead run on gluonbert's CPU kernels
 (:mod:`gluonbert.model.cpu_kernels`): set ``kernel`` before hybridizing
-(:func:`gluonbert.perf.optimize` does it for training on CPU). Parameters (``gamma``,
+(:func:`gluonbert.perf.optimize` does it on CPU, for training and inference). Parameters (``gamma``,
 ``beta``), checkpoint names and results are those of ``nn.LayerNorm`` (equal to ~1e-6).
 """
 from mxnet.gluon import nn
@@ -15,7 +15,7 @@ __all__ = ['LayerNorm', 'ResidualLayerNorm']
 
 
 class LayerNorm(nn.LayerNorm):
-    """``nn.LayerNorm`` on the last axis; set ``kernel`` (before hybridizing) for training on CPU.
+    """``nn.LayerNorm`` on the last axis; set ``kernel`` (before hybridizing) to run on CPU kernels.
 
     Parameters
     ----------
