@@ -176,17 +176,16 @@ def hf_to_gluon_arrays(hf_arrays, config, source='<dict>', ignore_extra=False):
             raise CheckpointError(f'{source}: {raw} differs from cls.predictions.bias; expected '
                                   'the tied copy of the MLM output bias')
     untied = {}
-    if TIED_DECODER_WEIGHT in canonical and not config.tie_word_embeddings:
-        raw, weight = canonical.pop(TIED_DECODER_WEIGHT)
-        if tuple(weight.shape) != (config.vocab_size, config.units):
-            raise CheckpointError(f'{source}: {raw} has shape {tuple(weight.shape)}; the config '
-                                  f'expects ({config.vocab_size}, {config.units})')
-        untied['decoder.3.weight'] = weight.astype(np.float32, copy=False)
     if TIED_DECODER_WEIGHT in canonical:
         raw, weight = canonical.pop(TIED_DECODER_WEIGHT)
         embed = canonical.get('embeddings.word_embeddings.weight', (None, None))[1]
-        if embed is not None and (embed.shape != weight.shape or
-                                  not np.array_equal(embed, weight)):
+        if not config.tie_word_embeddings:          # the head's own weight
+            if tuple(weight.shape) != (config.vocab_size, config.units):
+                raise CheckpointError(f'{source}: {raw} has shape {tuple(weight.shape)}; the '
+                                      f'config expects ({config.vocab_size}, {config.units})')
+            untied['decoder.3.weight'] = weight.astype(np.float32, copy=False)
+        elif embed is not None and (embed.shape != weight.shape or
+                                    not np.array_equal(embed, weight)):
             raise CheckpointError(f'{source}: {raw} differs from the word embedding; gluonbert '
                                   'ties the MLM output weight to the word embedding')
     names = hf_name_map(config.num_layers)
@@ -225,18 +224,21 @@ def hf_to_gluon_arrays(hf_arrays, config, source='<dict>', ignore_extra=False):
     return arrays
 
 
-def gluon_to_hf_arrays(arrays, num_layers, prefix=''):
+def gluon_to_hf_arrays(arrays, num_layers, prefix='', tie_word_embeddings=True):
     """Renames gluonbert arrays to HuggingFace names (the inverse of :func:`hf_to_gluon_arrays`).
 
     Parameters
     ----------
     arrays : dict of str -> numpy.ndarray
-        gluonbert names; ``decoder.3.weight`` is dropped when it equals the word embedding
-        (tied), else written as ``cls.predictions.decoder.weight``.
+        gluonbert names.
     num_layers : int
     prefix : str
         ``'bert.'`` for BertForPreTraining-style names (encoder under ``bert.``, heads under
         ``cls.``), ``''`` for BertModel names.
+    tie_word_embeddings : bool
+        The model's ``BERTConfig.tie_word_embeddings``: ``decoder.3.weight`` is the word
+        embedding's copy and dropped (True), or the head's own weight, written as
+        ``cls.predictions.decoder.weight`` (False).
 
     Outputs
     -------
@@ -246,8 +248,7 @@ def gluon_to_hf_arrays(arrays, num_layers, prefix=''):
     out = {}
     for name, value in arrays.items():
         if name == 'decoder.3.weight':
-            embedding = arrays.get('word_embed.0.weight')
-            if embedding is None or not np.array_equal(value, embedding):   # untied
+            if not tie_word_embeddings:
                 out[TIED_DECODER_WEIGHT] = value
             continue
         if name not in to_hf:
@@ -461,7 +462,8 @@ def convert_gluon_to_hf(params, vocab, out_dir, config=None, do_lower_case=None)
               for name, p in model._collect_params_with_prefix().items()}
     heads = _heads_of(arrays)
     with_heads = 'decoder' in heads or 'classifier' in heads
-    hf_arrays = gluon_to_hf_arrays(arrays, config.num_layers, 'bert.' if with_heads else '')
+    hf_arrays = gluon_to_hf_arrays(arrays, config.num_layers, 'bert.' if with_heads else '',
+                                   config.tie_word_embeddings)
     hf_config = config.to_hf_config()
     hf_config['architectures'] = [{(True, True): 'BertForPreTraining',
                                    (True, False): 'BertForMaskedLM',
