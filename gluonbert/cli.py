@@ -121,7 +121,11 @@ def _add_prepare_pretraining(sub):
     parser.add_argument('--nsp-pool-documents', type=int, default=default.nsp_pool_documents,
                         help='documents kept for drawing random next sentences')
     parser.add_argument('--shuffle-buffer', type=int, default=default.shuffle_buffer,
-                        help='examples held for shuffling before they are written')
+                        help='examples held for shuffling before they are written; with '
+                        'fewer than the corpus makes, each shard holds a stretch of '
+                        'neighbouring documents (their dupe-factor copies included), so use at '
+                        'least that many for a small corpus: one global shuffle, as in '
+                        "Google's create_pretraining_data")
     parser.add_argument('--format', dest='input_format', default=default.input_format,
                         choices=['auto', 'sentences', 'wikitext'], help='input layout')
     parser.add_argument('--num-workers', type=int, default=1, help='worker processes')

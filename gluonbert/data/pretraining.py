@@ -82,7 +82,10 @@ class PretrainingDataConfig:
     nsp_pool_documents : int
         Documents read ahead and kept behind for drawing "random next" sentences.
     shuffle_buffer : int
-        Examples held in the output shuffle buffer (1 disables shuffling).
+        Examples held in the output shuffle buffer (1 disables shuffling). At least as many
+        as the corpus makes gives one global shuffle; fewer leaves each shard with a stretch
+        of neighbouring documents, and the loader shuffles within shards only (on WikiText-2's
+        validation split, a global shuffle gave a slightly better model: docs/pretraining.md).
     input_format : {'auto', 'sentences', 'wikitext'}
         Layout of the text files (see :mod:`gluonbert.data.corpus`).
     """

@@ -35,11 +35,14 @@
 //   writes the (B*H, T, T) attention weights (0 in padding query rows); weights=0 gives a
 //   (B*H, 1, 1) placeholder instead when nobody reads them. Its backward pass is an error.
 //
-// gluonbert_softmax_ce(scores, label) -> (ce, lse)
+// gluonbert_softmax_ce(scores, label) -> (ce, lse, top)
 //   Cross-entropy of each row of scores (..., V) against its label (...) (float, clipped to
 //   [0, V - 1] as MXNet's pick does): ce = lse - scores[label], lse = log sum exp(scores). The
 //   backward pass recomputes the softmax from scores and lse, so no (..., V) log-probabilities
-//   are kept (for the masked LM: batch x predictions x vocabulary floats).
+//   are kept (for the masked LM: batch x predictions x vocabulary floats). top is the index of
+//   each row's first maximum (MXNet's argmax, as a float), found from the row maximum the
+//   softmax needs anyway: the accuracy statistic then costs no second pass of MXNet's argmax
+//   over the (..., V) scores. It has no gradient.
 //
 // train is a (1,) tensor, non-zero in training mode: library operators are not told MXNet's
 // is_train flag, so the Python blocks derive it from MXNet's own Dropout (see dropout.py).
@@ -111,6 +114,21 @@ inline float row_max(const float* p, int64_t n) {
   }
   for (; j < n; ++j) top = std::max(top, p[j]);
   return top;
+}
+
+// Index of the first element equal to top (a value of p[0..n)), kLanes at a time.
+inline int64_t first_index_of(const float* p, int64_t n, float top) {
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) {
+    const Vec x = load_vec(p + j);
+    const auto hit = x == top;
+    bool any = false;
+    for (int k = 0; k < kLanes; ++k) any |= hit[k] != 0;
+    if (any) break;
+  }
+  for (; j < n; ++j)
+    if (p[j] == top) return j;
+  return n - 1;   // a row of NaNs: no element equals its maximum
 }
 
 // ---- dropout masks ---------------------------------------------------------------------------
@@ -968,12 +986,12 @@ MXReturnValue att_inference_infer_shape(const Attrs& attrs, Shapes* in, Shapes* 
 
 // ---- gluonbert_softmax_ce ----------------------------------------------------------------------
 
-// in: scores (..., V), label (...) float; out: ce (...), lse (...)
+// in: scores (..., V), label (...) float; out: ce (...), lse (...), top (...)
 MXReturnValue ce_forward(const Attrs& attrs, std::vector<MXTensor>* in,
                          std::vector<MXTensor>* out, const OpResource& res) {
   const int64_t v = (*in)[0].shape.back(), n = rows_of((*in)[0]);
   const float *x = in_f(in, 0), *label = in_f(in, 1);
-  float *ce = out_f(out, 0), *lse = out_f(out, 1);
+  float *ce = out_f(out, 0), *lse = out_f(out, 1), *top_index = out_f(out, 2);
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < n; ++r) {
     const float* xr = x + r * v;
@@ -984,16 +1002,17 @@ MXReturnValue ce_forward(const Attrs& attrs, std::vector<MXTensor>* in,
     const int64_t target = std::min(v - 1, std::max<int64_t>(0, static_cast<int64_t>(label[r])));
     lse[r] = top + std::log(sum);
     ce[r] = lse[r] - xr[target];
+    top_index[r] = static_cast<float>(first_index_of(xr, v, top));
   }
   return MX_SUCCESS;
 }
 
-// in: d_ce, d_lse, scores, label, ce, lse; out: d_scores, d_label (zeros)
+// in: d_ce, d_lse, d_top (ignored), scores, label, ce, lse, top; out: d_scores, d_label (zeros)
 MXReturnValue ce_backward(const Attrs& attrs, std::vector<MXTensor>* in,
                           std::vector<MXTensor>* out, const OpResource& res) {
-  const int64_t v = (*in)[2].shape.back(), n = rows_of((*in)[2]);
-  const float *d_ce = in_f(in, 0), *d_lse = in_f(in, 1), *x = in_f(in, 2);
-  const float *label = in_f(in, 3), *lse = in_f(in, 5);
+  const int64_t v = (*in)[3].shape.back(), n = rows_of((*in)[3]);
+  const float *d_ce = in_f(in, 0), *d_lse = in_f(in, 1), *x = in_f(in, 3);
+  const float *label = in_f(in, 4), *lse = in_f(in, 6);
   float *dx = out_f(out, 0), *d_label = out_f(out, 1);
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < n; ++r) {
@@ -1012,13 +1031,13 @@ MXReturnValue ce_backward(const Attrs& attrs, std::vector<MXTensor>* in,
 
 MXReturnValue ce_parse(const Attrs& attrs, int* num_in, int* num_out) {
   *num_in = 2;
-  *num_out = 2;
+  *num_out = 3;
   return MX_SUCCESS;
 }
 
 MXReturnValue ce_infer_type(const Attrs& attrs, std::vector<int>* in, std::vector<int>* out) {
   if (check_float32("gluonbert_softmax_ce", *in, 2) != MX_SUCCESS) return MX_FAIL;
-  (*out)[0] = (*out)[1] = mxnet::ext::kFloat32;
+  (*out)[0] = (*out)[1] = (*out)[2] = mxnet::ext::kFloat32;
   return MX_SUCCESS;
 }
 
@@ -1029,7 +1048,7 @@ MXReturnValue ce_infer_shape(const Attrs& attrs, Shapes* in, Shapes* out) {
     MX_ERROR_MSG << "gluonbert_softmax_ce: scores must be (..., V) and label (...)";
     return MX_FAIL;
   }
-  (*out)[0] = (*out)[1] = rows;
+  (*out)[0] = (*out)[1] = (*out)[2] = rows;
   return MX_SUCCESS;
 }
 

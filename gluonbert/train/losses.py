@@ -45,7 +45,9 @@ class PretrainingSums(HybridBlock):
     instead of being allocated (and, for a large vocabulary, page-faulted in) anew. With
     ``kernel`` (CPU) the MLM cross-entropy is gluonbert's ``gluonbert_softmax_ce``
     (:mod:`gluonbert.model.cpu_kernels`), which keeps no (b, P, V) log-probabilities for the
-    backward pass; otherwise ``log_softmax`` and ``pick``.
+    backward pass and whose row maxima give the accuracy statistic (MXNet's ``argmax`` over
+    the (b, P, V) scores is otherwise a tenth of a small model's step); otherwise
+    ``log_softmax``, ``pick`` and ``argmax``.
 
     Parameters
     ----------
@@ -77,14 +79,18 @@ class PretrainingSums(HybridBlock):
         ids = F.cast(masked_ids, 'float32')
         labels = F.cast(nsp_label, 'float32')
         weights = F.cast(masked_weights, 'float32')
-        if self._kernel:   # identity: see gluonbert.model.layer_norm.LayerNorm
-            mlm_ce = F.gluonbert_softmax_ce(F.identity(mlm_scores), ids)[0]          # (b, P)
+        if self._kernel:
+            # No identity before the kernel (unlike LayerNorm's parameters): the scores are
+            # the model's output, never a parameter with grad_req='add', and copying the
+            # (b, P, V) scores and their gradient cost as much as the cross-entropy itself.
+            mlm_ce, _, mlm_top = F.gluonbert_softmax_ce(mlm_scores, ids)             # (b, P)
         else:
             mlm_ce = -F.pick(F.log_softmax(mlm_scores, axis=-1), ids, axis=-1)      # (b, P)
+            mlm_top = F.argmax(mlm_scores, axis=-1)
         nsp_ce = -F.pick(F.log_softmax(nsp_scores, axis=-1), labels, axis=-1)       # (b,)
         mlm_sum = F.reshape(F.sum(mlm_ce * weights), shape=(1,))
         nsp_sum = F.reshape(F.sum(nsp_ce), shape=(1,))
-        mlm_hit = F.broadcast_equal(F.argmax(mlm_scores, axis=-1), ids)
+        mlm_hit = F.broadcast_equal(mlm_top, ids)
         nsp_hit = F.broadcast_equal(F.argmax(nsp_scores, axis=-1), labels)
         sums = [mlm_sum, F.sum(mlm_hit * weights), F.sum(weights), nsp_sum, F.sum(nsp_hit),
                 F.sum(F.ones_like(nsp_ce))]

@@ -248,9 +248,12 @@ def test_attention_kernel_dropout_equals_its_mask():
 
 
 def test_softmax_cross_entropy_kernel_and_both_gradients():
-    """ce = lse - scores[label] and lse, each with MXNet's log_softmax as the reference."""
+    """ce = lse - scores[label] and lse, each with MXNet's log_softmax as the reference; top is
+    MXNet's argmax (the first maximum on ties)."""
     rng = np.random.RandomState(6)
     scores = mx.nd.array(rng.normal(size=(4, 3, 50)) * 8)
+    scores[0, 0, 7] = scores[0, 0, 31] = scores[0, 0].max() + 1   # a tie: the first one wins
+    scores[1, 2, 49] = scores[1, 2].max() + 1                     # the maximum in the tail
     label = mx.nd.array(rng.randint(0, 50, (4, 3)))
     head_ce, head_lse = (mx.nd.array(rng.normal(size=(4, 3))) for _ in range(2))
     results = []
@@ -259,7 +262,7 @@ def test_softmax_cross_entropy_kernel_and_both_gradients():
         x.attach_grad()
         with autograd.record():
             if kernel:
-                ce, lse = mx.nd.gluonbert_softmax_ce(x, label)
+                ce, lse, top = mx.nd.gluonbert_softmax_ce(x, label)
             else:
                 lse = mx.nd.log(mx.nd.sum(mx.nd.exp(x), axis=-1))
                 ce = -mx.nd.pick(mx.nd.log_softmax(x, axis=-1), label, axis=-1)
@@ -268,6 +271,8 @@ def test_softmax_cross_entropy_kernel_and_both_gradients():
         results.append((ce.asnumpy(), lse.asnumpy(), x.grad.asnumpy()))
     for new, old in zip(results[1], results[0]):
         np.testing.assert_allclose(new, old, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(top.asnumpy(), mx.nd.argmax(scores, axis=-1).asnumpy())
+    assert top.asnumpy()[0, 0] == 7 and top.asnumpy()[1, 2] == 49
 
 
 def test_kernel_benchmark_runs_every_case(tmp_path):
