@@ -78,17 +78,20 @@ def test_npz_shards_static_masking_one_device(tmp_path, shards_dir):
 
 def test_untied_embeddings_run_writes_its_config_and_is_queried_back(tmp_path, corpus_txt,
                                                                      vocab_txt):
-    """``gluonbert pretrain --untie-embeddings``: the run's config says so, the head's own
-    output weight is saved, and the fill-mask pipeline rebuilds the same model from it."""
+    """``gluonbert pretrain --untie-embeddings`` with recipe 2's ``bert_4_128_4``: the run's
+    config says so, the head's own output weight is saved, and the fill-mask pipeline rebuilds
+    the same model from it."""
     import json
     from gluonbert.cli import main
     from gluonbert.pipelines import PretrainedBERT
     out = tmp_path / 'untied'
     assert main(['pretrain', '--data', corpus_txt, '--vocab', vocab_txt, '--out-dir', str(out),
-                 '--model', 'bert_tiny_test', '--max-seq-length', '32', '--max-predictions',
+                 '--model', 'bert_4_128_4', '--max-seq-length', '32', '--max-predictions',
                  '5', '--batch-size', '8', '--num-steps', '4', '--log-interval', '2',
                  '--no-progress', '--untie-embeddings']) == 0
-    assert json.load(open(out / 'gluonbert_config.json'))['tie_word_embeddings'] is False
+    config = json.load(open(out / 'gluonbert_config.json'))
+    assert config['tie_word_embeddings'] is False
+    assert (config['num_layers'], config['units'], config['num_heads']) == (4, 128, 4)
     params = read_params(str(out / 'model.params'))
     assert not np.array_equal(params['decoder.3.weight'], params['word_embed.0.weight'])
     model = PretrainedBERT(str(out))
