@@ -84,8 +84,8 @@ class PretrainingDataConfig:
     shuffle_buffer : int
         Examples held in the output shuffle buffer (1 disables shuffling). At least as many
         as the corpus makes gives one global shuffle; fewer leaves each shard with a stretch
-        of neighbouring documents, and the loader shuffles within shards only (on WikiText-2's
-        validation split, a global shuffle gave a slightly better model: docs/pretraining.md).
+        of neighbouring documents, and the loader shuffles within shards only (recipe 2 of
+        docs/pretraining.md shuffles globally).
     input_format : {'auto', 'sentences', 'wikitext'}
         Layout of the text files (see :mod:`gluonbert.data.corpus`).
     """

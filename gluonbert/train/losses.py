@@ -45,9 +45,9 @@ class PretrainingSums(HybridBlock):
     instead of being allocated (and, for a large vocabulary, page-faulted in) anew. With
     ``kernel`` (CPU) the MLM cross-entropy is gluonbert's ``gluonbert_softmax_ce``
     (:mod:`gluonbert.model.cpu_kernels`), which keeps no (b, P, V) log-probabilities for the
-    backward pass and whose row maxima give the accuracy statistic (MXNet's ``argmax`` over
-    the (b, P, V) scores is otherwise a tenth of a small model's step); otherwise
-    ``log_softmax``, ``pick`` and ``argmax``.
+    backward pass and whose row maxima give the accuracy statistic, so no ``argmax`` makes a
+    second pass over the (b, P, V) scores (``benchmarks/README.md``, "The pretraining step");
+    otherwise ``log_softmax``, ``pick`` and ``argmax``.
 
     Parameters
     ----------
@@ -82,7 +82,7 @@ class PretrainingSums(HybridBlock):
         if self._kernel:
             # No identity before the kernel (unlike LayerNorm's parameters): the scores are
             # the model's output, never a parameter with grad_req='add', and copying the
-            # (b, P, V) scores and their gradient cost as much as the cross-entropy itself.
+            # (b, P, V) scores and their gradient costs more than the cross-entropy itself.
             mlm_ce, _, mlm_top = F.gluonbert_softmax_ce(mlm_scores, ids)             # (b, P)
         else:
             mlm_ce = -F.pick(F.log_softmax(mlm_scores, axis=-1), ids, axis=-1)      # (b, P)
