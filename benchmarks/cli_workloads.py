@@ -10,7 +10,7 @@ batches. Train sequences/s come from the engine's own records: per epoch (``epoc
 summary, dev evaluation excluded), or, with ``--max-updates N``, from its log records (every
 10 updates, as the CLI logs) after 10 warm-up updates.
 
-``predict_minilm`` calls :func:`gluonbert.train.predict.predict` (what ``gluonbert predict``
+``predict_minilm`` calls :func:`gluonbert.serve.predict.predict` (what ``gluonbert predict``
 calls) on MRPC pairs, batch 32: model loading, tokenisation, the batches and the output file.
 
 GluonNLP 0.10 (``gluonnlp``) runs its ``BERTClassifier`` as ``scripts/bert/finetune_classifier.py``
@@ -158,9 +158,9 @@ def engine_updates(config):
     updates_per_epoch : int
     """
     from gluonbert.data import BERTDatasetTransform, get_tokenizer
-    from gluonbert.train.backbone import load_backbone
+    from gluonbert.model.pretrained import load_backbone
     from gluonbert.train.finetune import ClassificationBatches
-    from gluonbert.train.tasks import load_task, task_spec
+    from gluonbert.data.tasks import load_task, task_spec
     spec = task_spec(config)
     train, _, _ = load_task(config, spec)
     backbone = load_backbone(config)
@@ -494,7 +494,7 @@ def _write_finetuned(directory, shape, vocab_path, max_seq_length):
     from gluonbert.model import BERTClassifier, BERTModel
     from gluonbert.model.init import TruncNorm
     from gluonbert.data import MRPC_LABELS
-    from gluonbert.train.tasks import TaskSpec
+    from gluonbert.data.tasks import TaskSpec
     os.makedirs(directory)
     config = _bert_config(shape)
     mx.random.seed(1)
@@ -515,8 +515,8 @@ def _write_finetuned(directory, shape, vocab_path, max_seq_length):
 def _predict_batches(model_dir, input_path, batch_size):
     """The padded batches ``predict`` builds (same transform, same length order)."""
     from gluonbert.data import ClassificationBatchify
-    from gluonbert.train.predict import _batches_by_length, load_classifier
-    from gluonbert.train.tasks import read_examples
+    from gluonbert.serve.predict import _batches_by_length, load_classifier
+    from gluonbert.data.tasks import read_examples
     import mxnet as mx
     _, transform, spec = load_classifier(model_dir, [mx.cpu()])
     samples = [transform((r.text_a, r.text_b)) for r in read_examples(input_path, spec)]
@@ -560,12 +560,12 @@ def run_predict(workload, impl, context):
         padded = sum(b[0].size for b in batches)
         real = sum(int(np.sum(b[2])) for b in batches)
         if impl == 'gluonbert':
-            from gluonbert.train.predict import predict
+            from gluonbert.serve.predict import predict
             out = os.path.join(tmp, 'predictions.tsv')
 
             def rep():
                 predict(model_dir, input_path, out, batch_size=workload.batch_size)
-            note = 'gluonbert.train.predict.predict: load, tokenise, batches, write TSV'
+            note = 'gluonbert.serve.predict.predict: load, tokenise, batches, write TSV'
             extra = {}
         elif impl == 'gluonnlp':
             import mxnet as mx

@@ -158,11 +158,12 @@ def main(argv=None):
     shapes = QUICK_SHAPES if args.quick else SHAPES
     if args.quick:
         args.repeat, args.warmup = 2, 1
-    from gluonbert.perf import recommended_env
+    from gluonbert.platform import recommended_env
     os.environ.update(recommended_env(args.threads))    # before MXNet's OpenMP starts
-    import gluonbert  # noqa: F401  (allocator settings before MXNet's first use)
+    from gluonbert.platform import tune_allocator
+    tune_allocator()  # before MXNet's first use, as the gluonbert command does
     import mxnet as mx
-    from gluonbert.model import cpu_kernels
+    from gluonbert import kernels as cpu_kernels
     if not cpu_kernels.available():
         print('gluonbert CPU kernels unavailable (no C++ compiler?): nothing to compare')
         return 1

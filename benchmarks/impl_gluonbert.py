@@ -2,7 +2,7 @@
 the code the ``gluonbert`` CLI runs, on the same NumPy batches as the references.
 
 * Configuration: the ``gluonbert finetune`` / ``gluonbert pretrain`` argument parsers
-  (:mod:`gluonbert.train.arguments`) with their defaults, plus the workload's sizes
+  (:mod:`gluonbert.cli.arguments`) with their defaults, plus the workload's sizes
   (``--max-seq-length``, ``--batch-size``, ``--dropout``...): optimiser ``bertadam``,
   ``--max-grad-norm`` 1.0, warm-up 0.1, seed, one CPU context, kvstore ``device``.
 * Model: :meth:`FinetuningTask.build <gluonbert.train.finetune.FinetuningTask.build>` (a
@@ -20,8 +20,8 @@ the code the ``gluonbert`` CLI runs, on the same NumPy batches as the references
   the per-update reseeding; then ``mx.nd.waitall()`` (the repetition ends when the new
   weights exist). The data pipeline is not timed here (nor for the references):
   ``finetune_minilm_mrpc`` times it.
-* Inference: :func:`gluonbert.train.predict.load_classifier` on a fine-tuned directory
-  (random weights) and :func:`~gluonbert.train.predict.predict_proba`, the functions
+* Inference: :func:`gluonbert.serve.predict.load_classifier` on a fine-tuned directory
+  (random weights) and :func:`~gluonbert.serve.predict.predict_proba`, the functions
   ``gluonbert predict`` runs the model with (length-sorted batches, batchify,
   ``split_and_load``, forward, softmax, copy to the host).
 """
@@ -45,7 +45,7 @@ def _finetune_config(workload, tmp):
     """``gluonbert finetune --from-converted DIR`` with the CLI's defaults and the workload's
     sizes; the converted directory holds random weights of the workload's shape."""
     from gluonbert.cli import build_parser
-    from gluonbert.train.arguments import finetune_config
+    from gluonbert.cli.arguments import finetune_config
     shape = workload.model
     vocab = os.path.join(tmp, 'vocab.txt')
     write_tiny_vocab(vocab, shape.vocab_size)
@@ -64,7 +64,7 @@ def _pretrain_config(workload, batch, tmp):
 
     from gluonbert.cli import build_parser
     from gluonbert.data.shards import write_shard
-    from gluonbert.train.arguments import pretrain_config
+    from gluonbert.cli.arguments import pretrain_config
 
     from .cli_workloads import _bert_config
     shards = os.path.join(tmp, 'shards')
@@ -159,7 +159,7 @@ class EngineSteps:
 def _engine_run(config, task_name):
     """Seeds, contexts, cluster and run directory as :func:`gluonbert.train.engine.train`
     makes them."""
-    from gluonbert.train.devices import make_cluster, parse_devices
+    from gluonbert.dist.cluster import make_cluster, parse_devices
     from gluonbert.train.engine import RunDirectory, _Run, seed_everything
     seed_everything(config.seed)
     contexts = parse_devices(config.devices.gpus, config.devices.cpus)
@@ -219,7 +219,7 @@ def run_model_workload(workload, impl, context):
             note = ('PretrainingTask.build, engine.make_trainer, ShardedStep.forward_backward '
                     '(pretraining_loss) + update (clip, BERTAdamW), CLI defaults')
         elif workload.kind == 'infer':
-            from gluonbert.train.predict import load_classifier, predict_proba
+            from gluonbert.serve.predict import load_classifier, predict_proba
             x = classifier_batch(model, b, t)
             samples = list(zip(x.token_ids, x.segment_ids, x.valid_length))
             vocab = os.path.join(tmp, 'vocab.txt')

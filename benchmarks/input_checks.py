@@ -187,7 +187,8 @@ def main(argv=None):
     if args.quick:
         args.models, args.batch, args.length = 'bert_tiny_test', 4, 32
         args.repeat, args.queue, args.check_calls = 4, 2, 20
-    import gluonbert  # noqa: F401  (allocator settings before MXNet's first use)
+    from gluonbert.platform import tune_allocator
+    tune_allocator()  # before MXNet's first use, as the gluonbert command does
     import mxnet as mx
     meta = {'cpu': cpu_info(), 'python': platform.python_version(), 'mxnet': mx.__version__,
             'omp_num_threads': os.environ.get('OMP_NUM_THREADS'),

@@ -2,8 +2,8 @@
 
 A classifier of the given configuration (default ``bert_6_384_12``, MiniLM-L6-H384's shape)
 with random weights is saved as a fine-tuned model directory, exported as fp32 and quantized
-to INT8 (``gluonbert.deploy``, calibration on the MRPC file) and the three directories are
-timed through the path ``gluonbert predict`` runs (:func:`gluonbert.train.predict.
+to INT8 (``gluonbert.serve.deploy``, calibration on the MRPC file) and the three directories are
+timed through the path ``gluonbert predict`` runs (:func:`gluonbert.serve.predict.
 predict_proba`: length-sorted batches, batchify, forward, softmax) on the first ``--pairs``
 pairs of the real MRPC training file. Speed does not depend on the weights; accuracy does:
 with ``--finetuned DIR`` (a model fine-tuned on MRPC's seeded split) that model is used
@@ -23,7 +23,7 @@ batching (at most N padded tokens per batch, rows unlimited) beside the batches 
 
 ``--infer-base`` measures instead the ``infer_base`` workload's INT8 column: ``bert_12_768_12``
 (random weights, 2-way classifier), batches of 32 sequences of 128 tokens, fp32 (the
-classifier and its export) and INT8 (``gluonbert.deploy.quantize``) through the same
+classifier and its export) and INT8 (``gluonbert.serve.deploy.quantize``) through the same
 ``predict_proba`` path, as effective GFLOP/s (matrix products only, ``benchmarks/flops.py``;
 and the products actually run: every ``BERTClassifier`` graph skips the last layer's
 projection and feed-forward layers outside [CLS], ``BERTEncoder.cls_rows_only``) beside the
@@ -108,7 +108,7 @@ def hf_runners(config, samples, batch_size, pad_id):
     from transformers import BertConfig, BertForSequenceClassification
 
     from gluonbert.data import ClassificationBatchify
-    from gluonbert.train.predict import _batches_by_length
+    from gluonbert.serve.predict import _batches_by_length
     torch.manual_seed(0)
     model = BertForSequenceClassification(BertConfig(
         vocab_size=config['vocab_size'], hidden_size=config['units'],
@@ -151,7 +151,7 @@ def time_models(directories, samples, batch_size, repeats, extra=None, max_batch
     token budget (and no row limit), as ``<name>_tokens<N>``."""
     import mxnet as mx
 
-    from gluonbert.train.predict import load_classifier, predict_proba
+    from gluonbert.serve.predict import load_classifier, predict_proba
     runners = {}
     for name, directory in directories.items():
         net, transform, _ = load_classifier(directory, [mx.cpu()])
@@ -177,7 +177,7 @@ def time_models(directories, samples, batch_size, repeats, extra=None, max_batch
 
 def padding_stats(samples, batch_size, max_batch_tokens=None):
     """Batches and padded tokens of predict's batching (real tokens: ``sum(lengths)``)."""
-    from gluonbert.train.predict import _batches_by_length
+    from gluonbert.serve.predict import _batches_by_length
     batches = _batches_by_length(samples, batch_size, max_batch_tokens)
     padded = sum(len(b) * max(len(samples[i][0]) for i in b) for b in batches)
     return {'batches': len(batches), 'padded_tokens': int(padded),
@@ -191,7 +191,7 @@ def profile_ops(directories, samples, batch_size):
     and the INT8 graphs. Outputs ``{name: {op: [ms, calls]}}``, largest first."""
     import mxnet as mx
 
-    from gluonbert.train.predict import load_classifier, predict_proba
+    from gluonbert.serve.predict import load_classifier, predict_proba
     out = {}
     for name, directory in directories.items():
         net, transform, _ = load_classifier(directory, [mx.cpu()])
@@ -215,7 +215,7 @@ def gemm_runners(n, count=10):
     """One fp32 and one INT8 ``FullyConnected`` of (n, n) x (n, n), each a function of no
     arguments running ``count`` products (a window not much shorter than the model's, so
     that other jobs' noise is alike): the INT8 one is a Dense layer quantized as
-    ``gluonbert.deploy.quantize`` quantizes the model's layers (``quantize_net_v2``, smart
+    ``gluonbert.serve.deploy.quantize`` quantizes the model's layers (``quantize_net_v2``, smart
     mode, channel-wise weight scales, naive calibration on its input)."""
     import warnings
 
@@ -259,9 +259,9 @@ def infer_base(args):
     import numpy as np
 
     from benchmarks import flops
-    from gluonbert import deploy
+    from gluonbert.serve import deploy
     from gluonbert.model import get_config
-    from gluonbert.train.predict import load_classifier
+    from gluonbert.serve.predict import load_classifier
     length, batch = args.base_length, args.batch_size
     load_start = os.getloadavg()
     rng = np.random.default_rng(0)
@@ -403,9 +403,9 @@ def main(argv=None):
     import mxnet as mx
     import numpy as np
 
-    from gluonbert import deploy
-    from gluonbert.train.predict import load_classifier
-    from gluonbert.train.tasks import TaskSpec, read_examples
+    from gluonbert.serve import deploy
+    from gluonbert.serve.predict import load_classifier
+    from gluonbert.data.tasks import TaskSpec, read_examples
     load_start = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         if args.finetuned:
@@ -459,7 +459,7 @@ def main(argv=None):
         profile = profile_ops({'gluonbert_fp32': tuned, 'int8': os.path.join(tmp, 'int8')},
                               samples, args.batch_size) if args.profile else None
     if args.finetuned:
-        from gluonbert.train.metrics import classification_report
+        from gluonbert.serve.metrics import classification_report
         gold = np.array([int(r.label) for r in records])
         for name in results:        # HF runs have random weights: speed only
             if not name.startswith('hf_'):

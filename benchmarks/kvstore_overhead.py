@@ -6,7 +6,7 @@ Run as the workers of a job (it is a worker command):
 
 Each worker builds the model, then times ``Trainer.allreduce_grads()`` (push every gradient
 to the servers, pull the sums back) plus the two-number normaliser exchange of
-:class:`gluonbert.train.distributed.KVStoreSums`, over ``--repeat`` steps. Rank 0 prints a
+:class:`gluonbert.dist.cluster.KVStoreSums`, over ``--repeat`` steps. Rank 0 prints a
 table and writes JSON.
 """
 import argparse
@@ -27,7 +27,7 @@ def main():
     args = parser.parse_args()
 
     from gluonbert.model import BERTModel
-    from gluonbert.train.devices import make_cluster
+    from gluonbert.dist.cluster import make_cluster
     cluster = make_cluster([mx.cpu()], args.kvstore)
     net = BERTModel(args.model)
     net.initialize(ctx=cluster.contexts)

@@ -39,7 +39,8 @@ import time
 if __package__ in (None, ''):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import gluonbert  # noqa: E402,F401  (allocator settings before MXNet, as the CLI)
+from gluonbert.platform import tune_allocator  # noqa: E402
+tune_allocator()  # before MXNet, as the gluonbert command does
 import mxnet as mx  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -48,7 +49,7 @@ def _setup(mrpc, tmp, quick):
     from benchmarks import cli_workloads as cw
     from benchmarks.spec import MINILM, TINY, Workload
     from gluonbert.train.checkpoint import reseed_mxnet
-    from gluonbert.train.devices import make_cluster, parse_devices
+    from gluonbert.dist.cluster import make_cluster, parse_devices
     from gluonbert.train.engine import _Run, make_trainer, seed_everything
     from gluonbert.train.finetune import FinetuningTask
     from gluonbert.train.loop import ShardedStep

@@ -6,7 +6,7 @@ Usage (from the repository root)::
                              [--only train_base,infer_base] [--impls gluonbert,gluonnlp]
 
 Each (workload, implementation) pair runs in its own subprocess (``benchmarks/worker.py``), with
-the same thread environment for all (``OMP_NUM_THREADS`` etc., ``gluonbert.perf``'s MXNet
+the same thread environment for all (``OMP_NUM_THREADS`` etc., ``gluonbert.platform``'s MXNet
 settings, ``torch.set_num_threads``), so that peak RSS belongs to one framework and one
 workload. Prints a table and writes a JSON file (``runs/benchmarks/results.json`` by default).
 
@@ -44,7 +44,7 @@ def has_torch():
 
 def child_env(threads):
     """The environment of every worker: identical thread settings for all frameworks."""
-    from gluonbert.perf import recommended_env
+    from gluonbert.platform import recommended_env
     env = dict(os.environ)
     env.update(recommended_env(threads))
     env['PYTHONPATH'] = ROOT + os.pathsep + env.get('PYTHONPATH', '')

@@ -10,7 +10,7 @@ __all__ = ['ModelShape', 'Workload', 'IMPLEMENTATIONS', 'REFERENCE_IMPLS', 'work
 
 #: Implementation names, in table order. ``mxnet``/``torch`` run only the GEMM workload.
 #: ``gluonnlp-malloc`` is GluonNLP in a process given gluonbert's allocator settings
-#: (``gluonbert.allocator``): how much of gluonbert's lead that setting alone explains.
+#: (``gluonbert.platform``): how much of gluonbert's lead that setting alone explains.
 #: ``hf-bf16`` is HF eager under ``torch.autocast('cpu', dtype=torch.bfloat16)``: reported,
 #: not a target (MXNet 1.9.1 has no usable bfloat16 path on CPU).
 IMPLEMENTATIONS = ('gluonbert', 'gluonnlp', 'gluonnlp-malloc', 'hf-eager', 'hf-compile',

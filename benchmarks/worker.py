@@ -20,12 +20,9 @@ from benchmarks.spec import Workload  # noqa: E402
 
 def _run_one(workload, impl, threads, context):
     if workload.kind in ('cli_finetune', 'cli_predict'):
-        if impl == 'gluonbert':
-            import gluonbert  # noqa: F401  (allocator settings before MXNet, as the CLI)
-        else:
-            # the references use gluonbert's data pipeline for their batches, but not its
-            # glibc allocator settings (gluonbert.allocator)
-            os.environ['GLUONBERT_TUNE_MALLOC'] = '0'
+        if impl == 'gluonbert':   # before MXNet, as the gluonbert command does
+            from gluonbert.platform import tune_allocator
+            tune_allocator()
         if impl.startswith('hf'):
             import torch
             torch.set_num_threads(threads)
@@ -33,9 +30,10 @@ def _run_one(workload, impl, threads, context):
         return cli_workloads.run(workload, impl, context)
     if impl in ('gluonbert', 'gluonnlp', 'gluonnlp-malloc', 'mxnet'):
         if impl in ('gluonbert', 'gluonnlp-malloc'):
-            # First: importing gluonbert tunes malloc before MXNet is imported
-            # (gluonbert.allocator); gluonnlp-malloc uses nothing else of gluonbert.
-            import gluonbert  # noqa: F401
+            # First, before MXNet is imported, as the gluonbert command does
+            # (gluonbert.platform); gluonnlp-malloc uses nothing else of gluonbert.
+            from gluonbert.platform import tune_allocator
+            tune_allocator()
         from benchmarks import impl_mxnet
         if workload.kind == 'gemm':
             return impl_mxnet.run_gemm(workload)

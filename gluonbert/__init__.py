@@ -1,27 +1,36 @@
 """gluonbert: the reference BERT for Apache MXNet Gluon.
 
-MXNet is imported only when something that needs it is first used (``gluonbert.BERTModel``,
-``gluonbert.get_model``, any ``gluonbert.model``/``gluonbert.train`` module), so that
-``gluonbert --help`` and the data tools start at once.
+``gluonbert.model`` (the blocks, ``get_model``), ``gluonbert.data`` (tokenizers, transforms,
+readers) and the names below are importable at once; MXNet is imported when a model name is
+first used, so that ``gluonbert --help`` and the data tools start at once. Importing gluonbert
+changes no process-wide setting: threads and glibc's allocator are :mod:`gluonbert.platform`'s
+to set, before MXNet is loaded (the ``gluonbert`` command does it).
+
+Rooms, bottom to top (each imports only from the rooms below it): ``errors``, ``platform``;
+``data``; ``runs`` (run directories), ``kernels`` (the C++ CPU operators); ``model``; ``dist``
+(devices, workers, launcher); ``serve`` (predict, export, pipelines); ``train`` (the engine and
+its tasks); ``cli``.
 """
 __version__ = '0.1.0'
-
-from .allocator import tune_allocator
-
-# Before MXNet is imported, so that its threads allocate from the tuned arena
-# (see gluonbert/allocator.py; GLUONBERT_TUNE_MALLOC=0 turns it off).
-tune_allocator()
 
 #: Public names and the module that defines each (imported on first use).
 _LAZY = {'BERTClassifier': 'model', 'BERTConfig': 'model', 'BERTEncoder': 'model',
          'BERTModel': 'model', 'MLMDecoder': 'model', 'NSClassifier': 'model',
-         'get_config': 'model', 'get_model': 'model.zoo', 'encode': 'pipelines',
-         'pipeline': 'pipelines', 'PretrainedBERT': 'pipelines'}
+         'get_config': 'model', 'get_model': 'model.zoo', 'encode': 'serve.pipelines',
+         'pipeline': 'serve.pipelines', 'PretrainedBERT': 'serve.pipelines'}
 
 __all__ = sorted(_LAZY)
 
 
+#: Sub-packages reachable as attributes without an import of their own (``gluonbert.model``).
+_SUBPACKAGES = ('data', 'model', 'serve', 'train', 'dist', 'kernels', 'platform', 'errors',
+                'runs')
+
+
 def __getattr__(name):
+    if name in _SUBPACKAGES:
+        import importlib
+        return importlib.import_module(f'.{name}', __name__)
     if name in _LAZY:
         import importlib
         value = getattr(importlib.import_module(f'.{_LAZY[name]}', __name__), name)
@@ -31,4 +40,4 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted(list(globals()) + list(_LAZY))
+    return sorted(list(globals()) + list(_LAZY) + list(_SUBPACKAGES))

@@ -1,4 +1,4 @@
-"""gluonbert.perf and the engine's make_trainer: BERTAdamW is BERT's Adam (also in float16 with a master
+"""gluonbert.platform and the engine's make_trainer: BERTAdamW is BERT's Adam (also in float16 with a master
 copy) and excludes biases and LayerNorm from weight decay; the environment helper prints shell
 exports."""
 import json
@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from mxnet import autograd, gluon
 
-from gluonbert import perf
+from gluonbert import platform as perf
+from gluonbert.model.optimize import _mkldnn_enabled, optimize
 from gluonbert.model import BERTClassifier, BERTModel, get_config
 from gluonbert.train.optim import BERTAdamW
 
@@ -81,13 +82,13 @@ def test_registered_name_and_gluonnlp_equivalence():
 
 def test_make_trainer_trains_and_skips_decay_on_bias_and_layernorm():
     from gluonbert.train.config import OptimizerConfig
-    from gluonbert.train.devices import Cluster
+    from gluonbert.dist.cluster import Cluster
     from gluonbert.train.engine import make_trainer
     mx.random.seed(0)
     config = get_config('bert_tiny_test')
     net = BERTClassifier(BERTModel(config, use_decoder=False, use_classifier=False), 2)
     net.initialize(mx.init.Normal(0.02))
-    perf.optimize(net)
+    optimize(net)
     # lr 3e-3: 12 steps fit the 4 examples from any seed (1e-2 diverged for some seeds).
     trainer = make_trainer(net, OptimizerConfig(lr=3e-3, weight_decay=0.01),
                            Cluster([mx.cpu()], None))
@@ -163,7 +164,7 @@ def test_recommended_env_and_shell_exports():
     env = perf.recommended_env(3)
     assert env['OMP_NUM_THREADS'] == '3' and 'MALLOC_ARENA_MAX' not in env
     assert perf.recommended_env(3, allocator=True)['MALLOC_ARENA_MAX'] == '1'
-    out = subprocess.run([sys.executable, '-m', 'gluonbert.perf', '--threads', '2'],
+    out = subprocess.run([sys.executable, '-m', 'gluonbert.platform', '--threads', '2'],
                          capture_output=True, text=True, check=True).stdout
     assert 'export OMP_NUM_THREADS=2' in out.splitlines()
     assert 'export MALLOC_MMAP_MAX_=0' in out.splitlines()
@@ -171,7 +172,7 @@ def test_recommended_env_and_shell_exports():
 
 @pytest.mark.parametrize('kernels', [True, False])
 def test_optimize_for_inference_keeps_outputs(kernels):
-    from gluonbert.model import cpu_kernels
+    from gluonbert import kernels as cpu_kernels
     if kernels and not cpu_kernels.available():
         pytest.skip('no C++ compiler: the kernels cannot be built here')
     config = get_config('bert_tiny_test', dropout=0.0)
@@ -182,7 +183,7 @@ def test_optimize_for_inference_keeps_outputs(kernels):
     net = BERTModel(config, use_decoder=False, use_classifier=False)
     net.initialize(mx.init.Normal(0.05))
     expected = [o.asnumpy() for o in net(ids, seg, length)]
-    perf.optimize(net, ids, seg, length, training=False, kernels=kernels)
+    optimize(net, ids, seg, length, training=False, kernels=kernels)
     for _ in range(2):   # the rewritten graph, then its cached run
         got = [o.asnumpy() for o in net(ids, seg, length)]
         for g, e in zip(got, expected):
@@ -190,13 +191,13 @@ def test_optimize_for_inference_keeps_outputs(kernels):
     ops = {node['op'] for node in json.loads(net._cached_graph[1].tojson())['nodes']}
     if kernels:
         assert {'gluonbert_self_attention_inference', 'gluonbert_add_dropout_layer_norm'} <= ops
-    elif perf._mkldnn_enabled():
+    elif _mkldnn_enabled():
         assert '_sg_mkldnn_selfatt_qk' in ops and '_sg_mkldnn_fully_connected' in ops, ops
 
 
 @pytest.mark.parametrize('choice', ['auto', True, False])
 def test_optimize_kernel_choice(choice):
-    from gluonbert.model import cpu_kernels
+    from gluonbert import kernels as cpu_kernels
     from gluonbert.model.attention import SelfAttention
     from gluonbert.model.dropout import Dropout
     from gluonbert.model.layer_norm import LayerNorm
@@ -204,7 +205,7 @@ def test_optimize_kernel_choice(choice):
         pytest.skip('no C++ compiler: the kernels cannot be built here')
     net = BERTModel(get_config('bert_tiny_test'), use_decoder=False, use_classifier=False)
     net.initialize()
-    perf.optimize(net, training=True, kernels=choice)
+    optimize(net, training=True, kernels=choice)
     blocks = []
     kinds = (LayerNorm, Dropout, SelfAttention)
     net.apply(lambda b: blocks.append(b) if isinstance(b, kinds) else None)
@@ -212,20 +213,20 @@ def test_optimize_kernel_choice(choice):
     assert all(b.kernel is bool(choice) for b in blocks)
     attention = [b for b in blocks if isinstance(b, SelfAttention)]
     assert not any(b.inference for b in attention)
-    perf.optimize(net, training=False, kernels=choice)   # the forward-only attention kernel
+    optimize(net, training=False, kernels=choice)   # the forward-only attention kernel
     assert all(b.kernel is bool(choice) for b in blocks)
     assert all(b.inference for b in attention)
     with pytest.raises(ValueError, match='kernels'):
-        perf.optimize(net, kernels='yes')
+        optimize(net, kernels='yes')
 
 
 def test_optimize_without_kernels(monkeypatch):
-    from gluonbert.model import cpu_kernels
+    from gluonbert import kernels as cpu_kernels
     monkeypatch.setitem(cpu_kernels._state, 'loaded', None)
     monkeypatch.setenv('GLUONBERT_KERNELS', '0')
     net = BERTModel(get_config('bert_tiny_test'), use_decoder=False, use_classifier=False)
     net.initialize()
-    perf.optimize(net, training=True)                # 'auto': falls back to MXNet's operators
+    optimize(net, training=True)                # 'auto': falls back to MXNet's operators
     assert not net.encoder.layer_norm.kernel
     with pytest.raises(RuntimeError, match='not available'):
-        perf.optimize(net, training=True, kernels=True)
+        optimize(net, training=True, kernels=True)

@@ -58,12 +58,12 @@ def memorised_run(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def model(memorised_run):
-    from gluonbert.pipelines import PretrainedBERT
+    from gluonbert.serve.pipelines import PretrainedBERT
     return PretrainedBERT(memorised_run)
 
 
 def test_fill_mask_returns_memorised_word_first(model):
-    from gluonbert.pipelines import FillMask, pipeline
+    from gluonbert.serve.pipelines import FillMask, pipeline
     fill = FillMask(model, top_k=3)
     [candidates] = fill('the capital of france is [MASK] .')
     assert [c['token'] for c in candidates][0] == 'paris'
@@ -79,13 +79,13 @@ def test_fill_mask_returns_memorised_word_first(model):
 
 def test_fill_mask_needs_a_mask(model):
     from gluonbert.errors import InputError
-    from gluonbert.pipelines import FillMask
+    from gluonbert.serve.pipelines import FillMask
     with pytest.raises(InputError, match=r'no \[MASK\]'):
         FillMask(model)('the capital of france is paris .')
 
 
 def test_next_sentence_prefers_true_next(model):
-    from gluonbert.pipelines import NextSentence
+    from gluonbert.serve.pipelines import NextSentence
     nsp = NextSentence(model)
     true_pairs = [(doc[i], doc[i + 1]) for doc in DOCUMENTS for i in range(3)]
     for first, second in true_pairs:
@@ -102,7 +102,7 @@ def test_next_sentence_prefers_true_next(model):
 
 def test_encode_equals_bert_sequence_output(model, memorised_run):
     from gluonbert.model import BERTModel
-    from gluonbert.pipelines import encode
+    from gluonbert.serve.pipelines import encode
     got = encode(model, 'a crane is flying', 'the bird eats small fish .')
     assert got.tokens == ['[CLS]', 'a', 'crane', 'is', 'flying', '[SEP]', 'the', 'bird', 'eats',
                           'small', 'fish', '.', '[SEP]']
@@ -124,7 +124,7 @@ def test_encode_equals_bert_sequence_output(model, memorised_run):
 
 def test_contextual_similarity_of_crane(model):
     from gluonbert.errors import InputError
-    from gluonbert.pipelines import contextual_similarity, encode
+    from gluonbert.serve.pipelines import contextual_similarity, encode
     same = contextual_similarity(model, 'crane', 'a crane is flying', 'a crane is flying')
     other = contextual_similarity(model, 'crane', 'a crane is flying', 'a crane driver came')
     assert same == pytest.approx(1.0, abs=1e-6)
@@ -134,14 +134,14 @@ def test_contextual_similarity_of_crane(model):
 
 
 def test_wordpieces_join_into_words():
-    from gluonbert.pipelines import _word_span, join_wordpieces
+    from gluonbert.serve.pipelines import _word_span, join_wordpieces
     tokens = ['[CLS]', 'play', '##ing', 'now', '##adays', '[SEP]']
     assert join_wordpieces(tokens[1:5]) == ['playing', 'nowadays']
     assert _word_span(tokens, 2) == (1, 3) and _word_span(tokens, 3) == (3, 5)
 
 
 def test_checkpoint_directory_loads(memorised_run):
-    from gluonbert.pipelines import FillMask, resolve_run
+    from gluonbert.serve.pipelines import FillMask, resolve_run
     step = os.path.join(memorised_run, 'checkpoints', 'step-00000400')
     params, run_dir = resolve_run(step)
     assert params == os.path.join(step, 'model.params') and run_dir == memorised_run
@@ -151,7 +151,7 @@ def test_checkpoint_directory_loads(memorised_run):
 
 def test_missing_run_is_a_clear_error(tmp_path):
     from gluonbert.errors import WeightsNotFoundError
-    from gluonbert.pipelines import PretrainedBERT
+    from gluonbert.serve.pipelines import PretrainedBERT
     with pytest.raises(WeightsNotFoundError, match='neither model.params nor a valid'):
         PretrainedBERT(str(tmp_path))
 
@@ -188,8 +188,8 @@ def test_cli_encode_writes_vectors(memorised_run, tmp_path):
 
 
 def test_demo_ends_with_fill_mask_and_crane_similarity(memorised_run, capsys):
-    """The demo's last step (gluonbert.train.demo.show_learned) on the memorised model."""
-    from gluonbert.train.demo import AMBIGUOUS, show_learned
+    """The demo's last step (gluonbert.cli.demo.show_learned) on the memorised model."""
+    from gluonbert.cli.demo import AMBIGUOUS, show_learned
     learned = show_learned(memorised_run, question='the capital of france is [MASK] .')
     printed = capsys.readouterr().out
     assert learned['answers'][0][0] == 'paris' and len(learned['answers']) == 3

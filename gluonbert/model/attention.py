@@ -4,10 +4,10 @@ The block keeps three projection matrices (checkpoint names ``proj_query``, ``pr
 ``proj_value``, as in GluonNLP and in Google's BERT) but multiplies the input by all three in a
 single GEMM: the weights are interleaved head by head into a ``(3 C, C)`` matrix, the layout that
 MXNet's ``interleaved_matmul_selfatt_qk`` / ``_valatt`` operators read without any transpose.
-With ``kernel`` set (:func:`gluonbert.perf.optimize` on CPU), a ``valid_length`` and
+With ``kernel`` set (:func:`gluonbert.model.optimize.optimize` on CPU), a ``valid_length`` and
 heads at most 256 wide, scores, softmax, dropout and context are one operator of gluonbert's
-CPU kernels (:mod:`gluonbert.model.cpu_kernels`), which skips the padding keys. With
-``inference`` set as well (:func:`gluonbert.perf.optimize` with ``training=False``), the kernel
+CPU kernels (:mod:`gluonbert.kernels`), which skips the padding keys. With
+``inference`` set as well (:func:`gluonbert.model.optimize.optimize` with ``training=False``), the kernel
 is the forward-only one, which also skips the padding queries and writes no dropout mask.
 """
 from mxnet.gluon import HybridBlock
@@ -102,7 +102,7 @@ class SelfAttention(HybridBlock):
         if (self.kernel and self.inference and valid_length is not None
                 and self._units // heads <= 256):
             # Forward only: the context of the real queries; the weights when they are read,
-            # a (B*H, 1, 1) placeholder otherwise (see gluonbert.model.cpu_kernels).
+            # a (B*H, 1, 1) placeholder otherwise (see gluonbert.kernels).
             context, weights = F.gluonbert_self_attention_inference(
                 qkv, F.cast(valid_length, dtype='float32'), heads=heads,
                 weights=int(self.weights_needed))

@@ -1,4 +1,4 @@
-"""Dropout that can run on gluonbert's CPU kernel (:mod:`gluonbert.model.cpu_kernels`)."""
+"""Dropout that can run on gluonbert's CPU kernel (:mod:`gluonbert.kernels`)."""
 from mxnet.gluon import nn
 
 __all__ = ['Dropout', 'training_flag']
@@ -19,7 +19,7 @@ def training_flag(F, like):
 class Dropout(nn.Dropout):
     """``nn.Dropout`` (inverted dropout with probability ``rate``), optionally on the CPU kernel.
 
-    Set ``kernel`` (before hybridizing; :func:`gluonbert.perf.optimize` does it on CPU) to
+    Set ``kernel`` (before hybridizing; :func:`gluonbert.model.optimize.optimize` does it on CPU) to
     draw the mask with ``gluonbert_dropout``: the same distribution and scaling, a
     different random stream, a 1-byte mask kept for the backward pass.
 

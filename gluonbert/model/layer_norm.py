@@ -3,8 +3,8 @@
 MXNet 1.9's ``LayerNorm`` operator has a fast forward kernel but computes its backward pass
 with ten generic broadcast and reduction kernels: in a BERT training step on CPU that is 10-20%
 of the whole step. Both blocks here can instead run on gluonbert's CPU kernels
-(:mod:`gluonbert.model.cpu_kernels`): set ``kernel`` before hybridizing
-(:func:`gluonbert.perf.optimize` does it on CPU, for training and inference). Parameters (``gamma``,
+(:mod:`gluonbert.kernels`): set ``kernel`` before hybridizing
+(:func:`gluonbert.model.optimize.optimize` does it on CPU, for training and inference). Parameters (``gamma``,
 ``beta``), checkpoint names and results are those of ``nn.LayerNorm`` (equal to ~1e-6).
 """
 from mxnet.gluon import nn

@@ -9,34 +9,31 @@ A checkpoint is a directory ``<run>/checkpoints/step-00001000/`` holding
 
 It is built in a hidden temporary directory and renamed into place, so a crash never leaves a
 half-written ``step-*`` directory; a damaged one (truncated file, bad JSON) fails the sha1/size
-check and :func:`find_latest` skips it with a warning. Only the newest ``keep`` are kept.
+check and :func:`gluonbert.runs.find_latest` skips it with a warning. Only the newest ``keep``
+are kept.
 
-MXNet cannot read back its generator state, so :func:`reseed_mxnet` seeds MXNet from
-``(seed, step)`` right after each checkpoint, in the saving run and in a resumed one alike:
-dropout masks after a resume are the ones the uninterrupted run drew.
+MXNet cannot read back its generators' state. The engine seeds them from ``(seed, update)``
+after every update (:func:`reseed_mxnet`), and :func:`load_checkpoint` does the same for the
+update it resumes after: dropout masks after a resume are the ones the uninterrupted run
+drew, wherever it was stopped.
 """
 import json
 import logging
 import os
 import random
-import re
 import shutil
-import warnings
 
 import mxnet as mx
 import numpy as np
 
 from ..data.fileio import atomic_write, sha1_of_file
 from ..errors import CheckpointError
+from ..runs import CHECKPOINT_FORMAT, list_checkpoints, read_checkpoint_meta
 from ..model.checkpoint import atomic_nd_save, load_parameters, save_parameters
 
-__all__ = ['save_checkpoint', 'load_checkpoint', 'find_latest', 'list_checkpoints',
-           'remove_stale_temporaries', 'reseed_mxnet', 'rng_state', 'set_rng_state']
+__all__ = ['save_checkpoint', 'load_checkpoint', 'reseed_mxnet', 'rng_state', 'set_rng_state']
 
 _LOG = logging.getLogger(__name__)
-_NAME = re.compile(r'^step-(\d{8,})$')
-_TEMPORARY = re.compile(r'^\.tmp-step-\d{8,}-\d+$|^step-\d{8,}\.old\d+$')
-FORMAT = 'gluonbert-train-checkpoint/1'
 
 
 def rng_state():
@@ -120,28 +117,6 @@ def _trainer_names(net, trainer):
     return {i: structural[p.name] for i, p in enumerate(trainer._params) if p.name in structural}
 
 
-def list_checkpoints(directory):
-    """``[(step, path)]`` of the ``step-*`` directories in ``directory``, oldest first."""
-    if not os.path.isdir(directory):
-        return []
-    found = [(int(m.group(1)), os.path.join(directory, n))
-             for n in os.listdir(directory) if (m := _NAME.match(n))]
-    return sorted(found)
-
-
-def remove_stale_temporaries(directory):
-    """Deletes what a save killed halfway left in ``directory`` (``.tmp-step-*``,
-    ``step-*.old*``); returns their names. Call it before a run starts, from one process."""
-    if not os.path.isdir(directory):
-        return []
-    stale = sorted(n for n in os.listdir(directory) if _TEMPORARY.match(n))
-    for name in stale:
-        _LOG.warning('removing %s, left by an interrupted checkpoint save',
-                     os.path.join(directory, name))
-        shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
-    return stale
-
-
 def save_checkpoint(directory, net, trainer, step, data_position, seed, config, history=(),
                     keep=3):
     """Writes ``directory/step-<step>/`` atomically and keeps the newest ``keep`` checkpoints.
@@ -183,7 +158,7 @@ def save_checkpoint(directory, net, trainer, step, data_position, seed, config, 
         files = {f: {'bytes': os.path.getsize(os.path.join(tmp, f)),
                      'sha1': sha1_of_file(os.path.join(tmp, f))}
                  for f in ('model.params', 'optimizer.params')}
-        meta = {'format': FORMAT, 'step': int(step), 'data_position': data_position,
+        meta = {'format': CHECKPOINT_FORMAT, 'step': int(step), 'data_position': data_position,
                 'seed': int(seed), 'rng': rng_state(), 'optimizer': opt_meta, 'config': config,
                 'history': list(history), 'files': files}
         with atomic_write(os.path.join(tmp, 'meta.json')) as f:
@@ -200,48 +175,6 @@ def save_checkpoint(directory, net, trainer, step, data_position, seed, config, 
         shutil.rmtree(path, ignore_errors=True)
     reseed_mxnet(seed, step)
     return final
-
-
-def _read_meta(path):
-    """The validated ``meta.json`` of a checkpoint; raises CheckpointError if damaged."""
-    meta_path = os.path.join(path, 'meta.json')
-    try:
-        with open(meta_path, encoding='utf-8') as f:
-            meta = json.load(f)
-    except (OSError, ValueError) as err:
-        raise CheckpointError(f'{meta_path}: unreadable ({err})') from None
-    if not isinstance(meta, dict) or meta.get('format') != FORMAT:
-        raise CheckpointError(f'{meta_path}: format {meta.get("format")!r}; expected {FORMAT!r}')
-    for name, expect in meta['files'].items():
-        file = os.path.join(path, name)
-        size = os.path.getsize(file) if os.path.isfile(file) else None
-        if size != expect['bytes']:
-            raise CheckpointError(f'{file}: {size} bytes, expected {expect["bytes"]} '
-                                  '(truncated or missing)')
-        if sha1_of_file(file) != expect['sha1']:
-            raise CheckpointError(f'{file}: sha1 differs from the one in meta.json (damaged)')
-    return meta
-
-
-def find_latest(directory):
-    """The newest checkpoint in ``directory`` that passes its integrity checks.
-
-    Damaged ones (newest first) are skipped with a warning naming the problem.
-
-    Outputs
-    -------
-    str or None
-        Its path; None when there is no valid checkpoint.
-    """
-    for step, path in reversed(list_checkpoints(directory)):
-        try:
-            _read_meta(path)
-            return path
-        except CheckpointError as err:
-            message = f'skipping damaged checkpoint {path}: {err}'
-            _LOG.warning(message)
-            warnings.warn(message, RuntimeWarning, stacklevel=2)
-    return None
 
 
 def load_checkpoint(path, net, trainer):
@@ -261,7 +194,7 @@ def load_checkpoint(path, net, trainer):
     dict
         The checkpoint's metadata (``step``, ``data_position``, ``history``, ``config``...).
     """
-    meta = _read_meta(path)
+    meta = read_checkpoint_meta(path)
     contexts = trainer._contexts
     load_parameters(net, os.path.join(path, 'model.params'), ctx=contexts)
     if not trainer._kv_initialized:

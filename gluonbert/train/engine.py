@@ -33,21 +33,17 @@ import numpy as np
 
 from ..data.fileio import atomic_write
 from ..errors import ConfigError, GluonBERTError
+from ..runs import RUN_FILE, RUN_OUTPUTS, find_latest, remove_stale_temporaries
 from . import checkpoint as ckpt
-from .devices import make_cluster, parse_devices
+from ..dist.cluster import make_cluster, parse_devices
 from .loop import ShardedStep
 from .metrics import DeviceSums
 from .optim import WarmupLinearSchedule, create_optimizer, exclude_from_weight_decay
 from .progress import TrainProgress
 
 __all__ = ['Task', 'Update', 'train', 'make_trainer', 'setup_amp', 'seed_everything',
-           'RunDirectory', 'StopSignals', 'Interrupted', 'RUN_FILE']
+           'RunDirectory', 'StopSignals', 'Interrupted']
 
-#: Written into every run directory: which task and configuration made it.
-RUN_FILE = 'run.json'
-#: Files and directories that mark a directory as holding a run's results.
-RUN_OUTPUTS = (RUN_FILE, 'checkpoints', 'train.log', 'model.params', 'summary.json',
-               'metrics.json', 'finetune.json', 'loss_curve.png')
 
 
 class Interrupted(GluonBERTError):
@@ -269,8 +265,8 @@ class RunDirectory:
             raise ConfigError(f'--out-dir {self.path}: is a file; expected a directory')
         os.makedirs(self.path, exist_ok=True)
         if self.is_main:
-            ckpt.remove_stale_temporaries(self.checkpoints)
-        latest = ckpt.find_latest(self.checkpoints)
+            remove_stale_temporaries(self.checkpoints)
+        latest = find_latest(self.checkpoints)
         if config.overwrite:
             latest = None
         if not self.is_main:        # rank 0 checks and cleans; the others follow its choice

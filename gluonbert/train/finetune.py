@@ -1,7 +1,7 @@
 """Fine-tuning BERTClassifier on sentence-pair classification (MRPC and GLUE-format tasks).
 
 :class:`FinetuningTask` is what the training engine (:mod:`gluonbert.train.engine`) runs: the
-classifier on a pretrained encoder (:mod:`~gluonbert.train.backbone`), bucketed batches of the
+classifier on a pretrained encoder (:mod:`~gluonbert.model.pretrained`), bucketed batches of the
 task's TSV files (:class:`ClassificationBatches`: resumable at any update, each worker taking
 its own batches), softmax cross-entropy normalised over the whole update, accuracy. After each
 epoch the dev set is scored (accuracy, F1 of class 1); the best epoch's parameters are kept in
@@ -19,17 +19,17 @@ import time
 import mxnet as mx
 import numpy as np
 
-from .. import perf
+from ..model.optimize import optimize
 from ..data.fileio import atomic_write
 from ..errors import ConfigError
 from ..model import BERTClassifier
-from .backbone import check_source, load_backbone
+from ..model.pretrained import check_source, load_backbone
 from .engine import Task, Update, train
 from .losses import CLASSIFY_STATS, classification_counts, classification_loss
-from .metrics import accuracy, f1_score
+from ..serve.metrics import accuracy, f1_score
 from .plot import plot_curves
-from .predict import predict_proba
-from .tasks import load_task, task_spec
+from ..serve.predict import predict_proba
+from ..data.tasks import load_task, task_spec
 
 __all__ = ['finetune', 'evaluate', 'FinetuningTask', 'ClassificationBatches']
 
@@ -163,7 +163,7 @@ class FinetuningTask(Task):
         net.classifier.initialize(ctx=mx.cpu())
         net.collect_params().reset_ctx(run.contexts)
         # Not static_shape: bucketed batches change shape from one update to the next.
-        return perf.optimize(net, training=True, static_shape=False)
+        return optimize(net, training=True, static_shape=False)
 
     def describe(self):
         return (f'{self.backbone.source}, {self.split}; {len(self.train)} train / '

@@ -20,41 +20,12 @@ A batch with fewer rows than devices runs on the first ``B`` devices; a device (
 worker) without rows in an update contributes a zero gradient. No example is dropped.
 Nothing is copied to the host here; statistics stay on the devices.
 """
-import mxnet as mx
-from mxnet import autograd, gluon
+from mxnet import autograd
 
-from ..errors import InputError
+from ..dist.cluster import split_batch
 from .optim import clip_global_norm
 
-__all__ = ['ShardedStep', 'split_batch']
-
-
-def split_batch(arrays, contexts):
-    """Splits each array along axis 0 over ``contexts`` (uneven splits allowed).
-
-    Parameters
-    ----------
-    arrays : sequence of numpy arrays or NDArrays, each (B, ...)
-    contexts : list of mx.Context
-
-    Outputs
-    -------
-    list (one per device actually used) of lists of NDArrays
-        A batch with fewer rows than devices uses only the first ``B`` devices.
-    """
-    batch = arrays[0].shape[0]
-    if batch == 0:
-        raise InputError('empty batch: expected at least one row')
-    used = contexts[:min(batch, len(contexts))]
-    per_array = []
-    for array in arrays:
-        if array.shape[0] != batch:
-            raise InputError(f'batch arrays disagree on the batch size: {array.shape[0]} vs '
-                             f'{batch}; expected every array to be (B, ...)')
-        if not isinstance(array, mx.nd.NDArray):
-            array = mx.nd.array(array, dtype=array.dtype, ctx=mx.cpu())
-        per_array.append(gluon.utils.split_and_load(array, used, even_split=False))
-    return [list(shard) for shard in zip(*per_array)]
+__all__ = ['ShardedStep']
 
 
 class ShardedStep:

@@ -44,7 +44,7 @@ class PretrainingSums(HybridBlock):
     Hybridized with static memory: the (b, P, V) gradient reuses the same buffers every step
     instead of being allocated (and, for a large vocabulary, page-faulted in) anew. With
     ``kernel`` (CPU) the MLM cross-entropy is gluonbert's ``gluonbert_softmax_ce``
-    (:mod:`gluonbert.model.cpu_kernels`), which keeps no (b, P, V) log-probabilities for the
+    (:mod:`gluonbert.kernels`), which keeps no (b, P, V) log-probabilities for the
     backward pass and whose row maxima give the accuracy statistic, so no ``argmax`` makes a
     second pass over the (b, P, V) scores (``benchmarks/README.md``, "The pretraining step");
     otherwise ``log_softmax``, ``pick`` and ``argmax``.
@@ -103,7 +103,7 @@ _PRETRAINING_SUMS = {}
 
 def _pretraining_sums(ctx):
     """The hybridized :class:`PretrainingSums` for scores on ``ctx`` (kernel on CPU)."""
-    from ..model import cpu_kernels
+    from .. import kernels as cpu_kernels
     kernel = ctx.device_type == 'cpu' and cpu_kernels.available()
     if kernel not in _PRETRAINING_SUMS:
         _PRETRAINING_SUMS[kernel] = PretrainingSums(kernel)

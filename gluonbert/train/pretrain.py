@@ -12,7 +12,7 @@ Writes into ``out_dir``: ``gluonbert_config.json``, ``vocab.txt`` and
 import json
 import os
 
-from .. import perf
+from ..model.optimize import optimize
 from ..data.fileio import atomic_write
 from ..errors import ConfigError
 from ..model import BERTModel, get_config
@@ -112,7 +112,7 @@ def build_pretraining_model(config, vocab_size, contexts):
     net.initialize(TruncNorm(0.02), ctx=contexts)
     # gluonbert's CPU kernels and static memory. Not static_shape: the last batch of an
     # epoch (and a resumed run's first) may differ in shape.
-    perf.optimize(net, training=True, static_shape=False)
+    optimize(net, training=True, static_shape=False)
     return net
 
 

@@ -1,4 +1,4 @@
-"""gluonbert's CPU kernels (gluonbert/model/cpu_kernels.cc) against MXNet's own operators.
+"""gluonbert's CPU kernels (gluonbert/kernels/cpu_kernels.cc) against MXNet's own operators.
 
 Each kernel is checked forward and backward, hybridized, with ``grad_req='add'``; the dropout
 kernels also for their mask statistics, inference mode and seeding. Without a C++ compiler the
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from mxnet import autograd
 
-from gluonbert.model import cpu_kernels
+from gluonbert import kernels as cpu_kernels
 from gluonbert.model.dropout import Dropout
 from gluonbert.model.layer_norm import LayerNorm, ResidualLayerNorm
 

@@ -2,7 +2,7 @@
 
 * ``SelfAttention`` with an additive ``attention_bias`` vs ``valid_length`` (softmax with
   lengths): context, weights and gradients;
-* a whole ``BERTModel`` after ``gluonbert.perf.optimize(training=True)`` (gluonbert's CPU
+* a whole ``BERTModel`` after ``gluonbert.model.optimize.optimize(training=True)`` (gluonbert's CPU
   kernels) vs the same model hybridized plainly.
 
 The kernels themselves are tested in ``test_cpu_kernels.py``.
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from mxnet import autograd, gluon
 
-from gluonbert import perf
+from gluonbert.model.optimize import optimize
 from gluonbert.model import BERTModel, get_config
 from gluonbert.model.attention import SelfAttention
 from gluonbert.model.encoder import attention_bias
@@ -83,12 +83,12 @@ def test_optimized_training_graph_matches_plain_model():
     length = mx.nd.array([10, 6, 2], dtype='int32')
     positions = mx.nd.array([[1, 2], [0, 5], [1, 1]], dtype='int32')
     results = []
-    for optimize in (False, True):
+    for optimized in (False, True):
         mx.random.seed(3)
         net = BERTModel(config)
         net.initialize()
-        if optimize:
-            perf.optimize(net, ids, seg, length, positions, training=True)
+        if optimized:
+            optimize(net, ids, seg, length, positions, training=True)
             layer_norms = []
             net.apply(lambda blk: layer_norms.append(blk) if isinstance(blk, LayerNorm) else None)
             assert len(layer_norms) == 2 * config.num_layers + 2
@@ -114,7 +114,8 @@ def test_classifier_graph_runs_last_layer_on_cls_only(kernels):
     """A hybridized BERTClassifier traces its last layer on [CLS] alone after the attention:
     outputs and gradients equal the imperative (whole) computation, training (engine's
     optimize) and inference alike; its BERTModel called on its own keeps the whole sequence."""
-    from gluonbert.model import BERTClassifier, cpu_kernels
+    from gluonbert import kernels as cpu_kernels
+    from gluonbert.model import BERTClassifier
     if kernels and not cpu_kernels.available():
         pytest.skip('no C++ compiler: the kernels cannot be built here')
     config = get_config('bert_tiny_test', dropout=0.0)
@@ -129,7 +130,7 @@ def test_classifier_graph_runs_last_layer_on_cls_only(kernels):
         net = BERTClassifier(BERTModel(config, use_decoder=False, use_classifier=False), 3)
         net.initialize(mx.init.Normal(0.1))
         if traced:
-            perf.optimize(net, training=True, kernels=kernels)
+            optimize(net, training=True, kernels=kernels)
         with autograd.record():
             scores = net(ids, seg, length)
             loss = (scores * head).sum()
@@ -148,7 +149,7 @@ def test_classifier_graph_runs_last_layer_on_cls_only(kernels):
     shapes = dict(data0=(3, 9), data1=(3, 9), data2=(3,))
     assert internals[f'{ffn[-1]}_output'].infer_shape(**shapes)[1][0][:2] == (1, 3)
     assert internals[f'{ffn[0]}_output'].infer_shape(**shapes)[1][0][:2] == (9, 3)
-    perf.optimize(net, training=False, kernels=kernels)
+    optimize(net, training=False, kernels=kernels)
     np.testing.assert_allclose(net(ids, seg, length).asnumpy(), results[0][0], rtol=1e-5,
                                atol=1e-6)
     sequence = net.bert(ids, seg, length)[0]

@@ -84,7 +84,7 @@ def test_truncated_params_named(tmp_path):
 
 def test_truncated_params_through_backbone_from_files(tmp_path):
     """--from-converted and --pretrained-checkpoint read through backbone.from_files."""
-    from gluonbert.train.backbone import from_files
+    from gluonbert.model.pretrained import from_files
     path = _truncated_params(tmp_path)
     vocab = tmp_path / 'vocab.txt'
     vocab.write_text('\n'.join(['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]']

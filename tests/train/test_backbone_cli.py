@@ -5,7 +5,7 @@ import os
 import pytest
 
 from gluonbert.cli import build_parser, main
-from gluonbert.train.arguments import finetune_config, pretrain_config
+from gluonbert.cli.arguments import finetune_config, pretrain_config
 from gluonbert.train.config import FinetuneConfig
 
 from .synthetic import VOCAB
@@ -26,7 +26,7 @@ def hf_dir(tmp_path):
 
 
 def test_hf_dir_is_converted_once_into_the_cache(tmp_path, hf_dir):
-    from gluonbert.train.backbone import load_backbone
+    from gluonbert.model.pretrained import load_backbone
     config = FinetuneConfig(hf_dir=hf_dir, out_dir=str(tmp_path / 'run'), dropout=0.0)
     first = load_backbone(config)
     params = tmp_path / 'run' / 'converted' / 'model.params'

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from mxnet import gluon
 
+from gluonbert import runs
 from gluonbert.errors import CheckpointError
 from gluonbert.model import BERTModel, get_config
 from gluonbert.model.init import TruncNorm
@@ -81,10 +82,10 @@ def test_layout_keep_last_and_hidden_temporaries(tmp_path):
     for s in (1, 2, 3, 4):
         ckpt.save_checkpoint(str(tmp_path), net, trainer, s, {}, 0, {}, keep=2)
     (tmp_path / '.tmp-step-00000005-123').mkdir()               # a crashed save
-    assert [s for s, _ in ckpt.list_checkpoints(str(tmp_path))] == [3, 4]
+    assert [s for s, _ in runs.list_checkpoints(str(tmp_path))] == [3, 4]
     files = sorted(os.listdir(tmp_path / 'step-00000004'))
     assert files == ['meta.json', 'model.params', 'optimizer.params']
-    assert ckpt.find_latest(str(tmp_path)).endswith('step-00000004')
+    assert runs.find_latest(str(tmp_path)).endswith('step-00000004')
     # model.params alone loads into a fresh model (GluonNLP names, no optimizer needed)
     fresh = BERTModel(get_config('bert_tiny_test'))
     fresh.load_parameters(str(tmp_path / 'step-00000004' / 'model.params'))
@@ -99,13 +100,13 @@ def test_truncated_newest_checkpoint_is_skipped_with_warning(tmp_path):
     data = newest.read_bytes()
     newest.write_bytes(data[:len(data) // 2])
     with pytest.warns(RuntimeWarning, match='step-00000020.*truncated'):
-        found = ckpt.find_latest(str(tmp_path))
+        found = runs.find_latest(str(tmp_path))
     assert found.endswith('step-00000010')
     with pytest.raises(CheckpointError, match='truncated'):
         ckpt.load_checkpoint(str(tmp_path / 'step-00000020'), net, trainer)
     (tmp_path / 'step-00000010' / 'meta.json').write_text('{"format": ')   # half-written
     with pytest.warns(RuntimeWarning) as caught:
-        assert ckpt.find_latest(str(tmp_path)) is None
+        assert runs.find_latest(str(tmp_path)) is None
     messages = [str(w.message) for w in caught]
     assert len(messages) == 2 and 'truncated' in messages[0] and 'unreadable' in messages[1]
 
@@ -119,7 +120,7 @@ def test_bit_flip_is_detected(tmp_path):
     data[-5] ^= 0xFF
     open(target, 'wb').write(bytes(data))
     with pytest.warns(RuntimeWarning, match='sha1'):
-        assert ckpt.find_latest(str(tmp_path)) is None
+        assert runs.find_latest(str(tmp_path)) is None
     meta = json.load(open(os.path.join(path, 'meta.json')))
-    assert meta['format'] == ckpt.FORMAT and set(meta['files']) == {'model.params',
+    assert meta['format'] == runs.CHECKPOINT_FORMAT and set(meta['files']) == {'model.params',
                                                                      'optimizer.params'}

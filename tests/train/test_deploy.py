@@ -1,4 +1,4 @@
-"""gluonbert.deploy: INT8 calibration and fp32 export of a tiny fine-tuned classifier, served by
+"""gluonbert.serve.deploy: INT8 calibration and fp32 export of a tiny fine-tuned classifier, served by
 ``gluonbert predict`` and by plain MXNet, and the errors of ``gluonbert quantize``."""
 import json
 import logging
@@ -10,9 +10,9 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from gluonbert import deploy
+from gluonbert.serve import deploy
 from gluonbert.errors import ConfigError, DataFormatError, WeightsNotFoundError
-from gluonbert.train.predict import predict
+from gluonbert.serve.predict import predict
 
 from .synthetic import NUM_TOPICS, TOPIC_WORDS, VOCAB, WORDS, write_converted
 
@@ -151,8 +151,8 @@ assert not any(m.startswith('gluonbert') for m in sys.modules), 'gluonbert was i
 
 def test_exports_load_with_plain_mxnet_in_a_fresh_process(tmp_path, finetuned):
     from gluonbert.data import ClassificationBatchify
-    from gluonbert.train.predict import load_classifier
-    from gluonbert.train.tasks import read_examples
+    from gluonbert.serve.predict import load_classifier
+    from gluonbert.data.tasks import read_examples
     deploy.export(finetuned['model_dir'], str(tmp_path / 'fp32'))
     deploy.quantize(finetuned['model_dir'], finetuned['train'], str(tmp_path / 'int8'),
                     num_calib_batches=2)
@@ -248,7 +248,7 @@ def test_without_vnni_it_works_and_says_int8_is_slow(tmp_path, finetuned, monkey
     assert deploy.int8_isa(str(cpuinfo)) == {'cpu': 'Old CPU', 'flags': ['avx2'],
                                              'vnni': False}
     monkeypatch.setattr(deploy, 'CPUINFO', str(cpuinfo))
-    with caplog.at_level(logging.WARNING, logger='gluonbert.deploy'):
+    with caplog.at_level(logging.WARNING, logger='gluonbert.serve.deploy'):
         result = deploy.quantize(finetuned['model_dir'], finetuned['train'],
                                  str(tmp_path / 'int8'), num_calib_batches=1)
     assert 'INT8 will be slow here' in result['warning'] and 'Old CPU' in result['warning']
@@ -256,7 +256,7 @@ def test_without_vnni_it_works_and_says_int8_is_slow(tmp_path, finetuned, monkey
     assert os.path.isfile(tmp_path / 'int8' / 'model-symbol.json')
     assert json.load(open(tmp_path / 'int8' / 'deploy.json'))['quantized_on']['vnni'] is False
     # the command says it too (the same code path, with the replaced cpuinfo)
-    code = ('import sys, gluonbert.deploy as d; d.CPUINFO = sys.argv[1]; '
+    code = ('import sys, gluonbert.serve.deploy as d; d.CPUINFO = sys.argv[1]; '
             'from gluonbert.cli import main; sys.exit(main(sys.argv[2:]))')
     done = subprocess.run([sys.executable, '-c', code, str(cpuinfo), 'quantize', '--model-dir',
                            finetuned['model_dir'], '--calib-data', finetuned['train'], '--out',
@@ -370,7 +370,7 @@ def test_last_layer_runs_on_the_cls_position_only(tmp_path, finetuned):
     """The export keeps the classifier's [CLS]-only last layer (the slices that
     BERTEncoder.cls_rows_only traces after the last attention), with the outputs of the
     fine-tuned classifier that predict serves (gluonbert's kernels there)."""
-    from gluonbert.train.predict import load_classifier
+    from gluonbert.serve.predict import load_classifier
     deploy.export(finetuned['model_dir'], str(tmp_path / 'fp32'))
     nodes = json.load(open(tmp_path / 'fp32' / 'model-symbol.json'))['nodes']
     assert not any(n['op'].startswith('gluonbert_') for n in nodes)

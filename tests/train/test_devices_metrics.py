@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from gluonbert.errors import ConfigError
-from gluonbert.train.devices import make_cluster, parse_devices
-from gluonbert.train.metrics import DeviceSums, accuracy, f1_score
+from gluonbert.dist.cluster import make_cluster, parse_devices
+from gluonbert.serve.metrics import accuracy, f1_score
+from gluonbert.train.metrics import DeviceSums
 
 
 def test_parse_devices():

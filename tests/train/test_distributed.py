@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from gluonbert.train.config import PretrainConfig
-from gluonbert.train.devices import Cluster
+from gluonbert.dist.cluster import Cluster
 from gluonbert.train.loop import ShardedStep
 from gluonbert.train.losses import pretraining_loss
 from gluonbert.train.optim import (WarmupLinearSchedule, create_optimizer,

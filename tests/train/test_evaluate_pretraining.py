@@ -13,7 +13,7 @@ from gluonbert.data import PretrainingBatches, PretrainingDataConfig, prepare_pr
 from gluonbert.errors import ConfigError
 from gluonbert.model import BERTModel
 from gluonbert.model.convert import read_config
-from gluonbert.train.evaluate_pretraining import EvaluationConfig, evaluate_pretraining
+from gluonbert.serve.evaluate_pretraining import EvaluationConfig, evaluate_pretraining
 
 from .synthetic import write_corpus
 

@@ -8,7 +8,7 @@ import pytest
 from gluonbert.errors import ConfigError, DataFormatError
 from gluonbert.train.config import DeviceConfig, FinetuneConfig, OptimizerConfig
 from gluonbert.train.finetune import finetune
-from gluonbert.train.predict import predict
+from gluonbert.serve.predict import predict
 
 
 def config(tmp_path, data_dir, source, name='run', **changes):
@@ -71,7 +71,7 @@ def test_starting_from_a_pretraining_run(tmp_path, paraphrase_dir, corpus_txt, v
                             batch_size=16, num_steps=4, checkpoint_interval=2, progress=False))
     import mxnet as mx
 
-    from gluonbert.train.backbone import load_backbone
+    from gluonbert.model.pretrained import load_backbone
     loaded = []
     for i, source in enumerate((tmp_path / 'pt',
                                 tmp_path / 'pt' / 'checkpoints' / 'step-00000002')):

@@ -246,7 +246,7 @@ def test_a_killed_scheduler_or_server_ends_the_job(tmp_path, jobs, role):
 STUCK = textwrap.dedent('''
     import signal
     import mxnet as mx
-    from gluonbert.train.launcher import end_process, stop_on_signals
+    from gluonbert.dist.launcher import end_process, stop_on_signals
 
     stop_on_signals()
     kv = mx.kv.create('dist_sync')
@@ -290,7 +290,7 @@ INJECT = textwrap.dedent('''
     """gluonbert's CLI, with rank 1 raising a plain Python error in training step 7."""
     import sys
     from gluonbert import cli
-    from gluonbert.train.devices import Cluster
+    from gluonbert.dist.cluster import Cluster
 
     real, calls = Cluster.sum_over_workers, []
 
@@ -384,7 +384,7 @@ def test_processes_started_through_ssh_end_with_the_launcher(tmp_path, jobs):
 def test_hand_started_worker_and_scheduler_fail_when_a_peer_never_arrives(tmp_path, jobs):
     """DMLC_* set by hand, one server announced but never started: both processes end with a
     clear error after the start-up deadline instead of waiting forever."""
-    from gluonbert.train.launcher import free_port
+    from gluonbert.dist.launcher import free_port
     shards = write_random_shards(tmp_path / 'shards', num_shards=2, per_shard=16)
     env = {'DMLC_PS_ROOT_URI': '127.0.0.1', 'DMLC_PS_ROOT_PORT': str(free_port()),
            'DMLC_NUM_WORKER': '1', 'DMLC_NUM_SERVER': '1', 'DMLC_NODE_HOST': '127.0.0.1',
@@ -404,7 +404,7 @@ def test_hand_started_job_runs_past_its_start_deadline(tmp_path, jobs):
     """Scheduler and server by hand (gluonbert launch --role) with a 6 s deadline: once every
     process has arrived the deadline no longer applies, and ps-lite's start-up lines that only
     the deadline asked for stay hidden."""
-    from gluonbert.train.launcher import free_port
+    from gluonbert.dist.launcher import free_port
     env = {'DMLC_PS_ROOT_URI': '127.0.0.1', 'DMLC_PS_ROOT_PORT': str(free_port()),
            'DMLC_NUM_WORKER': '1', 'DMLC_NUM_SERVER': '1', 'DMLC_NODE_HOST': '127.0.0.1',
            'GLUONBERT_START_TIMEOUT': '6'}
@@ -436,7 +436,7 @@ def test_launcher_start_timeout_flag(tmp_path, jobs):
 
 SAVER = textwrap.dedent('''
     import os, signal, sys, time
-    from gluonbert.train.launcher import stop_on_signals
+    from gluonbert.dist.launcher import stop_on_signals
 
     def save(path):                      # stands in for a checkpoint being written
         with open(path + '.tmp', 'w') as f:
@@ -474,7 +474,7 @@ def test_a_stopped_worker_finishes_its_checkpoint_first(tmp_path, jobs, mode):
     """stop_on_signals: a checkpoint being written is finished; a main thread stuck in MXNet
     does not delay the stop; a graceful stop of the code's own is left to it, and then a
     second signal stops the process even when that code never gets to run."""
-    from gluonbert.train.launcher import free_port
+    from gluonbert.dist.launcher import free_port
     script = tmp_path / 'saver.py'
     script.write_text(SAVER)
     target = tmp_path / 'checkpoint.txt'

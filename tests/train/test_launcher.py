@@ -9,8 +9,8 @@ import time
 import pytest
 
 from gluonbert.errors import DataFormatError
-from gluonbert.perf import physical_cores
-from gluonbert.train.launcher import read_hosts
+from gluonbert.platform import physical_cores
+from gluonbert.dist.launcher import read_hosts
 
 WORKER = textwrap.dedent('''
     import os, sys, time

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from mxnet import autograd
 
-from gluonbert.model import cpu_kernels
+from gluonbert import kernels as cpu_kernels
 from gluonbert.train.losses import PRETRAIN_STATS, PretrainingSums
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from gluonbert.errors import ConfigError
-from gluonbert.train.predict import _batches_by_length
+from gluonbert.serve.predict import _batches_by_length
 
 from .synthetic import WORDS
 from .test_predict_errors import assert_named_error, write_model_dir
@@ -73,7 +73,7 @@ def test_budget_errors_name_the_sample_and_the_limit():
 @pytest.fixture(scope='module')
 def served(tmp_path_factory):
     """A tiny model directory, its fp32 and INT8 exports, and a shuffled-length input."""
-    from gluonbert import deploy
+    from gluonbert.serve import deploy
     tmp = tmp_path_factory.mktemp('batching')
     import mxnet as mx
     model = write_model_dir(tmp / 'model', max_seq_length=32)

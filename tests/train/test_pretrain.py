@@ -83,7 +83,7 @@ def test_untied_embeddings_run_writes_its_config_and_is_queried_back(tmp_path, c
     the same model from it."""
     import json
     from gluonbert.cli import main
-    from gluonbert.pipelines import PretrainedBERT
+    from gluonbert.serve.pipelines import PretrainedBERT
     out = tmp_path / 'untied'
     assert main(['pretrain', '--data', corpus_txt, '--vocab', vocab_txt, '--out-dir', str(out),
                  '--model', 'bert_4_128_4', '--max-seq-length', '32', '--max-predictions',

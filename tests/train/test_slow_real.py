@@ -22,7 +22,7 @@ def test_demo_finetunes_minilm_and_pretrains(tmp_path, minilm):
     best dev accuracy was 0.800 (seed 2) and 0.667, the majority class (seed 3), with the
     pre-engine loop, and 0.667 for seeds 1-3 with the engine, whose training loss falls as
     far (0.47-0.63 after 4 epochs, 0.43-0.54 before)."""
-    from gluonbert.train.demo import DemoConfig, demo
+    from gluonbert.cli.demo import DemoConfig, demo
     config = DemoConfig(out_dir=str(tmp_path / 'demo'), progress=False)
     summary = demo(config)
     epochs = summary['finetune']['epochs']
@@ -46,7 +46,7 @@ def test_minilm_features_separate_real_mrpc_paraphrases(tmp_path, minilm):
     import mxnet as mx
 
     from gluonbert.data import get_tokenizer, load_mrpc
-    from gluonbert.train.backbone import _from_converted, converted_hf_dir
+    from gluonbert.model.pretrained import _from_converted, converted_hf_dir
     backbone = _from_converted(converted_hf_dir(minilm, str(tmp_path / 'converted')), 0.0)
     tokenizer = get_tokenizer(backbone.vocab, lower=True)
     vocab = backbone.vocab

@@ -8,7 +8,7 @@ import dataclasses
 import os
 from typing import List, Optional
 
-from ..data.fileio import read_text_lines
+from .fileio import read_text_lines
 from ..errors import ConfigError, DataFormatError
 
 __all__ = ['TaskSpec', 'task_spec', 'load_task', 'read_examples', 'default_data_dir']
@@ -45,7 +45,7 @@ def task_spec(config):
         if config.text_b or config.label_column:
             raise ConfigError('--text-b/--label-column given without --text-a; expected all '
                               'columns of a custom task, or none for MRPC')
-        from ..data import MRPC_LABELS
+        from .glue import MRPC_LABELS
         return TaskSpec(list(MRPC_LABELS))
     if not config.label_column:
         raise ConfigError('a custom task needs --label-column (the header name of the labels)')
@@ -79,7 +79,7 @@ def read_examples(path, spec, labelled=None):
     -------
     list of PairRecord
     """
-    from ..data import read_glue_tsv, read_mrpc_tsv
+    from .glue import read_glue_tsv, read_mrpc_tsv
     if spec.is_mrpc:
         records = read_mrpc_tsv(path)
     else:
@@ -106,7 +106,7 @@ def load_task(config, spec):
         raise DataFormatError(data_dir, None, 'no such data directory; expected MRPC/GLUE '
                               'files (train.tsv and dev.tsv, or msr_paraphrase_train.txt)')
     if spec.is_mrpc:
-        from ..data import load_mrpc
+        from .glue import load_mrpc
         data = load_mrpc(data_dir, dev_fraction=config.dev_fraction, seed=config.split_seed)
         return data.train, data.dev, f'{data_dir}: {data.split}'
     train = read_examples(os.path.join(data_dir, 'train.tsv'), spec, labelled=True)

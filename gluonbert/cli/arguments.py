@@ -1,7 +1,7 @@
 """Command-line arguments of ``pretrain``, ``finetune``, ``predict`` and ``demo``, and their
 conversion into the config dataclasses. Imports no MXNet, so ``gluonbert --help`` stays fast.
 """
-from .config import DeviceConfig, FinetuneConfig, OptimizerConfig, PretrainConfig
+from ..train.config import DeviceConfig, FinetuneConfig, OptimizerConfig, PretrainConfig
 
 __all__ = ['add_pretrain_arguments', 'pretrain_config', 'add_finetune_arguments',
            'finetune_config', 'add_predict_arguments', 'add_device_arguments',

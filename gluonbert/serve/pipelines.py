@@ -26,8 +26,8 @@ from typing import List
 import mxnet as mx
 import numpy as np
 
-from . import perf
-from .errors import InputError, WeightsNotFoundError
+from ..model.optimize import optimize
+from ..errors import InputError, WeightsNotFoundError
 
 __all__ = ['PretrainedBERT', 'Encoding', 'FillMask', 'NextSentence', 'TextEncoder', 'encode',
            'pipeline', 'contextual_similarity', 'resolve_run', 'join_wordpieces',
@@ -52,7 +52,7 @@ def resolve_run(path):
     (str, str)
         ``(params_file, run_dir)``; ``run_dir`` holds the config, vocabulary and casing.
     """
-    from .train.checkpoint import find_latest
+    from ..runs import find_latest
     path = os.path.abspath(path)
     if os.path.isfile(os.path.join(path, 'meta.json')):                  # a step-* checkpoint
         return os.path.join(path, 'model.params'), os.path.dirname(os.path.dirname(path))
@@ -104,7 +104,7 @@ class PretrainedBERT:
     ----------
     net : BERTModel
         ``use_pooler=True, use_decoder=True, use_classifier=True``, prepared for inference by
-        :func:`gluonbert.perf.optimize` (gluonbert's CPU kernels on a CPU).
+        :func:`gluonbert.model.optimize.optimize` (gluonbert's CPU kernels on a CPU).
     vocab : gluonnlp.vocab.BERTVocab
     tokenizer : gluonnlp.data.BERTTokenizer
     config : BERTConfig
@@ -113,9 +113,9 @@ class PretrainedBERT:
     """
 
     def __init__(self, path, ctx=None, lower=None):
-        from .data import get_tokenizer, infer_lower_case, load_vocab
-        from .model import BERTModel
-        from .model.convert import CONFIG_FILE, VOCAB_TXT_FILE, read_config
+        from ..data import get_tokenizer, infer_lower_case, load_vocab
+        from ..model import BERTModel
+        from ..model.convert import CONFIG_FILE, VOCAB_TXT_FILE, read_config
         params, run_dir = resolve_run(path)
         for needed in (os.path.join(run_dir, CONFIG_FILE), os.path.join(run_dir, VOCAB_TXT_FILE)):
             if not os.path.isfile(needed):
@@ -131,7 +131,7 @@ class PretrainedBERT:
         self.net = BERTModel(self.config, use_pooler=True, use_decoder=True,
                              use_classifier=True)
         self.net.load_parameters(params, ctx=self.ctx)
-        perf.optimize(self.net, training=False, static_shape=False)
+        optimize(self.net, training=False, static_shape=False)
         self.source = params
         self._special = {self.vocab[t] for t in (self.vocab.padding_token, self.vocab.cls_token,
                                                   self.vocab.sep_token, self.vocab.mask_token)}
@@ -452,7 +452,7 @@ def encode_report(model, text, text_b=None, output=None, ctx=None):
         ``output`` (if given) receives ``tokens``, ``segment_ids``, ``sequence`` (T, C) and
         ``pooled`` (C,), written atomically.
     """
-    from .data.fileio import atomic_write
+    from ..data.fileio import atomic_write
     encoding = TextEncoder(model, ctx)(text, text_b)
     if output:
         with atomic_write(output, 'wb') as f:

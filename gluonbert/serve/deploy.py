@@ -45,8 +45,9 @@ import warnings
 import mxnet as mx
 import numpy as np
 
-from .data.fileio import atomic_write
-from .errors import ConfigError, DataFormatError
+from ..data.fileio import atomic_write
+from ..errors import ConfigError, DataFormatError
+from .classifier import load_finetuned
 
 __all__ = ['quantize', 'export', 'load_exported', 'fold_constants',
            'int8_isa',
@@ -262,7 +263,7 @@ def _check_fine_tuned(model_dir):
 def _read_calibration(path, spec, transform):
     """Transformed samples of ``path``; the task's reader refuses a file of another task
     (other columns or labels) with a DataFormatError naming the line."""
-    from .train.tasks import read_examples
+    from ..data.tasks import read_examples
     if not os.path.isfile(path):
         raise DataFormatError(path, None, 'no such calibration file; expected a TSV in the '
                               "format of the model's task")
@@ -277,7 +278,7 @@ def _read_calibration(path, spec, transform):
 def _calibration_iter(samples, batch_size, num_batches, pad_id):
     """A DataIter of ``num_batches`` full batches (fewer when the file is short), padded to
     the longest calibration sample: the calibration graph is bound to one shape."""
-    from .data import ClassificationBatchify
+    from ..data import ClassificationBatchify
     count = min(len(samples), batch_size * num_batches)
     batch = min(batch_size, count)
     count -= count % batch
@@ -444,7 +445,7 @@ def load_exported(model_dir, contexts=None):
     ExportedBERT
         Hybridized; call it as ``net(token_ids, segment_ids, valid_length)`` -> (B, K) logits.
     """
-    from .model import import_exported
+    from ..model import import_exported
     path = os.path.join(model_dir, DEPLOY_INFO)
     try:
         with open(path, encoding='utf-8') as f:
@@ -469,8 +470,8 @@ def load_exported(model_dir, contexts=None):
 def _import_int8(prefix, contexts):
     """As :func:`gluonbert.model.import_exported`, keeping the int8 parameters' own dtype
     (tensor-wise quantization stores int8 weights)."""
-    from .model import BERTConfig, ExportedBERT
-    from .errors import WeightsNotFoundError
+    from ..model import BERTConfig, ExportedBERT
+    from ..errors import WeightsNotFoundError
     files = [f'{prefix}-symbol.json', f'{prefix}-0000.params', f'{prefix}-gluonbert.json']
     for name in files:
         if not os.path.isfile(name):
@@ -504,12 +505,11 @@ def export(model_dir, out_dir, ctx=None):
     dict
         ``{'out_dir': ..., 'precision': 'float32'}``.
     """
-    from .train.predict import load_classifier
     if ctx is not None and ctx.device_type != 'cpu':
         raise ConfigError(f'context {ctx}: the export is written from the CPU; expected '
                           'mx.cpu()')
     _check_fine_tuned(model_dir)
-    net, _, spec = load_classifier(model_dir, [mx.cpu()], kernels=False)
+    net, _, spec = load_finetuned(model_dir, [mx.cpu()], kernels=False)
     with tempfile.TemporaryDirectory() as tmp:
         block, rewrites = _plain_block(net, tmp)
         out = _write_directory(out_dir, block, model_dir, net.config,
@@ -554,7 +554,6 @@ def quantize(model_dir, calib_data, out_dir, calib_mode='naive', num_calib_batch
     """
     from mxnet.contrib.quantization import quantize_net_v2
 
-    from .train.predict import load_classifier
     _check_cpu(ctx)
     if calib_mode not in CALIB_MODES:
         raise ConfigError(f'calib_mode={calib_mode!r}: expected one of {list(CALIB_MODES)}')
@@ -568,7 +567,7 @@ def quantize(model_dir, calib_data, out_dir, calib_mode='naive', num_calib_batch
                    'be slow here, likely no faster than fp32; serve it on a CPU with VNNI')
         _logger.warning(warning)
     _check_fine_tuned(model_dir)
-    net, transform, spec = load_classifier(model_dir, [mx.cpu()], kernels=False)
+    net, transform, spec = load_finetuned(model_dir, [mx.cpu()], kernels=False)
     samples = _read_calibration(calib_data, spec, transform)
     calib_iter, count = _calibration_iter(samples, batch_size, num_calib_batches,
                                           transform.pad_id)

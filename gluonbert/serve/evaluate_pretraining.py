@@ -3,7 +3,7 @@
 Held-out text is turned into pretraining examples exactly as for training
 (:func:`~gluonbert.data.prepare_pretraining_data`: NSP pairs, 15% of the WordPieces masked with
 the 80/10/10 rule) with a fixed seed, so two runs are compared on the same masks. The model of
-a pretraining run (see :class:`~gluonbert.pipelines.PretrainedBERT`) then predicts every masked
+a pretraining run (see :class:`~gluonbert.serve.pipelines.PretrainedBERT`) then predicts every masked
 token and every IsNext/NotNext label.
 
 The masked-token accuracy is put beside a baseline: always answering the token that is most
@@ -104,7 +104,7 @@ def evaluate_pretraining(config):
         ``not_next_fraction``, ``model`` (the parameter file), ``data``, ``seconds``.
     """
     from ..data import PretrainingBatches, PretrainingDataConfig, prepare_pretraining_data
-    from ..pipelines import PretrainedBERT
+    from .pipelines import PretrainedBERT
     start = time.time()
     model = PretrainedBERT(config.model_dir)
     with tempfile.TemporaryDirectory(prefix='gluonbert-eval-') as scratch:

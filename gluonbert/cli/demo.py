@@ -20,7 +20,7 @@ import os
 
 from ..data.fileio import atomic_write
 from ..errors import WeightsNotFoundError
-from .config import DeviceConfig, FinetuneConfig, OptimizerConfig, PretrainConfig
+from ..train.config import DeviceConfig, FinetuneConfig, OptimizerConfig, PretrainConfig
 
 __all__ = ['DemoConfig', 'demo', 'minilm_dir', 'show_learned', 'QUESTION', 'AMBIGUOUS']
 
@@ -85,7 +85,7 @@ def show_learned(run_dir, question=QUESTION, ambiguous=AMBIGUOUS, top_k=3):
         ``question``, ``answers`` (top-k ``(word, probability)``) and ``similarity`` (cosine of
         the word's two contextual vectors; 1.0 would mean context is ignored).
     """
-    from ..pipelines import FillMask, PretrainedBERT, contextual_similarity
+    from ..serve.pipelines import FillMask, PretrainedBERT, contextual_similarity
     model = PretrainedBERT(run_dir)
     [candidates] = FillMask(model, top_k)(question)
     answers = [(c['word'], c['score']) for c in candidates]
@@ -114,7 +114,7 @@ def minilm_dir():
 
 
 def _sample(name):
-    from .tasks import default_data_dir
+    from ..data.tasks import default_data_dir
     return os.path.join(os.path.dirname(default_data_dir()), name)
 
 
@@ -127,8 +127,8 @@ def demo(config=None):
     ----------
     config : DemoConfig or None
     """
-    from .finetune import finetune
-    from .pretrain import pretrain
+    from ..train.finetune import finetune
+    from ..train.pretrain import pretrain
     config = config or DemoConfig()
     hf_dir = minilm_dir()
     devices = DeviceConfig(cpus=config.cpus)

@@ -4,7 +4,7 @@ MXNet's distributed kvstore (``dist_sync``, ``dist_sync_device``, ``dist_async``
 by environment variables: every process gets ``DMLC_PS_ROOT_URI``/``DMLC_PS_ROOT_PORT`` (where
 the scheduler listens), ``DMLC_NUM_WORKER``, ``DMLC_NUM_SERVER`` and its role. The scheduler
 and the servers run ``gluonbert launch --role scheduler|server``
-(:func:`gluonbert.train.rendezvous.serve`); the workers run the user's command with
+(:func:`gluonbert.dist.rendezvous.serve`); the workers run the user's command with
 ``DMLC_ROLE=worker``.
 
 This is what ``mxnet/tools/launch.py`` sets up too; its ``dmlc_tracker`` back-end fails on
@@ -50,7 +50,7 @@ import threading
 import time
 
 from ..errors import ConfigError, DataFormatError
-from ..perf import default_threads
+from ..platform import default_threads
 
 __all__ = ['LaunchConfig', 'launch', 'free_port', 'read_hosts', 'stop_on_signals',
            'end_process']
@@ -83,7 +83,7 @@ class LaunchConfig:
         Seconds a process has to end after SIGTERM/SIGINT before it is killed (SIGKILL).
     start_timeout_s : float, optional
         Start-up deadline of every process (``GLUONBERT_START_TIMEOUT``, see
-        :mod:`gluonbert.train.rendezvous`); None keeps the environment's or the default.
+        :mod:`gluonbert.dist.rendezvous`); None keeps the environment's or the default.
     """
     num_workers: int
     num_servers: int = 1
@@ -150,10 +150,10 @@ def _frames(thread_id):
         frame = frame.f_back
 
 
-def stop_on_signals(critical=None, poll_s=0.05):
+def stop_on_signals(critical=(), poll_s=0.05):
     """SIGINT and SIGTERM end this process at once (exit 130/143), even while its main thread
     is blocked inside MXNet, except that a call to a ``critical`` function running on the main
-    thread (by default a checkpoint being written) is let finish first.
+    thread (a checkpoint being written) is let finish first.
 
     A Python signal handler runs only when the main thread executes Python code, never while it
     waits inside MXNet's C++ (a kvstore barrier). Here the signal is read by a thread from
@@ -168,14 +168,11 @@ def stop_on_signals(critical=None, poll_s=0.05):
 
     Parameters
     ----------
-    critical : sequence of functions, optional
-        Default: :func:`gluonbert.train.checkpoint.save_checkpoint`.
+    critical : sequence of functions
+        The ``gluonbert`` command passes :func:`gluonbert.train.checkpoint.save_checkpoint`.
     poll_s : float
         How often the main thread's stack is looked at while a critical call runs.
     """
-    if critical is None:
-        from .checkpoint import save_checkpoint
-        critical = (save_checkpoint,)
     codes = {func.__code__ for func in critical}
     main = threading.main_thread().ident
     read_end, write_end = os.pipe()

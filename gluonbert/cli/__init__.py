@@ -32,18 +32,22 @@ def _command(func):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command != 'launch':    # the launcher divides the cores among its workers
-        from .perf import default_threads
-        default_threads()           # before MXNet is loaded: see perf.default_threads
+    # Process-wide settings, before MXNet is loaded (gluonbert.platform): OpenMP threads (the
+    # launcher divides the cores among its workers instead) and glibc's allocator.
+    from ..platform import default_threads, tune_allocator
+    if args.command != 'launch':
+        default_threads()
+    tune_allocator()
     import os
     import traceback
-    from .errors import GluonBERTError
+    from ..errors import GluonBERTError
     # A worker of a kvstore job (gluonbert launch, or DMLC_* set by hand) that fails must end
     # at once: a normal exit would wait in the kvstore's shutdown barrier for the others.
     worker = os.environ.get('DMLC_ROLE') == 'worker' and args.command != 'launch'
     if worker:
-        from .train.launcher import end_process, stop_on_signals
-        stop_on_signals()
+        from ..dist.launcher import end_process, stop_on_signals
+        from ..train.checkpoint import save_checkpoint
+        stop_on_signals(critical=(save_checkpoint,))
     try:
         result = args.run(args)
     except GluonBERTError as err:
@@ -77,7 +81,7 @@ def _add_download(sub):
 
     def run(args):
         import logging
-        from .data.download import download_mrpc, download_wikitext2
+        from ..data.download import download_mrpc, download_wikitext2
         logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
         if args.dataset == 'wikitext-2':
             result = download_wikitext2(args.dir, base_url=args.base_url, timeout=args.timeout)
@@ -94,7 +98,7 @@ def _add_download(sub):
 
 @_command
 def _add_prepare_pretraining(sub):
-    from .data.pretraining import PretrainingDataConfig
+    from ..data.pretraining import PretrainingDataConfig
     default = PretrainingDataConfig()
     parser = sub.add_parser(
         'prepare-pretraining', help='make MLM+NSP pretraining shards (.npz) from raw text',
@@ -133,14 +137,14 @@ def _add_prepare_pretraining(sub):
                         help='replace shards of an earlier run in --output-dir')
 
     def run(args):
-        from .data.pretraining import prepare_pretraining_data
+        from ..data.pretraining import prepare_pretraining_data
         fields = ('max_seq_length', 'max_predictions_per_seq', 'masked_lm_prob',
                   'short_seq_prob', 'dupe_factor', 'whole_word_mask', 'seed',
                   'examples_per_shard', 'nsp_pool_documents', 'shuffle_buffer', 'input_format')
         config = PretrainingDataConfig(**{name: getattr(args, name) for name in fields})
         lower = args.lower
         if lower is None:  # from tokenizer_config.json or the file name; uncased otherwise
-            from .data.tokenizer import infer_lower_case
+            from ..data.tokenizer import infer_lower_case
             lower = infer_lower_case(args.vocab) is not False
         inputs = [p for p in args.input.split(',') if p]
         manifest = prepare_pretraining_data(inputs, args.vocab, args.output_dir, config,
@@ -184,8 +188,8 @@ def _add_convert(sub):
 
 
 def _run_convert(args):
-    from .errors import InputError
-    from .model import convert
+    from ..errors import InputError
+    from ..model import convert
     if args.from_hf:
         for flag in ('vocab', 'config', 'do_lower_case'):
             if getattr(args, flag) is not None:
@@ -237,15 +241,15 @@ def _add_launch(sub):
 
 
 def _run_launch(args):
-    from .errors import ConfigError
-    from .train.launcher import LaunchConfig, launch, read_hosts
+    from ..errors import ConfigError
+    from ..dist.launcher import LaunchConfig, launch, read_hosts
     command = args.worker_command
     command = command[1:] if command[:1] == ['--'] else command
     if args.role:
         if command or args.num_workers or args.hosts:
             raise ConfigError(f'launch --role {args.role}: runs this process only; expected no '
                               '-n, --hosts or command (the job comes from DMLC_* variables)')
-        from .train.rendezvous import serve
+        from ..dist.rendezvous import serve
         serve(args.role, args.start_timeout)
         return 0
     if args.num_workers is None:
@@ -258,7 +262,7 @@ def _run_launch(args):
 
 @_command
 def _add_pretrain(sub):
-    from .train.arguments import add_pretrain_arguments
+    from .arguments import add_pretrain_arguments
     p = sub.add_parser(
         'pretrain', help='pretrain BERT (masked LM + next sentence), data parallel, resumable',
         description='Pretrain a BERT on .npz shards or raw text over --gpus/--cpus contexts; '
@@ -268,8 +272,8 @@ def _add_pretrain(sub):
 
 
 def _run_pretrain(args):
-    from .train.arguments import pretrain_config
-    from .train.pretrain import pretrain
+    from .arguments import pretrain_config
+    from ..train.pretrain import pretrain
     summary = pretrain(pretrain_config(args))
     if not summary['finished']:
         print(_stopped(summary))
@@ -288,7 +292,7 @@ def _stopped(summary):
 
 @_command
 def _add_finetune(sub):
-    from .train.arguments import add_finetune_arguments
+    from .arguments import add_finetune_arguments
     p = sub.add_parser(
         'finetune', help='fine-tune a BERTClassifier on MRPC or a GLUE-format task',
         description='Fine-tune from a model-zoo model, a HuggingFace directory, a converted '
@@ -299,8 +303,8 @@ def _add_finetune(sub):
 
 
 def _run_finetune(args):
-    from .train.arguments import finetune_config
-    from .train.finetune import finetune
+    from .arguments import finetune_config
+    from ..train.finetune import finetune
     summary = finetune(finetune_config(args))
     if not summary['finished']:
         print(_stopped(summary))
@@ -314,7 +318,7 @@ def _run_finetune(args):
 
 @_command
 def _add_predict(sub):
-    from .train.arguments import add_predict_arguments
+    from .arguments import add_predict_arguments
     p = sub.add_parser('predict', help='label a TSV with a fine-tuned classifier',
                        description='Writes index, predicted label and class probabilities '
                                    '(and the gold label when the input has one).')
@@ -323,7 +327,7 @@ def _add_predict(sub):
 
 
 def _run_predict(args):
-    from .train.predict import predict
+    from ..serve.predict import predict
     result = predict(args.model_dir, args.input, args.output, batch_size=args.batch_size,
                      gpus=args.gpus, cpus=args.cpus, max_batch_tokens=args.max_batch_tokens)
     metrics = (f' (accuracy {result["accuracy"]:.4f}, F1 {result["f1"]:.4f})'
@@ -359,10 +363,10 @@ def _add_quantize(sub):
 
         import mxnet as mx
 
-        from .deploy import export, quantize
+        from ..serve.deploy import export, quantize
         logging.basicConfig(level=logging.WARNING,   # the no-VNNI warning of quantize
                             format='gluonbert quantize: %(levelname)s: %(message)s')
-        from .errors import ConfigError
+        from ..errors import ConfigError
         ctx = None
         if args.gpus not in (None, ''):
             first = args.gpus.split(',')[0].strip()
@@ -404,7 +408,7 @@ def _add_demo(sub):
 
 
 def _run_demo(args):
-    from .train.demo import DemoConfig, demo
+    from .demo import DemoConfig, demo
     demo(DemoConfig(out_dir=args.out, data_dir=args.data_dir, pretrain_text=args.pretrain_text,
                     cpus=args.cpus, epochs=args.epochs, batch_size=args.batch_size,
                     pretrain_steps=args.pretrain_steps,
@@ -430,7 +434,7 @@ def _add_fill_mask(sub):
 
 def _run_fill_mask(args):
     import json
-    from .pipelines import fill_mask_report
+    from ..serve.pipelines import fill_mask_report
     result, lines = fill_mask_report(args.model_dir, args.text, args.next_text, args.top_k)
     print(json.dumps(result, indent=2) if args.json else '\n'.join(lines))
     return 0
@@ -453,7 +457,7 @@ def _add_encode(sub):
 
 def _run_encode(args):
     import json
-    from .pipelines import encode_report
+    from ..serve.pipelines import encode_report
     encoding, lines = encode_report(args.model_dir, args.text, args.text_b, args.output)
     if args.json:
         print(json.dumps({'tokens': encoding.tokens,
@@ -467,7 +471,7 @@ def _run_encode(args):
 
 @_command
 def _add_evaluate_pretraining(sub):
-    from .train.evaluate_pretraining import EvaluationConfig
+    from ..serve.evaluate_pretraining import EvaluationConfig
     d = EvaluationConfig(model_dir='', data='')
     p = sub.add_parser(
         'evaluate-pretraining', help='held-out masked-LM and next-sentence accuracy of a run',
@@ -488,7 +492,7 @@ def _add_evaluate_pretraining(sub):
 
 
 def _run_evaluate_pretraining(args):
-    from .train.evaluate_pretraining import EvaluationConfig, evaluate_pretraining
+    from ..serve.evaluate_pretraining import EvaluationConfig, evaluate_pretraining
     r = evaluate_pretraining(EvaluationConfig(
         model_dir=args.model_dir, data=args.data, max_seq_length=args.max_seq_length,
         max_predictions_per_seq=args.max_predictions, batch_size=args.batch_size,
@@ -501,6 +505,3 @@ def _run_evaluate_pretraining(args):
           f'{r["not_next_fraction"]:.4f}), loss {r["nsp_loss"]:.4f}')
     return 0
 
-
-if __name__ == '__main__':
-    sys.exit(main())

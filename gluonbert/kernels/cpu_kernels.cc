@@ -949,7 +949,7 @@ MXReturnValue att_infer_shape(const Attrs& attrs, Shapes* in, Shapes* out) {
 MXReturnValue att_inference_backward(const Attrs& attrs, std::vector<MXTensor>* in,
                                      std::vector<MXTensor>* out, const OpResource& res) {
   MX_ERROR_MSG << "gluonbert_self_attention_inference has no gradient: the model was prepared "
-                  "for inference (gluonbert.perf.optimize(training=False)); prepare it with "
+                  "for inference (gluonbert.model.optimize.optimize(training=False)); prepare it with "
                   "training=True to train it";
   return MX_FAIL;
 }

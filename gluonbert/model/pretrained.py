@@ -44,7 +44,7 @@ class Backbone:
 
 
 def _encoder_only(config, dropout):
-    from ..model import BERTModel
+    from . import BERTModel
     return BERTModel(config.replace(dropout=dropout), use_pooler=True, use_decoder=False,
                      use_classifier=False)
 
@@ -52,8 +52,8 @@ def _encoder_only(config, dropout):
 def from_files(params_path, config, vocab_path, lower, dropout, source):
     """Builds the encoder from a ``.params`` file, a BERTConfig and a vocabulary file."""
     from ..data import load_vocab
-    from ..model.checkpoint import load_parameters
-    from ..model.init import TruncNorm
+    from .checkpoint import load_parameters
+    from .init import TruncNorm
     if not os.path.isfile(params_path):
         raise WeightsNotFoundError(f'{params_path}: no such parameter file')
     bert = _encoder_only(config, dropout)
@@ -79,8 +79,8 @@ def converted_hf_dir(hf_dir, cache_dir):
         ``gluonbert_config.json``.
     """
     from ..data.fileio import atomic_write
-    from ..model.convert import CONFIG_FILE, convert_hf_to_gluon
-    from ..model.convert_hf import find_weights_file
+    from .convert import CONFIG_FILE, convert_hf_to_gluon
+    from .convert_hf import find_weights_file
     weights = find_weights_file(hf_dir)
     stamp = {'hf_dir': os.path.abspath(hf_dir), 'weights': os.path.basename(weights),
              'bytes': os.path.getsize(weights), 'mtime': int(os.path.getmtime(weights))}
@@ -97,7 +97,7 @@ def converted_hf_dir(hf_dir, cache_dir):
 
 def _from_converted(directory, dropout):
     from ..data import infer_lower_case
-    from ..model.convert import CONFIG_FILE, PARAMS_FILE, VOCAB_JSON_FILE, read_config
+    from .convert import CONFIG_FILE, PARAMS_FILE, VOCAB_JSON_FILE, read_config
     config = read_config(os.path.join(directory, CONFIG_FILE))
     vocab = os.path.join(directory, VOCAB_JSON_FILE)
     lower = infer_lower_case(directory)
@@ -108,8 +108,8 @@ def _from_converted(directory, dropout):
 
 def _from_pretraining(path, dropout):
     """A pretraining run directory or one of its ``step-*`` checkpoint directories."""
-    from ..model.convert import read_config
-    from .checkpoint import find_latest
+    from .convert import read_config
+    from ..runs import find_latest
     path = os.path.abspath(path)
     if os.path.isfile(os.path.join(path, 'meta.json')):           # a step-* checkpoint
         params, run_dir = os.path.join(path, 'model.params'), os.path.dirname(
@@ -150,7 +150,7 @@ def load_backbone(config):
     Backbone
     """
     if config.model:
-        from ..model.zoo import get_model
+        from .zoo import get_model
         bert, vocab = get_model(config.model, dataset_name=config.dataset, use_pooler=True,
                                 use_decoder=False, use_classifier=False, dropout=config.dropout)
         return Backbone(bert, vocab, 'uncased' in config.dataset,

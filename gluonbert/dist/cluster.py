@@ -1,5 +1,14 @@
-"""Devices and the kvstore: ``--gpus 0,1`` / ``--cpus N`` to MXNet contexts, and the seam for
-multi-host training (rank and worker count come from the kvstore, never from arguments).
+"""Where a job trains: devices, the split of a batch over them, and the workers of a
+multi-process job.
+
+* ``--gpus 0,1`` / ``--cpus N`` to MXNet contexts (:func:`parse_devices`), and a batch split
+  over them (:func:`split_batch`);
+* :class:`Cluster`: this worker's rank, the number of workers, the ``gluon.Trainer`` whose
+  ``allreduce_grads`` sums gradients over devices and workers (MXNet's kvstore, or Horovod),
+  and the one other thing workers must agree on every step: the global loss normalisers
+  (masked-token weight and sentence count of *all* workers' batches), so that N workers with
+  batch B give exactly the update of one process with batch N x B. Rank and worker count come
+  from the kvstore or Horovod, never from arguments.
 """
 import dataclasses
 
@@ -7,9 +16,10 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
-from ..errors import ConfigError
+from ..errors import ConfigError, InputError
 
-__all__ = ['parse_devices', 'Cluster', 'make_cluster']
+__all__ = ['parse_devices', 'split_batch', 'Cluster', 'make_cluster', 'KVStoreSums',
+           'HorovodSums', 'HorovodTrainer', 'init_horovod']
 
 
 def parse_devices(gpus=None, cpus=None):
@@ -49,6 +59,34 @@ def parse_devices(gpus=None, cpus=None):
     if not isinstance(cpus, int) or cpus < 1:
         raise ConfigError(f'--cpus {cpus!r}: expected a positive number of CPU contexts')
     return [mx.cpu(i) for i in range(cpus)]
+
+
+def split_batch(arrays, contexts):
+    """Splits each array along axis 0 over ``contexts`` (uneven splits allowed).
+
+    Parameters
+    ----------
+    arrays : sequence of numpy arrays or NDArrays, each (B, ...)
+    contexts : list of mx.Context
+
+    Outputs
+    -------
+    list (one per device actually used) of lists of NDArrays
+        A batch with fewer rows than devices uses only the first ``B`` devices.
+    """
+    batch = arrays[0].shape[0]
+    if batch == 0:
+        raise InputError('empty batch: expected at least one row')
+    used = contexts[:min(batch, len(contexts))]
+    per_array = []
+    for array in arrays:
+        if array.shape[0] != batch:
+            raise InputError(f'batch arrays disagree on the batch size: {array.shape[0]} vs '
+                             f'{batch}; expected every array to be (B, ...)')
+        if not isinstance(array, mx.nd.NDArray):
+            array = mx.nd.array(array, dtype=array.dtype, ctx=mx.cpu())
+        per_array.append(gluon.utils.split_and_load(array, used, even_split=False))
+    return [list(shard) for shard in zip(*per_array)]
 
 
 @dataclasses.dataclass
@@ -112,7 +150,6 @@ class Cluster:
         same summed gradient, so parameters stay identical without being pulled back.
         """
         if self.hvd is not None:
-            from .distributed import HorovodTrainer
             self.hvd.broadcast_parameters(params, root_rank=0)
             return HorovodTrainer(params, optimizer, self.hvd)
         return gluon.Trainer(params, optimizer, kvstore=self.kvstore, update_on_kvstore=False)
@@ -140,7 +177,6 @@ def make_cluster(contexts, kvstore='device', comm_backend='kvstore'):
     Cluster
     """
     if comm_backend == 'horovod':
-        from .distributed import HorovodSums, init_horovod
         if len(contexts) != 1:
             raise ConfigError(f'--comm-backend horovod: {len(contexts)} devices given; Horovod '
                               'runs one process per device (use --cpus 1 or one --gpus id)')
@@ -157,9 +193,93 @@ def make_cluster(contexts, kvstore='device', comm_backend='kvstore'):
     kv = create_kvstore(kvstore)
     sums = None
     if kv.num_workers > 1:
-        from .distributed import KVStoreSums
         sums = KVStoreSums(kv)
     # The launcher maps output lines to ranks through this line.
     if 'dist' in kvstore:
         print(f'gluonbert: kvstore rank {kv.rank} of {kv.num_workers}', flush=True)
     return Cluster(list(contexts), kv, kv.rank, kv.num_workers, sums)
+
+
+# A kvstore key no Trainer uses (Gluon numbers parameters 0..N-1).
+NORMALISER_KEY = 2 ** 30
+
+
+class KVStoreSums:
+    """Sums small host arrays over the workers of a ``dist_sync*`` kvstore.
+
+    Each call is one push (every worker's values) and one pull (their sum) on a reserved key;
+    the servers merge exactly ``num_workers`` pushes per round. The key is created on the first
+    call (a collective step: every worker makes its first call at the same point), with the
+    length of that call's values; later calls must have the same length.
+
+    Parameters
+    ----------
+    kvstore : mx.kv.KVStore
+        Distributed (``kvstore.num_workers`` >= 1); created identically on every worker.
+    """
+
+    def __init__(self, kvstore):
+        self._kv = kvstore
+        self._size = None
+
+    def __call__(self, values):
+        values = np.asarray(values, dtype=np.float64).ravel()
+        if self._size is None:
+            self._size = values.size
+            self._kv.init(NORMALISER_KEY, mx.nd.zeros((self._size,)))
+        if values.size != self._size:
+            raise ValueError(f'KVStoreSums: {values.size} values; this job sums {self._size}')
+        local = mx.nd.array(values, dtype='float32')
+        self._kv.push(NORMALISER_KEY, local)
+        total = mx.nd.zeros((self._size,))
+        self._kv.pull(NORMALISER_KEY, out=total)
+        # Blocking here also orders rounds: the next push waits for this sum.
+        return total.asnumpy().astype(np.float64)
+
+
+def init_horovod():
+    """Imports and initialises ``horovod.mxnet``; a clear error when it is not installed."""
+    try:
+        import horovod.mxnet as hvd
+    except ImportError as err:
+        raise ConfigError('--comm-backend horovod: horovod is not importable '
+                          f'({err}); build it with HOROVOD_WITH_MXNET=1 HOROVOD_WITH_GLOO=1 (see '
+                          'docs/distributed.md) or use --kvstore dist_sync') from None
+    hvd.init()
+    return hvd
+
+
+class HorovodSums:
+    """Sums small host arrays over Horovod workers (allreduce)."""
+
+    def __init__(self, hvd):
+        self._hvd = hvd
+        self._calls = 0
+
+    def __call__(self, values):
+        self._calls += 1
+        local = mx.nd.array(np.asarray(values, dtype=np.float64), dtype='float32')
+        total = self._hvd.allreduce(local, average=False, name=f'gluonbert_sums_{self._calls}')
+        return total.asnumpy().astype(np.float64)
+
+
+class HorovodTrainer(gluon.Trainer):
+    """A ``gluon.Trainer`` whose gradient reduction is Horovod's allreduce (sum).
+
+    One device per process (Horovod's model). Losses are already normalised by global
+    quantities, so gradients are summed, not averaged.
+    """
+
+    def __init__(self, params, optimizer, hvd):
+        super().__init__(params, optimizer, kvstore=None)
+        self._hvd = hvd
+
+    def _allreduce_grads(self):
+        for index, param in enumerate(self._params):
+            if param.grad_req != 'null':
+                grads = param.list_grad()
+                if len(grads) != 1:
+                    raise ConfigError('--comm-backend horovod uses one device per process; '
+                                      f'got {len(grads)} (start more processes instead)')
+                self._hvd.allreduce_(grads[0], average=False, name=str(index),
+                                     priority=-index)

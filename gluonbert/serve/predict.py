@@ -5,17 +5,15 @@ A fine-tuned model directory (written by :func:`gluonbert.train.finetune.finetun
 ``model.params`` (a BERTClassifier), ``finetune.json`` (BERT config, task, casing, max length)
 and ``vocab.txt``.
 """
-import dataclasses
-import json
 import os
 
 import mxnet as mx
 import numpy as np
 
-from .. import perf
 from ..data.fileio import atomic_write
-from ..errors import ConfigError, InputError, WeightsNotFoundError
-from .loop import split_batch
+from ..errors import ConfigError, InputError
+from .classifier import finetuned_transform, load_finetuned
+from ..dist.cluster import split_batch
 
 __all__ = ['predict_proba', 'load_classifier', 'predict', 'DEFAULT_BATCH_SIZE']
 
@@ -111,43 +109,6 @@ def predict_proba(net, samples, batch_size, contexts, pad_id=0, max_batch_tokens
     return out if out is not None else np.zeros((0, 0), dtype=np.float32)
 
 
-#: Keys of ``finetune.json`` that ``predict`` reads, with their JSON types.
-_INFO_KEYS = {'bert': dict, 'task': dict, 'lower': bool, 'max_seq_length': int,
-              'dropout': (int, float)}
-
-
-def _read_info(path):
-    """``finetune.json``, with a :class:`ConfigError` naming the file, the line and what is
-    wrong when it is not the JSON ``finetune`` writes."""
-    try:
-        with open(path, encoding='utf-8') as f:
-            info = json.load(f)
-    except json.JSONDecodeError as err:
-        raise ConfigError(f'{path}:{err.lineno}: not valid JSON ({err.msg}, column {err.colno}); '
-                          'expected the finetune.json written by gluonbert finetune') from None
-    except UnicodeDecodeError as err:
-        raise ConfigError(f'{path}: not UTF-8 text ({err.reason} at byte {err.start}); '
-                          'expected the finetune.json written by gluonbert finetune') from None
-    if not isinstance(info, dict):
-        raise ConfigError(f'{path}: holds a JSON {type(info).__name__}; expected an object '
-                          f'with the keys {sorted(_INFO_KEYS)}')
-    for key, kind in _INFO_KEYS.items():
-        if not isinstance(info.get(key), kind):
-            raise ConfigError(f'{path}: "{key}" is {info.get(key)!r}; expected a JSON '
-                              f'{getattr(kind, "__name__", "number")} (written by gluonbert '
-                              'finetune)')
-    labels = info['task'].get('labels')
-    if not (isinstance(labels, list) and labels and all(isinstance(x, str) for x in labels)):
-        raise ConfigError(f'{path}: "task.labels" is {labels!r}; expected a list of label '
-                          'strings')
-    from .tasks import TaskSpec
-    unknown = set(info['task']) - {f.name for f in dataclasses.fields(TaskSpec)}
-    if unknown:
-        raise ConfigError(f'{path}: "task" has unknown keys {sorted(unknown)}; expected those '
-                          'of gluonbert.train.tasks.TaskSpec')
-    return info
-
-
 def _check_output_path(path):
     if os.path.isdir(path):
         example = os.path.join(path, 'predictions.tsv')
@@ -155,41 +116,20 @@ def _check_output_path(path):
                           f'predictions file to write (e.g. {example})')
 
 
-def load_classifier(model_dir, contexts, kernels='auto'):
-    """Rebuilds a fine-tuned classifier and its input transform from ``model_dir``, or loads
-    the exported graph of a deployment directory (``gluonbert quantize``, fp32 or INT8).
-
-    The rebuilt classifier is prepared for inference by :func:`gluonbert.perf.optimize`
-    (``kernels``: gluonbert's CPU kernels on CPU contexts by default; ``False`` keeps MXNet's
-    operators, which an export needs).
+def load_classifier(model_dir, contexts):
+    """The classifier of a fine-tuned model directory (:func:`~gluonbert.serve.classifier.
+    load_finetuned`, on gluonbert's CPU kernels on CPU contexts), or the exported graph of a
+    deployment directory (``gluonbert quantize``, fp32 or INT8), with its input transform.
 
     Outputs
     -------
-    (BERTClassifier, BERTDatasetTransform, TaskSpec)
+    (BERTClassifier or ExportedBERT, BERTDatasetTransform, TaskSpec)
     """
-    from ..data import BERTDatasetTransform, get_tokenizer, load_vocab
-    from ..model import BERTClassifier, BERTConfig, BERTModel
-    from .tasks import TaskSpec
-    info_path = os.path.join(model_dir, 'finetune.json')
-    if not os.path.isfile(info_path):
-        raise WeightsNotFoundError(f'{info_path}: not found; expected a directory written by '
-                                   'gluonbert finetune')
-    info = _read_info(info_path)
-    spec = TaskSpec(**info['task'])
-    from ..deploy import DEPLOY_INFO, load_exported
+    from .deploy import DEPLOY_INFO, load_exported
     if os.path.isfile(os.path.join(model_dir, DEPLOY_INFO)):  # gluonbert quantize's output
-        net = load_exported(model_dir, contexts)
-    else:
-        bert = BERTModel(BERTConfig.from_dict(info['bert'], source=info_path), use_pooler=True,
-                         use_decoder=False, use_classifier=False)
-        net = BERTClassifier(bert, num_classes=len(spec.labels), dropout=info['dropout'])
-        net.load_parameters(os.path.join(model_dir, 'model.params'), ctx=contexts)
-        perf.optimize(net, training=False, kernels=kernels, static_shape=False)
-    vocab = load_vocab(os.path.join(model_dir, 'vocab.txt'))
-    transform = BERTDatasetTransform(get_tokenizer(vocab, lower=info['lower']),
-                                     info['max_seq_length'], class_labels=spec.labels,
-                                     pad=False, pair=spec.pair, has_label=False)
-    return net, transform, spec
+        _, spec, transform = finetuned_transform(model_dir)
+        return load_exported(model_dir, contexts), transform, spec
+    return load_finetuned(model_dir, contexts)
 
 
 #: Rows per batch of :func:`predict` when neither limit is given.
@@ -226,9 +166,9 @@ def predict(model_dir, input_path, output_path, batch_size=None, gpus=None, cpus
         ``{'count': N, 'output': path, 'accuracy': ..., 'f1': ...}`` (metrics only when the
         input has labels).
     """
-    from .devices import parse_devices
+    from ..dist.cluster import parse_devices
     from .metrics import classification_report
-    from .tasks import read_examples
+    from ..data.tasks import read_examples
     if batch_size is None and max_batch_tokens is None:
         batch_size = DEFAULT_BATCH_SIZE
     for name, value in (('batch_size', batch_size), ('max_batch_tokens', max_batch_tokens)):

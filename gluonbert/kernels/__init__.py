@@ -21,7 +21,7 @@ the ``lib_api`` files that the MXNet wheel ships) and cached under ``$GLUONBERT_
 (default ``~/.cache/gluonbert``), keyed by the source, the MXNet build, the compiler and its flags,
 and the CPU's flags. Without a C++ compiler, or with ``GLUONBERT_KERNELS=0``, :func:`available` is
 False and the blocks keep MXNet's own operators (same results, slower training).
-:func:`gluonbert.perf.optimize` switches the blocks to the kernels on CPU, for training (the
+:func:`gluonbert.model.optimize.optimize` switches the blocks to the kernels on CPU, for training (the
 engine) and for inference (``predict``, the pipelines).
 """
 import hashlib

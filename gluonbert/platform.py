@@ -1,0 +1,212 @@
+"""The machine gluonbert runs on: CPU model and instruction-set flags, cores and threads,
+and glibc's allocator settings. The one place that reads ``/proc/cpuinfo``.
+
+Nothing here runs at import: importing gluonbert changes no process-wide setting. The
+``gluonbert`` command applies :func:`default_threads` and :func:`tune_allocator` itself, before
+MXNet is loaded, and says so in ``gluonbert -h``; a script does the same by calling them first
+(or with ``eval "$(python -m gluonbert.platform --threads 2)"`` in the shell).
+
+Allocator. MXNet 1.9 allocates CPU arrays with plain ``posix_memalign`` and frees them as soon
+as they die (no CPU memory pool). With glibc's defaults every buffer over 32 MiB is a fresh
+``mmap`` and every free a ``munmap``, and MXNet's engine threads allocate from per-thread
+arenas that also fall back to ``mmap`` for large requests. The kernel then zero-fills each page
+on first touch: a d2l-sized pretraining step (a 5120 x 20000 MLM score matrix, 410 MB) takes
+about 200,000 page faults per step. :func:`tune_allocator` asks glibc for one arena, no
+``mmap`` for large blocks and no trimming of the heap top, so that a freed buffer is reused by
+the next step without page faults. The price: memory freed by MXNet stays in the process
+instead of going back to the operating system. glibc reads these settings for arenas created
+after the call, so it only helps before MXNet starts its threads; otherwise set
+:data:`ALLOCATOR_ENV` in the environment before Python starts.
+
+This module must not import MXNet.
+"""
+import ctypes
+import ctypes.util
+import dataclasses
+import os
+import sys
+
+__all__ = ['CPUINFO', 'ISA_FLAGS', 'CPUInfo', 'cpu_info', 'physical_cores', 'default_threads',
+           'recommended_env', 'tune_allocator', 'ALLOCATOR_ENV']
+
+#: Where the CPU is described (a module attribute so that tests can point it elsewhere).
+CPUINFO = '/proc/cpuinfo'
+#: Instruction-set flags that decide which kernels are fast (recorded with every benchmark).
+ISA_FLAGS = ('avx2', 'fma', 'avx512f', 'avx512bw', 'avx512vl', 'avx512_vnni', 'avx_vnni',
+             'avx512_bf16', 'amx_tile', 'amx_bf16', 'amx_int8')
+
+
+@dataclasses.dataclass(frozen=True)
+class CPUInfo:
+    """What ``/proc/cpuinfo`` says of this machine.
+
+    Attributes
+    ----------
+    model : str
+        Model name of the first processor (``'unknown'`` when the file cannot be read).
+    flags : frozenset of str
+        Its instruction-set flags (empty when unknown).
+    cores : frozenset of (str, str)
+        ``(physical id, core id)`` of every processor this process may run on (hyper-threads
+        of one core count once); empty when unknown.
+    """
+    model: str
+    flags: frozenset
+    cores: frozenset
+
+    def has(self, *flags):
+        """Whether every flag of ``flags`` is present."""
+        return all(f in self.flags for f in flags)
+
+    def isa(self):
+        """``{flag: bool}`` for the flags of :data:`ISA_FLAGS`."""
+        return {flag: flag in self.flags for flag in ISA_FLAGS}
+
+
+def _affinity():
+    try:
+        return os.sched_getaffinity(0)
+    except AttributeError:
+        return set(range(os.cpu_count() or 1))
+
+
+def cpu_info(path=None):
+    """Reads :data:`CPUINFO` (or ``path``).
+
+    Outputs
+    -------
+    CPUInfo
+    """
+    allowed = _affinity()
+    try:
+        with open(path or CPUINFO, encoding='utf-8', errors='replace') as f:
+            blocks = f.read().split('\n\n')
+    except OSError:
+        return CPUInfo('unknown', frozenset(), frozenset())
+    model, flags, cores = 'unknown', frozenset(), set()
+    for block in blocks:
+        fields = dict((key.strip(), value.strip()) for key, _, value in
+                      (line.partition(':') for line in block.splitlines()))
+        if not fields.get('processor', '').isdigit():
+            continue
+        if model == 'unknown' and 'model name' in fields:
+            model = fields['model name']
+        if not flags and 'flags' in fields:
+            flags = frozenset(fields['flags'].split())
+        if int(fields['processor']) in allowed:
+            cores.add((fields.get('physical id'), fields.get('core id', fields['processor'])))
+    return CPUInfo(model, flags, frozenset(cores))
+
+
+def physical_cores(path=None):
+    """Physical cores this process may run on: the CPUs of its affinity mask, hyper-threads of
+    one core counted once. Without ``/proc/cpuinfo``, the number of CPUs in the mask.
+
+    Outputs
+    -------
+    cores : int
+        At least 1.
+    """
+    return len(cpu_info(path).cores) or max(len(_affinity()), 1)
+
+
+def default_threads(environ=None, workers=1):
+    """Sets ``OMP_NUM_THREADS`` in ``environ`` (default ``os.environ``) when it is not set:
+    the physical cores divided among ``workers`` processes of one host.
+
+    MXNet 1.9 reads it when it is loaded; when it is unset MXNet takes half the CPU count
+    (on the assumption of two hyper-threads per core), which on a machine of 2 vCPUs without
+    hyper-threads runs every operator on one thread, at half speed. The ``gluonbert`` command
+    calls this before MXNet is loaded, and ``gluonbert launch`` for the workers it starts.
+
+    Outputs
+    -------
+    threads : str
+        The value in ``environ`` afterwards (the user's own when it was set).
+    """
+    environ = os.environ if environ is None else environ
+    if 'OMP_NUM_THREADS' not in environ:
+        environ['OMP_NUM_THREADS'] = str(max(1, physical_cores() // max(workers, 1)))
+    return environ['OMP_NUM_THREADS']
+
+
+def recommended_env(threads=None, allocator=False):
+    """Environment variables for fast CPU training and inference.
+
+    Parameters
+    ----------
+    threads : int or None
+        OpenMP threads per operator (default: :func:`physical_cores`): more threads than
+        cores slow MXNet's OpenMP loops down.
+    allocator : bool
+        Also glibc's malloc settings of :mod:`gluonbert.platform`, for processes that import
+        MXNet before gluonbert (``import gluonbert`` applies them itself otherwise).
+
+    Outputs
+    -------
+    env : dict of str to str
+    """
+    threads = threads or physical_cores()
+    env = {
+        'OMP_NUM_THREADS': str(threads),
+        'MKL_NUM_THREADS': str(threads),
+        'OPENBLAS_NUM_THREADS': str(threads),
+    }
+    if allocator:
+        env.update(ALLOCATOR_ENV)
+    return env
+
+
+#: The same settings as environment variables read by glibc at process start.
+ALLOCATOR_ENV = {'MALLOC_ARENA_MAX': '1', 'MALLOC_MMAP_MAX_': '0',
+                 'MALLOC_TRIM_THRESHOLD_': str(2 ** 31 - 1)}
+
+_M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
+
+
+def tune_allocator(force=False):
+    """Applies :data:`ALLOCATOR_ENV` to the running process with ``mallopt``.
+
+    Parameters
+    ----------
+    force : bool
+        Apply even if MXNet is already imported (its threads then keep their own arenas, and
+        the settings only partly help).
+
+    Outputs
+    -------
+    applied : bool
+        False when not on glibc, when disabled by ``GLUONBERT_TUNE_MALLOC=0``, or when MXNet
+        was already imported (and ``force`` is False).
+    """
+    if os.environ.get('GLUONBERT_TUNE_MALLOC', '1') == '0':
+        return False
+    if 'mxnet' in sys.modules and not force:
+        return False
+    if not sys.platform.startswith('linux'):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6')
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):   # not glibc (musl has no mallopt)
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    settings = ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 2 ** 31 - 1))
+    return all(mallopt(option, value) == 1 for option, value in settings)
+
+
+def _main(argv=None):
+    import argparse
+    parser = argparse.ArgumentParser(
+        prog='python -m gluonbert.platform',
+        description='Print shell exports of the recommended MXNet/OpenMP environment.')
+    parser.add_argument('--threads', type=int, default=None,
+                        help='threads per operator (default: the physical cores)')
+    args = parser.parse_args(argv)
+    for key, value in recommended_env(args.threads, allocator=True).items():
+        print(f'export {key}={value}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(_main())
