@@ -13,7 +13,7 @@ from .config import BERTConfig, get_config
 from .encoder import BERTEncoder
 from .heads import BERTPooler, MLMDecoder, NSClassifier
 from .init import TruncNorm
-from .inputs import check_inputs, checked_scope, needs_check
+from .inputs import check_inputs, checked_scope, needs_check, refuse_numpy_mode
 
 __all__ = ['BERTModel', 'BERTClassifier', 'ExportedBERT', 'import_exported']
 
@@ -88,7 +88,8 @@ class BERTModel(_CheckpointNames, HybridBlock):
     valid_length : (B,) int, optional
         Real lengths; all ``T`` if omitted.
     masked_positions : (B, P) int, optional
-        Positions for the MLM head (required with ``use_decoder``).
+        Positions for the MLM head. Omitted (None), a model with the head returns everything
+        but ``mlm_scores``, as d2l's ``BERTModel`` does.
 
     NDArray inputs are checked before the graph runs, hybridized or not
     (:mod:`gluonbert.model.inputs`); :class:`~gluonbert.errors.InputError` names the bad value.
@@ -96,13 +97,13 @@ class BERTModel(_CheckpointNames, HybridBlock):
     Outputs
     -------
     In this order, each only when enabled (a single output is returned bare), as GluonNLP's
-    ``BERTModel``:
+    ``BERTModel`` (d2l's returns ``(encoded, mlm, nsp)``: see ``docs/migrating.md``):
 
     sequence : (B, T, C), or the list of every layer's (B, T, C) with ``output_all_encodings``
     attention_weights : list of L arrays (B, H, T, T), with ``output_attention``
     pooled : (B, C), with ``use_pooler``
     nsp_scores : (B, 2), with ``use_classifier``
-    mlm_scores : (B, P, V), with ``use_decoder``
+    mlm_scores : (B, P, V), with ``use_decoder`` and ``masked_positions``
     """
 
     def __init__(self, config, use_pooler=True, use_decoder=True, use_classifier=True,
@@ -140,21 +141,29 @@ class BERTModel(_CheckpointNames, HybridBlock):
         return super().__call__(inputs, token_types, valid_length, masked_positions)
 
     def forward(self, inputs, token_types, valid_length=None, masked_positions=None):
+        # Without masked_positions a model with an MLM head returns everything but the MLM
+        # scores (as d2l's BERTModel). The graph keeps one signature: one dummy position per
+        # sequence goes through the head and its scores are dropped.
+        drop_mlm = self._use_decoder and masked_positions is None
         if isinstance(inputs, mx.nd.NDArray):
-            if self._use_decoder and masked_positions is None:
-                raise InputError('this BERTModel has an MLM head (use_decoder=True): pass '
-                                 'masked_positions (B, P), or build it with use_decoder=False')
             if needs_check(inputs):     # before the cached graph too: gluonbert.model.inputs
                 check_inputs(self.config, inputs, token_types, valid_length,
                              masked_positions if self._use_decoder else None)
             if valid_length is None:
                 valid_length = mx.nd.full((inputs.shape[0],), inputs.shape[1],
                                           ctx=inputs.context, dtype='int32')
+            if drop_mlm:
+                masked_positions = mx.nd.zeros((inputs.shape[0], 1), ctx=inputs.context,
+                                               dtype='int32')
         args = (inputs, token_types, valid_length)
-        if self._use_decoder:
+        if self._use_decoder and masked_positions is not None:
             args += (masked_positions,)
         with checked_scope():
-            return super().forward(*args)
+            outputs = super().forward(*args)
+        if drop_mlm and isinstance(inputs, mx.nd.NDArray):
+            outputs = outputs[:-1]
+            return outputs[0] if len(outputs) == 1 else outputs
+        return outputs
 
     def hybrid_forward(self, F, inputs, token_types, valid_length, masked_positions=None):
         encoded = self.encoder(inputs, token_types, valid_length)
@@ -164,8 +173,7 @@ class BERTModel(_CheckpointNames, HybridBlock):
         if self._output_attention:
             outputs.append(extra.pop(0))
         if self._use_classifier:
-            nsp_scores, pooled = self.nsp(sequence)
-            outputs += [pooled, nsp_scores]
+            outputs += list(self.nsp(sequence))          # pooled, nsp_scores
         elif self._use_pooler:
             outputs.append(self.pooler(sequence))
         if self._use_decoder:
@@ -204,6 +212,7 @@ class BERTClassifier(_CheckpointNames, HybridBlock):
     """
 
     def __init__(self, bert, num_classes=2, dropout=0.0, prefix=None, params=None):
+        refuse_numpy_mode('BERTClassifier')
         super().__init__(prefix=prefix, params=params)
         if not isinstance(bert, BERTModel) or not bert._use_pooler:
             raise InputError('BERTClassifier needs a gluonbert BERTModel built with '

@@ -1,12 +1,14 @@
 """BERTEncoder: token, segment and position embeddings, then a stack of transformer cells."""
 import contextlib
 
+import mxnet as mx
 from mxnet.gluon import HybridBlock, nn
 
+from ..errors import InputError
 from .config import BERTConfig
 from .dropout import Dropout
 from .init import TruncNorm
-from .inputs import check_inputs, checked_scope, needs_check
+from .inputs import check_inputs, checked_scope, needs_check, refuse_numpy_mode
 from .layer_norm import LayerNorm
 from .transformer import TransformerCell
 
@@ -43,8 +45,9 @@ class BERTEncoder(HybridBlock):
         WordPiece ids, each in ``[0, vocab_size)``; ``1 <= T <= max_length``, ``B >= 1``.
     segment_ids : (B, T) int
         0 for sentence A, 1 for sentence B.
-    valid_length : (B,) int
-        Number of real tokens of each sequence (the rest is padding), in ``[1, T]``.
+    valid_length : (B,) int, optional
+        Number of real tokens of each sequence (the rest is padding), in ``[1, T]``; all
+        ``T`` if omitted (as for :class:`~gluonbert.model.BERTModel`).
 
     NDArray inputs are checked before the graph runs, hybridized or not
     (:mod:`gluonbert.model.inputs`): values outside these ranges, or non-integer values, raise
@@ -62,6 +65,7 @@ class BERTEncoder(HybridBlock):
 
     def __init__(self, config, output_all_encodings=False, output_attention=False,
                  prefix=None, params=None):
+        refuse_numpy_mode('BERTEncoder')
         super().__init__(prefix=prefix, params=params)
         if not isinstance(config, BERTConfig):
             raise TypeError(f'BERTEncoder expects a BERTConfig, got {type(config).__name__}')
@@ -112,10 +116,19 @@ class BERTEncoder(HybridBlock):
         """The ``nn.Embedding`` holding the (V, C) word table (tied to the MLM output layer)."""
         return self.word_embed[0]
 
-    def forward(self, token_ids, segment_ids, valid_length):
+    def __call__(self, token_ids, segment_ids, valid_length=None):
+        return super().__call__(token_ids, segment_ids, valid_length)
+
+    def forward(self, token_ids, segment_ids, valid_length=None):
         # Before the cached graph too: see gluonbert.model.inputs.
         if needs_check(token_ids):
             check_inputs(self.config, token_ids, segment_ids, valid_length)
+        if valid_length is None:
+            if not isinstance(token_ids, mx.nd.NDArray):
+                raise InputError('BERTEncoder traced with symbols needs valid_length (B,); '
+                                 'only NDArray calls may omit it')
+            valid_length = mx.nd.full((token_ids.shape[0],), token_ids.shape[1],
+                                      ctx=token_ids.context, dtype='int32')
         with checked_scope():
             return super().forward(token_ids, segment_ids, valid_length)
 

@@ -3,7 +3,7 @@ from mxnet.gluon import HybridBlock, nn
 
 from ..errors import InputError
 from .init import TruncNorm
-from .inputs import check_masked_positions, checked_scope, needs_check
+from .inputs import check_masked_positions, checked_scope, needs_check, refuse_numpy_mode
 from .layer_norm import LayerNorm
 
 __all__ = ['BERTPooler', 'NSClassifier', 'MLMDecoder']
@@ -29,6 +29,7 @@ class BERTPooler(nn.Dense):
     """
 
     def __init__(self, units, prefix=None, params=None):
+        refuse_numpy_mode('BERTPooler')
         super().__init__(units, activation='tanh', flatten=False, in_units=units,
                          weight_initializer=TruncNorm(0.02), prefix=prefix, params=params)
 
@@ -54,13 +55,16 @@ class NSClassifier(HybridBlock):
 
     Outputs
     -------
-    scores : (B, 2)
-        Unnormalised logits of IsNext / NotNext.
+    In :class:`~gluonbert.model.BERTModel`'s order:
+
     pooled : (B, C)
         The pooled ``[CLS]`` vector (reused for sentence classification).
+    scores : (B, 2)
+        Unnormalised logits of IsNext / NotNext.
     """
 
     def __init__(self, units, prefix=None, params=None):
+        refuse_numpy_mode('NSClassifier')
         super().__init__(prefix=prefix, params=params)
         with self.name_scope():
             self.pooler = BERTPooler(units, prefix='pooler_')
@@ -69,7 +73,7 @@ class NSClassifier(HybridBlock):
 
     def hybrid_forward(self, F, sequence):
         pooled = self.pooler(sequence)
-        return self.classifier(pooled), pooled
+        return pooled, self.classifier(pooled)
 
 
 class MLMDecoder(nn.HybridSequential):
@@ -111,6 +115,7 @@ class MLMDecoder(nn.HybridSequential):
 
     def __init__(self, units, vocab_size, word_embedding, layer_norm_eps=1e-12, tie=True,
                  prefix=None, params=None):
+        refuse_numpy_mode('MLMDecoder')
         super().__init__(prefix=prefix, params=params)
         if word_embedding.weight.shape != (vocab_size, units):
             raise InputError(f'MLMDecoder: word embedding has shape {word_embedding.weight.shape};'

@@ -26,4 +26,4 @@ class TruncNorm(mx.init.Initializer):
         while bad.any():
             draws[bad] = mx.nd.random.normal(0, 1, shape=(int(bad.sum()),), ctx=mx.cpu()).asnumpy()
             bad = np.abs(draws) > 2
-        arr[:] = mx.nd.array(draws * self._stdev, dtype=arr.dtype, ctx=arr.context)
+        arr[:] = (draws * self._stdev).astype(arr.dtype)    # an mx.nd or mx.np array

@@ -23,16 +23,37 @@ import threading
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import ConfigError, InputError
 
-__all__ = ['check_inputs', 'check_masked_positions', 'needs_check', 'checked_scope']
+__all__ = ['check_inputs', 'check_masked_positions', 'needs_check', 'checked_scope',
+           'refuse_numpy_mode']
+
+_NUMPY_MODE = ("gluonbert's blocks run in MXNet 1.x's classic NDArray mode: call "
+               'mx.npx.reset_np() before building the model (d2l scripts call npx.set_np() at '
+               'the top), and pass mx.nd arrays (x.as_nd_ndarray() converts an mx.np array)')
+
+
+def refuse_numpy_mode(block):
+    """Raises :class:`ConfigError` when MXNet's NumPy mode (``npx.set_np()``, d2l's mode) is on.
+
+    Parameters are created as ``mx.np`` arrays in that mode, which the blocks' operators do
+    not take: refused once, where the block is built, rather than deep inside MXNet later.
+    """
+    import mxnet as mx
+    if mx.util.is_np_array():
+        raise ConfigError(f'{block}: MXNet NumPy mode is on (npx.set_np()); ' + _NUMPY_MODE)
 
 _STATE = threading.local()
 
 
 def needs_check(array):
-    """True for an NDArray input when no enclosing block has checked the inputs already."""
+    """True for an NDArray input when no enclosing block has checked the inputs already.
+
+    An ``mx.np`` array (NumPy mode) is refused with :class:`InputError`.
+    """
     import mxnet as mx
+    if isinstance(array, mx.np.ndarray):
+        raise InputError(f'got an mx.np.ndarray {array.shape}; ' + _NUMPY_MODE)
     return isinstance(array, mx.nd.NDArray) and not getattr(_STATE, 'depth', 0)
 
 

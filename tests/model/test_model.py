@@ -165,10 +165,10 @@ def test_ns_classifier_uses_first_token():
     nsp = NSClassifier(TINY.units)
     nsp.initialize()
     seq = mx.nd.random.normal(shape=(2, 5, TINY.units))
-    scores, pooled = nsp(seq)
+    pooled, scores = nsp(seq)                # BERTModel's order: pooled, then NSP scores
     changed = seq.copy()
     changed[:, 1:] = 0
-    scores2, pooled2 = nsp(changed)
+    pooled2, scores2 = nsp(changed)
     assert scores.shape == (2, 2) and pooled.shape == (2, TINY.units)
     assert np.allclose(scores.asnumpy(), scores2.asnumpy())
     assert np.allclose(pooled.asnumpy(), np.tanh(
@@ -230,13 +230,54 @@ def test_bad_inputs_get_clear_errors(make, pattern):
         net(bad_ids, bad_seg, valid, pos)
 
 
-def test_missing_masked_positions_and_bad_valid_length():
-    ids, seg, valid, _ = _batch()
+@pytest.mark.parametrize('hybridize', [False, True])
+def test_optional_inputs_are_optional_in_every_block(hybridize):
+    """valid_length=None means full length in BERTEncoder as in BERTModel; without
+    masked_positions a model with the MLM head returns the other outputs (d2l's behaviour),
+    with one graph for both calls."""
+    ids, seg, valid, pos = _batch()
     net = _model()
-    with pytest.raises(InputError, match='masked_positions'):
-        net(ids, seg, valid)
+    if hybridize:
+        net.hybridize(static_alloc=True)
+    full = mx.nd.full((ids.shape[0],), ids.shape[1], dtype='int32')
+    with_mlm = net(ids, seg, full, pos)
+    without = net(ids, seg)
+    assert len(with_mlm) == 4 and len(without) == 3
+    for a, b in zip(with_mlm[:3], without):
+        np.testing.assert_allclose(a.asnumpy(), b.asnumpy(), rtol=1e-5, atol=1e-6)
+    assert net(ids, seg, full, pos)[3].shape == (ids.shape[0], pos.shape[1], TINY.vocab_size)
+    encoder = net.encoder
+    np.testing.assert_allclose(encoder(ids, seg).asnumpy(), with_mlm[0].asnumpy(),
+                               rtol=1e-5, atol=1e-6)
+    decoder_only = BERTModel(TINY, use_pooler=False, use_classifier=False)
+    decoder_only.initialize()
+    assert decoder_only(ids, seg).shape == (ids.shape[0], ids.shape[1], TINY.units)
     with pytest.raises(InputError, match=r'valid_length contains'):
         _model(use_decoder=False)(ids, seg, valid + 20)
+
+
+def test_numpy_mode_is_refused_once_with_its_name():
+    """d2l runs under npx.set_np(): building a block says so, instead of a TypeError inside
+    initialize; an mx.np array given to a classic-mode block is refused as clearly."""
+    from mxnet import npx
+    net = _model()
+    npx.set_np()
+    try:
+        with pytest.raises(ConfigError, match=r'BERTEncoder: MXNet NumPy mode is on '
+                                              r'\(npx.set_np\(\)\).*npx.reset_np\(\)'):
+            BERTModel(TINY)
+        with pytest.raises(ConfigError, match='NSClassifier: MXNet NumPy mode'):
+            NSClassifier(TINY.units)
+    finally:
+        npx.reset_np()
+    ids, seg, _, _ = _batch()
+    with pytest.raises(InputError, match=r'mx.np.ndarray \(3, 12\).*as_nd_ndarray'):
+        net(ids.as_np_ndarray(), seg.as_np_ndarray())
+    arr = mx.np.zeros((50, 4))              # TruncNorm fills an mx.np array too
+    from gluonbert.model.init import TruncNorm
+    TruncNorm(0.02)._init_weight('w', arr)
+    values = arr.asnumpy()
+    assert 0 < np.abs(values).max() <= 0.04 and values.std() > 0.005
 
 
 def test_config_validation_and_hf_config(tmp_path):
