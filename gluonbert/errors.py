@@ -13,7 +13,15 @@ class GluonBERTError(Exception):
 
 
 class ConfigError(GluonBERTError, ValueError):
-    """A model or training configuration value is invalid."""
+    """A model or training configuration value is invalid.
+
+    ``field``, ``value`` and ``expected`` (given by the config dataclasses) let the command
+    line name its flag (``--batch-size 0``) instead of the field (``FinetuneConfig.batch_size``).
+    """
+
+    def __init__(self, message, field=None, value=None, expected=None):
+        super().__init__(message)
+        self.field, self.value, self.expected = field, value, expected
 
 
 class InputError(GluonBERTError, ValueError):

@@ -141,10 +141,12 @@ def test_wordpieces_join_into_words():
 
 
 def test_checkpoint_directory_loads(memorised_run):
-    from gluonbert.serve.pipelines import FillMask, resolve_run
+    from gluonbert.model.pretrained import locate
+    from gluonbert.serve.pipelines import FillMask
     step = os.path.join(memorised_run, 'checkpoints', 'step-00000400')
-    params, run_dir = resolve_run(step)
-    assert params == os.path.join(step, 'model.params') and run_dir == memorised_run
+    found = locate(step)
+    assert found.weights == os.path.join(step, 'model.params')
+    assert found.directory == memorised_run and found.kind == 'pretraining'
     [candidates] = FillMask(step, top_k=1)('the capital of france is [MASK] .')
     assert candidates[0]['token'] == 'paris'
 
@@ -154,6 +156,8 @@ def test_missing_run_is_a_clear_error(tmp_path):
     from gluonbert.serve.pipelines import PretrainedBERT
     with pytest.raises(WeightsNotFoundError, match='neither model.params nor a valid'):
         PretrainedBERT(str(tmp_path))
+    with pytest.raises(WeightsNotFoundError, match='no such directory; expected a HuggingFace'):
+        PretrainedBERT(str(tmp_path / 'nowhere'))
 
 
 def _cli(*args):

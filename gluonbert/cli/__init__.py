@@ -3,24 +3,99 @@
 Every sub-command calls a function of the package that a Python user can call directly; no
 logic lives here. Add a sub-command as one ``_add_<name>(sub)`` function and register it in
 ``build_parser``.
+
+Conventions of every sub-command (:class:`Parser`): ``--out-dir`` for a directory it writes,
+``--output`` for a file; no prefix matching of flags (``--gpu`` is not ``--gpus``); defaults in
+``-h``; an unknown flag is reported with the sub-command's usage and the flag meant, GluonNLP's
+and HuggingFace's spellings included (:data:`FOREIGN_FLAGS`). Renamed flags still work for one
+release (:data:`ALIASES`) with a note on stderr, and are not shown in ``-h``. A
+:class:`~gluonbert.errors.ConfigError` about a config field names its flag.
 """
 import argparse
+import difflib
 import sys
 
-__all__ = ['main', 'build_parser']
+__all__ = ['main', 'build_parser', 'Parser', 'ALIASES', 'FOREIGN_FLAGS']
+
+#: Old flag spellings, per sub-command, and their replacement (hidden; removed next release).
+ALIASES = {
+    'download': {'--dir': '--out-dir'},
+    'prepare-pretraining': {'--output-dir': '--out-dir'},
+    'convert': {'--out': '--out-dir'},
+    'quantize': {'--out': '--out-dir'},
+    'pretrain': {'--max-predictions': '--max-predictions-per-seq'},
+    'evaluate-pretraining': {'--max-predictions': '--max-predictions-per-seq'},
+}
+
+#: Flags of GluonNLP 0.10's ``scripts/bert`` and HuggingFace's example scripts that gluonbert
+#: spells differently: the flag meant, or what to do instead. (A flag that differs only by
+#: ``_`` for ``-``, such as ``--batch_size``, is found without this table.)
+FOREIGN_FLAGS = {
+    '--bert_model': '--model', '--bert_dataset': '--dataset', '--dataset_name': '--dataset',
+    '--max_len': '--max-seq-length', '--output_dir': '--out-dir', '--ckpt_dir': '--out-dir',
+    '--gpu': '--gpus', '--dev_batch_size': '--eval-batch-size',
+    '--pretrained_bert_parameters': '--pretrained-checkpoint',
+    '--ckpt_interval': '--checkpoint-interval', '--input_file': '--input',
+    '--random_seed': '--seed', '--model_name_or_path': '--hf-dir',
+    '--num_train_epochs': '--epochs', '--per_device_train_batch_size': '--batch-size',
+    '--per_device_eval_batch_size': '--eval-batch-size', '--learning_rate': '--lr',
+    '--gradient_accumulation_steps': '--accumulate', '--max_steps': '--num-steps',
+    '--do_lower_case': '--lower-case', '--train_file': '--data-dir',
+    '--task_name': 'MRPC is the default task; for another GLUE-format task give --data-dir '
+                   '(train.tsv, dev.tsv) with --text-a, --text-b, --label-column and --labels',
+}
+
+
+def _has_default(action):
+    """An option whose default is worth showing (not None, not a switch's False)."""
+    default = action.default
+    return (bool(action.option_strings) and action.nargs != 0 and default is not None
+            and default is not False and default is not argparse.SUPPRESS)
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Shows every meaningful default (not None or False) after the help text."""
+
+    def _get_help_string(self, action):
+        text = action.help or ''
+        if '%(default)' not in text and _has_default(action):
+            text += ' (default: %(default)s)'
+        return text
+
+
+class Parser(argparse.ArgumentParser):
+    """``ArgumentParser`` with the conventions of the module docstring (every sub-parser is
+    one: ``add_subparsers(parser_class=Parser)``)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault('allow_abbrev', False)
+        kwargs.setdefault('formatter_class', HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+def _show_defaults(parser):
+    """Gives options without help a help text, so that ``-h`` shows their default too."""
+    for action in parser._actions:
+        if action.help is None and _has_default(action):
+            action.help = 'default: %(default)s'
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
-        prog='gluonbert', description='BERT for Apache MXNet Gluon: weights, data, training.')
-    sub = parser.add_subparsers(dest='command', metavar='COMMAND')
+    parser = Parser(prog='gluonbert',
+                    description='BERT for Apache MXNet Gluon: weights, data, training.')
+    sub = parser.add_subparsers(dest='command', metavar='COMMAND', parser_class=Parser)
     sub.required = True
     for add in _COMMANDS:
         add(sub)
+    for command in sub.choices.values():
+        _show_defaults(command)
     return parser
 
 
 _COMMANDS = []
+
+MODEL_DIR_HELP = ('a HuggingFace BERT directory, a gluonbert convert output, a gluonbert '
+                  'pretrain or finetune run, or one of their checkpoints/step-* directories')
 
 
 def _command(func):
@@ -29,9 +104,79 @@ def _command(func):
     return func
 
 
+def _subparsers(parser):
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
+def _replace_aliases(argv, commands):
+    """``argv`` with the old spellings of :data:`ALIASES` replaced (a note on stderr for each);
+    tokens after ``--`` are left alone."""
+    command = next((token for token in argv if token in commands), None)
+    aliases = ALIASES.get(command, {})
+    out, seen, passthrough = [], False, False
+    for token in argv:
+        name, sep, value = token.partition('=')
+        if not passthrough and seen and name in aliases:
+            print(f'gluonbert {command}: note: {name} is now {aliases[name]} (the old name '
+                  'goes away in the next release)', file=sys.stderr)
+            token = aliases[name] + sep + value
+        passthrough = passthrough or (seen and token == '--')
+        seen = seen or token == command
+        out.append(token)
+    return out
+
+
+def _hint(flag, parser):
+    """A line saying what an unknown ``flag`` most likely meant among ``parser``'s options."""
+    options = [o for a in parser._actions if a.help != argparse.SUPPRESS
+               for o in a.option_strings if o.startswith('--')]
+    known = FOREIGN_FLAGS.get(flag)
+    if known is not None and not known.startswith('--'):
+        return f'{flag}: {known}'
+    if known in options:
+        return f"{flag}: did you mean {known}? ({flag} is GluonNLP's or HuggingFace's name)"
+    dashed = '--' + flag.lstrip('-').replace('_', '-')
+    if dashed in options:
+        return f'{flag}: did you mean {dashed}?'
+    close = difflib.get_close_matches(dashed, options, n=1, cutoff=0.75)
+    return f'{flag}: did you mean {close[0]}?' if close else None
+
+
+def _report_unknown(parser, args, extras):
+    """Exits (2) with the sub-command's usage, the unknown arguments and the flags meant."""
+    command = _subparsers(parser)[args.command]
+    hints = [_hint(token.partition('=')[0], command) for token in extras
+             if token.startswith('-')]
+    command.error(f'unrecognized arguments: {" ".join(extras)}'
+                  + ''.join(f'\n  {hint}' for hint in hints if hint))
+
+
+def _flag_error(parser, command, err):
+    """The message of a ConfigError about a config field, naming the flag of that field."""
+    actions = _subparsers(parser)[command]._actions
+    dests = {'name': 'optimizer'}           # OptimizerConfig.name is --optimizer
+
+    def flag(field):
+        dest = dests.get(field, field)
+        return next((a.option_strings[0] for a in actions
+                     if a.dest == dest and a.option_strings), None)
+    field, value = getattr(err, 'field', None), getattr(err, 'value', None)
+    if not field:
+        return str(err)
+    if isinstance(value, (list, tuple)) and value and all(map(flag, value)):
+        return f'{" and ".join(map(flag, value))}: expected {err.expected}'
+    flags = [flag(name) for name in field.split('/')]
+    if not all(flags):
+        return str(err)
+    return f'{"/".join(flags)} {value}: expected {err.expected}'
+
+
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args, extras = parser.parse_known_args(_replace_aliases(argv, _subparsers(parser)))
+    if extras:
+        _report_unknown(parser, args, extras)
     # Process-wide settings, before MXNet is loaded (gluonbert.platform): OpenMP threads (the
     # launcher divides the cores among its workers instead) and glibc's allocator.
     from ..platform import default_threads, tune_allocator
@@ -40,7 +185,7 @@ def main(argv=None):
     tune_allocator()
     import os
     import traceback
-    from ..errors import GluonBERTError
+    from ..errors import ConfigError, GluonBERTError
     # A worker of a kvstore job (gluonbert launch, or DMLC_* set by hand) that fails must end
     # at once: a normal exit would wait in the kvstore's shutdown barrier for the others.
     worker = os.environ.get('DMLC_ROLE') == 'worker' and args.command != 'launch'
@@ -51,7 +196,9 @@ def main(argv=None):
     try:
         result = args.run(args)
     except GluonBERTError as err:
-        print(f'gluonbert {args.command}: error: {err}', file=sys.stderr)
+        message = _flag_error(parser, args.command, err) if isinstance(err, ConfigError) \
+            else err
+        print(f'gluonbert {args.command}: error: {message}', file=sys.stderr)
         # With an exit_code (130/143), every worker stops at the same update on a signal: a
         # normal exit then passes the shutdown barrier and ends the servers too.
         code = getattr(err, 'exit_code', None)
@@ -74,7 +221,7 @@ def _add_download(sub):
                             'sha1-checked, as GLUE\'s train.tsv/dev.tsv/test.tsv. wikitext-2: '
                             'wikitext-2-v1.zip, sha1-checked, as train.txt/valid.txt/test.txt.')
     parser.add_argument('dataset', choices=['mrpc', 'wikitext-2'], help='data set to download')
-    parser.add_argument('--dir', required=True, help='target directory')
+    parser.add_argument('--out-dir', required=True, help='directory to download into')
     parser.add_argument('--base-url', default=None,
                         help='mirror holding the files by name (official sha1s still checked)')
     parser.add_argument('--timeout', type=float, default=30.0, help='socket timeout, seconds')
@@ -84,13 +231,14 @@ def _add_download(sub):
         from ..data.download import download_mrpc, download_wikitext2
         logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
         if args.dataset == 'wikitext-2':
-            result = download_wikitext2(args.dir, base_url=args.base_url, timeout=args.timeout)
-            print(f'WikiText-2 in {args.dir}:')
+            result = download_wikitext2(args.out_dir, base_url=args.base_url,
+                                        timeout=args.timeout)
+            print(f'WikiText-2 in {args.out_dir}:')
             for path in result['files']:
                 print(f'  {path}')
             return
-        result = download_mrpc(args.dir, base_url=args.base_url, timeout=args.timeout)
-        print(f'MRPC in {args.dir}: {result["split"]}')
+        result = download_mrpc(args.out_dir, base_url=args.base_url, timeout=args.timeout)
+        print(f'MRPC in {args.out_dir}: {result["split"]}')
         for path in result['files']:
             print(f'  {path}')
     parser.set_defaults(run=run)
@@ -107,7 +255,7 @@ def _add_prepare_pretraining(sub):
     parser.add_argument('--input', required=True, help='text file(s), comma separated')
     parser.add_argument('--vocab', required=True,
                         help='GluonNLP .vocab JSON, HuggingFace vocab.txt or model directory')
-    parser.add_argument('--output-dir', required=True, help='directory for the shards')
+    parser.add_argument('--out-dir', required=True, help='directory for the shards')
     case = parser.add_mutually_exclusive_group()
     case.add_argument('--lower-case', dest='lower', action='store_true', default=None,
                       help='lower-case the text (uncased vocabulary)')
@@ -134,7 +282,7 @@ def _add_prepare_pretraining(sub):
                         choices=['auto', 'sentences', 'wikitext'], help='input layout')
     parser.add_argument('--num-workers', type=int, default=1, help='worker processes')
     parser.add_argument('--overwrite', action='store_true',
-                        help='replace shards of an earlier run in --output-dir')
+                        help='replace shards of an earlier run in --out-dir')
 
     def run(args):
         from ..data.pretraining import prepare_pretraining_data
@@ -147,11 +295,11 @@ def _add_prepare_pretraining(sub):
             from ..data.tokenizer import infer_lower_case
             lower = infer_lower_case(args.vocab) is not False
         inputs = [p for p in args.input.split(',') if p]
-        manifest = prepare_pretraining_data(inputs, args.vocab, args.output_dir, config,
+        manifest = prepare_pretraining_data(inputs, args.vocab, args.out_dir, config,
                                             num_workers=args.num_workers, lower=lower,
                                             overwrite=args.overwrite)
         print(f'{manifest["num_examples"]} examples from {manifest["num_documents"]} documents '
-              f'in {len(manifest["shards"])} shards in {args.output_dir} '
+              f'in {len(manifest["shards"])} shards in {args.out_dir} '
               f'({manifest["examples_per_second"]:.0f} examples/s; masked fraction '
               f'{manifest["masked_fraction"]:.4f}, NotNext fraction '
               f'{manifest["not_next_fraction"]:.4f})')
@@ -162,14 +310,14 @@ def _add_prepare_pretraining(sub):
 def _add_convert(sub):
     p = sub.add_parser(
         'convert', help='convert BERT weights between HuggingFace and gluonbert/GluonNLP',
-        description='--from-hf DIR --out DIR [--target-vocab FILE]: a HuggingFace BERT '
+        description='--from-hf DIR --out-dir DIR [--target-vocab FILE]: a HuggingFace BERT '
                     'directory to model.params/model.vocab/vocab.txt/gluonbert_config.json. '
-                    '--to-hf PARAMS --vocab VOCAB [--config CONFIG_JSON] --out DIR: gluonbert '
-                    'or GluonNLP parameters to a HuggingFace directory.')
+                    '--to-hf PARAMS --vocab VOCAB [--config CONFIG_JSON] --out-dir DIR: '
+                    'gluonbert or GluonNLP parameters to a HuggingFace directory.')
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument('--from-hf', metavar='DIR', help='HuggingFace model directory')
     source.add_argument('--to-hf', metavar='PARAMS', help='gluonbert/GluonNLP .params file')
-    p.add_argument('--out', metavar='DIR', required=True, help='output directory')
+    p.add_argument('--out-dir', metavar='DIR', required=True, help='output directory')
     p.add_argument('--target-vocab', metavar='FILE',
                    help='(--from-hf) vocabulary whose ids the output uses; rows are matched '
                         'by token string')
@@ -194,7 +342,7 @@ def _run_convert(args):
         for flag in ('vocab', 'config', 'do_lower_case'):
             if getattr(args, flag) is not None:
                 raise InputError(f'--{flag.replace("_", "-")} applies to --to-hf only')
-        result = convert.convert_hf_to_gluon(args.from_hf, args.out,
+        result = convert.convert_hf_to_gluon(args.from_hf, args.out_dir,
                                              target_vocab=args.target_vocab,
                                              ignore_extra=args.ignore_extra)
         print(f'wrote {result.params}, {result.vocab_json}, {result.vocab_txt}, '
@@ -204,7 +352,7 @@ def _run_convert(args):
         raise InputError('--target-vocab and --ignore-extra apply to --from-hf only')
     if not args.vocab:
         raise InputError('--to-hf needs --vocab (the .vocab JSON or vocab.txt of the model)')
-    out = convert.convert_gluon_to_hf(args.to_hf, args.vocab, args.out, config=args.config,
+    out = convert.convert_gluon_to_hf(args.to_hf, args.vocab, args.out_dir, config=args.config,
                                       do_lower_case=args.do_lower_case)
     print(f'wrote {out}')
     return 0
@@ -329,7 +477,8 @@ def _add_predict(sub):
 def _run_predict(args):
     from ..serve.predict import predict
     result = predict(args.model_dir, args.input, args.output, batch_size=args.batch_size,
-                     gpus=args.gpus, cpus=args.cpus, max_batch_tokens=args.max_batch_tokens)
+                     gpus=args.gpus, cpus=args.cpus, max_batch_tokens=args.max_batch_tokens,
+                     text_a=args.text_a, text_b=args.text_b, header=not args.no_header)
     metrics = (f' (accuracy {result["accuracy"]:.4f}, F1 {result["f1"]:.4f})'
                if 'accuracy' in result else '')
     print(f'{result["count"]} predictions -> {result["output"]}{metrics}')
@@ -346,7 +495,7 @@ def _add_quantize(sub):
     p.add_argument('--model-dir', required=True, help='directory written by gluonbert finetune')
     p.add_argument('--calib-data', default=None,
                    help="TSV of the model's task to calibrate on (required for int8)")
-    p.add_argument('--out', required=True, help='model directory to write')
+    p.add_argument('--out-dir', required=True, help='model directory to write')
     p.add_argument('--precision', choices=['int8', 'float32'], default='int8')
     p.add_argument('--calib-mode', choices=['naive', 'entropy', 'clip'], default='naive',
                    help='naive: observed min/max; entropy: KL-optimal range; clip: min/max with '
@@ -372,13 +521,14 @@ def _add_quantize(sub):
             first = args.gpus.split(',')[0].strip()
             ctx = mx.gpu(int(first) if first.isdigit() else 0)
         if args.precision == 'float32':
-            result = export(args.model_dir, args.out, ctx=ctx)
+            result = export(args.model_dir, args.out_dir, ctx=ctx)
             print(f'fp32 model -> {result["out_dir"]}')
             return 0
         if not args.calib_data:
             raise ConfigError('--calib-data: required for --precision int8 (a TSV of the '
                               "model's task)")
-        result = quantize(args.model_dir, args.calib_data, args.out, calib_mode=args.calib_mode,
+        result = quantize(args.model_dir, args.calib_data, args.out_dir,
+                          calib_mode=args.calib_mode,
                           num_calib_batches=args.num_calib_batches, batch_size=args.batch_size,
                           channel_wise=not args.tensor_wise, ctx=ctx)
         print(f'int8 model ({args.calib_mode} calibration on {result["calib_samples"]} samples; '
@@ -420,12 +570,13 @@ def _run_demo(args):
 def _add_fill_mask(sub):
     p = sub.add_parser(
         'fill-mask', help='top-k words for every [MASK] of a text; next-sentence probability',
-        description='Asks a pretraining run (gluonbert pretrain --out-dir, or one of its '
-                    'checkpoints/step-*) for the most likely tokens at every [MASK] of TEXT, '
-                    'with probabilities; --next prints the IsNext/NotNext probabilities of '
-                    '(TEXT, NEXT).')
+        description='Asks a model with the masked-LM head (a gluonbert pretraining run or '
+                    'one of its checkpoints/step-*, a HuggingFace BertForPreTraining or '
+                    'BertForMaskedLM directory, or its gluonbert convert output) for the most '
+                    'likely tokens at every [MASK] of TEXT, with probabilities; --next prints '
+                    'the IsNext/NotNext probabilities of (TEXT, NEXT) (the NSP head).')
     p.add_argument('text', help='text holding [MASK], e.g. "the capital of france is [MASK] ."')
-    p.add_argument('--model-dir', required=True, help='pretraining run or step-* checkpoint')
+    p.add_argument('--model-dir', required=True, help=MODEL_DIR_HELP)
     p.add_argument('--next', dest='next_text', default=None, help='a second sentence')
     p.add_argument('--top-k', type=int, default=5, help='candidates per [MASK]')
     p.add_argument('--json', action='store_true', help='print the result as JSON')
@@ -445,10 +596,11 @@ def _add_encode(sub):
     p = sub.add_parser(
         'encode', help='contextual vectors (per token and pooled) of a text or a pair',
         description='The last encoder layer at every WordPiece of [CLS] TEXT [SEP] (TEXT_B '
-                    '[SEP]) and the pooled [CLS] vector, from a pretraining run.')
+                    '[SEP]) and the pooled [CLS] vector (when the model has a pooler), from '
+                    'any pretrained BERT directory.')
     p.add_argument('text')
     p.add_argument('text_b', nargs='?', default=None, help='optional second segment')
-    p.add_argument('--model-dir', required=True, help='pretraining run or step-* checkpoint')
+    p.add_argument('--model-dir', required=True, help=MODEL_DIR_HELP)
     p.add_argument('--output', default=None, help='.npz for tokens, sequence (T, C), pooled (C,)')
     p.add_argument('--json', action='store_true',
                    help='print tokens, segment ids and vectors as JSON')
@@ -463,7 +615,8 @@ def _run_encode(args):
         print(json.dumps({'tokens': encoding.tokens,
                           'segment_ids': encoding.segment_ids.tolist(),
                           'sequence': encoding.sequence.tolist(),
-                          'pooled': encoding.pooled.tolist()}))
+                          'pooled': None if encoding.pooled is None
+                          else encoding.pooled.tolist()}))
     else:
         print('\n'.join(lines))
     return 0
@@ -483,7 +636,7 @@ def _add_evaluate_pretraining(sub):
                    help='held-out text file(s), comma separated, or a directory of .npz shards')
     p.add_argument('--max-seq-length', type=int, default=d.max_seq_length,
                    help='as in training')
-    p.add_argument('--max-predictions', type=int, default=d.max_predictions_per_seq,
+    p.add_argument('--max-predictions-per-seq', type=int, default=d.max_predictions_per_seq,
                    help='as in training')
     p.add_argument('--batch-size', type=int, default=d.batch_size)
     p.add_argument('--seed', type=int, default=d.seed, help='seed of the pairs and masks')
@@ -495,7 +648,7 @@ def _run_evaluate_pretraining(args):
     from ..serve.evaluate_pretraining import EvaluationConfig, evaluate_pretraining
     r = evaluate_pretraining(EvaluationConfig(
         model_dir=args.model_dir, data=args.data, max_seq_length=args.max_seq_length,
-        max_predictions_per_seq=args.max_predictions, batch_size=args.batch_size,
+        max_predictions_per_seq=args.max_predictions_per_seq, batch_size=args.batch_size,
         seed=args.seed, output=args.output))
     print(f'{r["num_examples"]} examples, {r["num_predictions"]} masked tokens of {r["data"]}\n'
           f'masked LM: accuracy {r["mlm_accuracy"]:.4f} (most frequent token '

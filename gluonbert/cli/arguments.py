@@ -99,7 +99,8 @@ def add_pretrain_arguments(parser):
                              'raw text and dynamic masking')
     parser.add_argument('--cased', action='store_true', help='do not lower-case raw text')
     parser.add_argument('--max-seq-length', type=int, default=d.max_seq_length)
-    parser.add_argument('--max-predictions', type=int, default=d.max_predictions_per_seq)
+    parser.add_argument('--max-predictions-per-seq', type=int, default=d.max_predictions_per_seq,
+                        help='masked-LM predictions per sequence at most')
     parser.add_argument('--static-masking', action='store_true',
                         help='keep the masks stored in the shards')
     parser.add_argument('--batch-size', type=int, default=d.batch_size,
@@ -116,7 +117,8 @@ def pretrain_config(args):
     return PretrainConfig(
         data=args.data, model=args.model, model_config=args.model_config,
         vocab=args.vocab, lower=not args.cased, max_seq_length=args.max_seq_length,
-        max_predictions_per_seq=args.max_predictions, dynamic_masking=not args.static_masking,
+        max_predictions_per_seq=args.max_predictions_per_seq,
+        dynamic_masking=not args.static_masking,
         batch_size=args.batch_size, num_steps=args.num_steps, dropout=args.dropout,
         untie_embeddings=args.untie_embeddings, **_run_config_values(args))
 
@@ -126,14 +128,16 @@ def add_finetune_arguments(parser):
     source = parser.add_argument_group('starting point (one of)')
     source.add_argument('--model', default=None, help='model-zoo name, e.g. bert_12_768_12')
     source.add_argument('--dataset', default=None,
-                        help='model-zoo dataset, e.g. book_corpus_wiki_en_uncased')
+                        help='model-zoo dataset of --model (default with --model: '
+                             'book_corpus_wiki_en_uncased, as GluonNLP)')
     source.add_argument('--hf-dir', default=None,
                         help='HuggingFace BERT directory (converted once into --cache-dir)')
     source.add_argument('--cache-dir', default=None, help='default OUT_DIR/converted')
     source.add_argument('--from-converted', default=None,
                         help='directory written by gluonbert convert')
     source.add_argument('--pretrained-checkpoint', default=None,
-                        help='gluonbert pretraining run directory or step-* checkpoint')
+                        help='gluonbert pretraining (or fine-tuning) run directory or one of '
+                             'its step-* checkpoints')
     data = parser.add_argument_group('data')
     data.add_argument('--data-dir', default=None,
                       help='MRPC (GLUE train/dev.tsv or msr_paraphrase_train.txt) or a GLUE-'
@@ -168,8 +172,19 @@ def finetune_config(args):
 
 
 def add_predict_arguments(parser):
-    parser.add_argument('--model-dir', required=True, help='directory written by finetune')
-    parser.add_argument('--input', required=True, help='TSV in the task format')
+    parser.add_argument('--model-dir', required=True,
+                        help='directory written by finetune (its best epoch, or the newest '
+                             'checkpoint of a stopped run), one of its checkpoints/step-*, or '
+                             'an export of gluonbert quantize')
+    parser.add_argument('--input', required=True,
+                        help="TSV in the task's format, or any TSV with --text-a/--text-b")
+    parser.add_argument('--text-a', default=None,
+                        help="column of the first text: header name or 0-based index (default: "
+                             "the task's columns)")
+    parser.add_argument('--text-b', default=None,
+                        help='column of the second text, for a model of sentence pairs')
+    parser.add_argument('--no-header', action='store_true',
+                        help='the input has no header line (give --text-a/--text-b as indices)')
     parser.add_argument('--output', required=True, help='predictions TSV (written atomically)')
     parser.add_argument('--batch-size', type=int, default=None,
                         help='rows per batch at most (default 64; no row limit with '

@@ -115,7 +115,8 @@ class PretrainingDataConfig:
         for name, ok, expected in checks:
             if not ok:
                 raise ConfigError(f'PretrainingDataConfig.{name}={getattr(self, name)!r}: '
-                                  f'expected {expected}')
+                                  f'expected {expected}', field=name, value=getattr(self, name),
+                                  expected=expected)
         if self.max_predictions_per_seq > self.max_seq_length:
             raise ConfigError(f'max_predictions_per_seq={self.max_predictions_per_seq} exceeds '
                               f'max_seq_length={self.max_seq_length}')

@@ -11,7 +11,8 @@ from typing import List, Optional
 from .fileio import read_text_lines
 from ..errors import ConfigError, DataFormatError
 
-__all__ = ['TaskSpec', 'task_spec', 'load_task', 'read_examples', 'default_data_dir']
+__all__ = ['TaskSpec', 'task_spec', 'load_task', 'read_examples', 'read_columns',
+           'default_data_dir']
 
 
 @dataclasses.dataclass
@@ -92,6 +93,51 @@ def read_examples(path, spec, labelled=None):
     if labelled and records and records[0].label is None:
         raise DataFormatError(path, 1, 'no label column; expected a labelled file')
     return records
+
+
+def _column_spec(value):
+    """A column given on the command line: a 0-based index when it is all digits, else a
+    header name."""
+    return int(value) if isinstance(value, str) and value.isdigit() else value
+
+
+def read_columns(path, spec, text_a, text_b=None, header=True):
+    """Reads the texts of a file in a layout of the user's choosing, for a model of ``spec``.
+
+    Labels are read when the model's task names a label column and the header has it;
+    otherwise the rows are unlabelled.
+
+    Parameters
+    ----------
+    path : str
+    spec : TaskSpec
+        The model's task: pairs need ``text_b``, single texts refuse it.
+    text_a, text_b : str or int
+        Header names or 0-based indices (a string of digits is an index).
+    header : bool
+        The first line is a header.
+
+    Outputs
+    -------
+    list of PairRecord
+    """
+    from .glue import read_glue_tsv
+    if text_a is None:
+        raise ConfigError('--text-b given without --text-a; expected both columns (or neither '
+                          "for the task's own format)")
+    if spec.pair and text_b is None:
+        raise ConfigError(f'--text-a {text_a} alone: the model classifies sentence pairs; '
+                          'expected --text-b too')
+    if not spec.pair and text_b is not None:
+        raise ConfigError(f'--text-b {text_b}: the model classifies single texts; expected '
+                          '--text-a only')
+    label = None
+    if header and spec.label_column:
+        lines = read_text_lines(path)
+        if lines and spec.label_column in lines[0][1].split('\t'):
+            label = spec.label_column
+    return read_glue_tsv(path, _column_spec(text_a), _column_spec(text_b), label=label,
+                         header=header, labels=spec.labels if label else None)
 
 
 def load_task(config, spec):

@@ -1,55 +1,23 @@
 """A fine-tuned classifier directory (written by ``gluonbert finetune``) loaded back:
-``model.params`` (a BERTClassifier), ``finetune.json`` (BERT config, task, casing, max length)
-and ``vocab.txt``.
+``finetune.json`` (BERT config, task, casing, max length), ``vocab.txt`` and ``model.params``
+(the best epoch's BERTClassifier) or, for a run stopped before its first epoch ended,
+``checkpoints/step-*/model.params`` (the newest valid one).
 """
-import dataclasses
-import json
 import os
 
-from ..errors import ConfigError, WeightsNotFoundError
+from ..errors import WeightsNotFoundError
 from ..model.optimize import optimize
+from ..model.pretrained import FINETUNE_INFO, locate, read_finetune_info
 
-__all__ = ['FINETUNE_INFO', 'read_finetune_info', 'finetuned_transform', 'load_finetuned']
-
-#: The description file that marks a fine-tuned model directory.
-FINETUNE_INFO = 'finetune.json'
-
-
-#: Keys of ``finetune.json`` that ``predict`` reads, with their JSON types.
-_INFO_KEYS = {'bert': dict, 'task': dict, 'lower': bool, 'max_seq_length': int,
-              'dropout': (int, float)}
+__all__ = ['FINETUNE_INFO', 'read_finetune_info', 'finetuned_transform', 'load_finetuned',
+           'finetuned_run_dir']
 
 
-def read_finetune_info(path):
-    """``finetune.json``, with a :class:`ConfigError` naming the file, the line and what is
-    wrong when it is not the JSON ``finetune`` writes."""
-    try:
-        with open(path, encoding='utf-8') as f:
-            info = json.load(f)
-    except json.JSONDecodeError as err:
-        raise ConfigError(f'{path}:{err.lineno}: not valid JSON ({err.msg}, column {err.colno}); '
-                          'expected the finetune.json written by gluonbert finetune') from None
-    except UnicodeDecodeError as err:
-        raise ConfigError(f'{path}: not UTF-8 text ({err.reason} at byte {err.start}); '
-                          'expected the finetune.json written by gluonbert finetune') from None
-    if not isinstance(info, dict):
-        raise ConfigError(f'{path}: holds a JSON {type(info).__name__}; expected an object '
-                          f'with the keys {sorted(_INFO_KEYS)}')
-    for key, kind in _INFO_KEYS.items():
-        if not isinstance(info.get(key), kind):
-            raise ConfigError(f'{path}: "{key}" is {info.get(key)!r}; expected a JSON '
-                              f'{getattr(kind, "__name__", "number")} (written by gluonbert '
-                              'finetune)')
-    labels = info['task'].get('labels')
-    if not (isinstance(labels, list) and labels and all(isinstance(x, str) for x in labels)):
-        raise ConfigError(f'{path}: "task.labels" is {labels!r}; expected a list of label '
-                          'strings')
-    from ..data.tasks import TaskSpec
-    unknown = set(info['task']) - {f.name for f in dataclasses.fields(TaskSpec)}
-    if unknown:
-        raise ConfigError(f'{path}: "task" has unknown keys {sorted(unknown)}; expected those '
-                          'of gluonbert.data.tasks.TaskSpec')
-    return info
+def finetuned_run_dir(model_dir):
+    """The run directory of ``model_dir`` (itself, or the run of a ``step-*`` checkpoint)."""
+    if os.path.isfile(os.path.join(model_dir, 'meta.json')):
+        return os.path.dirname(os.path.dirname(os.path.abspath(model_dir)))
+    return model_dir
 
 
 def finetuned_transform(model_dir):
@@ -62,6 +30,7 @@ def finetuned_transform(model_dir):
     """
     from ..data import BERTDatasetTransform, get_tokenizer, load_vocab
     from ..data.tasks import TaskSpec
+    model_dir = finetuned_run_dir(model_dir)
     info_path = os.path.join(model_dir, FINETUNE_INFO)
     if not os.path.isfile(info_path):
         raise WeightsNotFoundError(f'{info_path}: not found; expected a directory written by '
@@ -76,7 +45,8 @@ def finetuned_transform(model_dir):
 
 
 def load_finetuned(model_dir, contexts, kernels='auto'):
-    """Rebuilds a fine-tuned classifier and its input transform from ``model_dir``.
+    """Rebuilds a fine-tuned classifier and its input transform from ``model_dir`` (a
+    fine-tuning run, or one of its ``step-*`` checkpoints).
 
     The classifier is prepared for inference by :func:`gluonbert.model.optimize.optimize`
     (``kernels``: gluonbert's CPU kernels on CPU contexts by default; ``False`` keeps MXNet's
@@ -88,10 +58,14 @@ def load_finetuned(model_dir, contexts, kernels='auto'):
     """
     from ..model import BERTClassifier, BERTConfig, BERTModel
     info, spec, transform = finetuned_transform(model_dir)
-    info_path = os.path.join(model_dir, FINETUNE_INFO)
+    checkpoint = locate(model_dir)          # model.params, else the newest valid checkpoint
+    if checkpoint.kind != 'finetuned':
+        raise WeightsNotFoundError(f'{model_dir}: a {checkpoint.kind} directory; expected one '
+                                   'written by gluonbert finetune')
+    info_path = os.path.join(checkpoint.directory, FINETUNE_INFO)
     bert = BERTModel(BERTConfig.from_dict(info['bert'], source=info_path), use_pooler=True,
                      use_decoder=False, use_classifier=False)
     net = BERTClassifier(bert, num_classes=len(spec.labels), dropout=info['dropout'])
-    net.load_parameters(os.path.join(model_dir, 'model.params'), ctx=contexts)
+    net.load_parameters(checkpoint.weights, ctx=contexts)
     optimize(net, training=False, kernels=kernels, static_shape=False)
     return net, transform, spec

@@ -295,7 +295,7 @@ def _write_directory(out_dir, block, model_dir, config, info):
     out_dir = os.path.abspath(out_dir)
     if os.path.exists(out_dir) and not os.path.isfile(os.path.join(out_dir, DEPLOY_INFO)):
         if not os.path.isdir(out_dir) or os.listdir(out_dir):
-            raise ConfigError(f'--out {out_dir}: exists and is not a deployment directory; '
+            raise ConfigError(f'--out-dir {out_dir}: exists and is not a deployment directory; '
                               'expected a new path (or one written by gluonbert quantize)')
     parent = os.path.dirname(out_dir)
     os.makedirs(parent, exist_ok=True)

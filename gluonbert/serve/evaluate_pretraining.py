@@ -57,7 +57,8 @@ class EvaluationConfig:
         for name in ('max_seq_length', 'max_predictions_per_seq', 'batch_size'):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
-                raise ConfigError(f'EvaluationConfig.{name}={value!r}: expected an integer >= 1')
+                raise ConfigError(f'EvaluationConfig.{name}={value!r}: expected an integer >= 1',
+                                  field=name, value=value, expected='an integer >= 1')
 
 
 def _score(model, batches):
@@ -107,6 +108,8 @@ def evaluate_pretraining(config):
     from .pipelines import PretrainedBERT
     start = time.time()
     model = PretrainedBERT(config.model_dir)
+    for head in ('decoder', 'classifier'):
+        model.require(head, 'evaluate-pretraining')
     with tempfile.TemporaryDirectory(prefix='gluonbert-eval-') as scratch:
         shards = config.data
         if not os.path.isdir(config.data):

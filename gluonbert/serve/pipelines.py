@@ -1,10 +1,13 @@
 """Asking a pretrained BERT questions: fill in ``[MASK]``, next-sentence probability, vectors.
 
-A pretraining run (``gluonbert pretrain --out-dir RUN``) holds everything needed: the final
-``model.params`` with both heads (or ``checkpoints/step-*/model.params``),
-``gluonbert_config.json``, ``vocab.txt`` and ``tokenizer_config.json`` (the casing).
-:class:`PretrainedBERT` loads it once; the pipeline objects are small callables over it, in the
-spirit of HuggingFace's ``pipeline('fill-mask')``:
+Any pretrained BERT directory works (:func:`gluonbert.model.pretrained.locate`): a HuggingFace
+directory, a ``gluonbert convert`` output, a pretraining run (``gluonbert pretrain --out-dir
+RUN``, its final ``model.params`` or its newest ``checkpoints/step-*``) or a fine-tuning run
+(its encoder). :class:`PretrainedBERT` loads it once with the heads it has; the pipeline objects
+are small callables over it, in the spirit of HuggingFace's ``pipeline('fill-mask')``.
+Vectors need only the encoder; fill-mask needs the masked-LM head and next-sentence the NSP
+head, which HuggingFace ``BertModel`` checkpoints and fine-tuned runs do not have (a clear
+error says so).
 
 >>> fill = FillMask('runs/pretrain')                                 # doctest: +SKIP
 >>> fill('the capital of france is [MASK] .')[0][0]                  # doctest: +SKIP
@@ -20,50 +23,21 @@ into ``[``, ``mask``, ``]``). Next-sentence label 0 is IsNext and 1 NotNext, as 
 :mod:`gluonbert.data.pretraining`.
 """
 import dataclasses
-import os
-from typing import List
+from typing import List, Optional
 
 import mxnet as mx
 import numpy as np
 
 from ..model.optimize import optimize
-from ..errors import InputError, WeightsNotFoundError
+from ..errors import ConfigError, InputError
 
 __all__ = ['PretrainedBERT', 'Encoding', 'FillMask', 'NextSentence', 'TextEncoder', 'encode',
-           'pipeline', 'contextual_similarity', 'resolve_run', 'join_wordpieces',
-           'fill_mask_report', 'encode_report']
+           'pipeline', 'contextual_similarity', 'join_wordpieces', 'fill_mask_report',
+           'encode_report']
 
 MASK = '[MASK]'
 #: Next-sentence class names in label order (0 = IsNext, 1 = NotNext).
 NSP_LABELS = ('IsNext', 'NotNext')
-
-
-def resolve_run(path):
-    """The parameter file and run directory of a pretraining run or checkpoint.
-
-    Parameters
-    ----------
-    path : str
-        A run directory with ``model.params`` (a finished run), a run directory with only
-        ``checkpoints/step-*`` (the newest valid one is used), or one ``step-*`` directory.
-
-    Outputs
-    -------
-    (str, str)
-        ``(params_file, run_dir)``; ``run_dir`` holds the config, vocabulary and casing.
-    """
-    from ..runs import find_latest
-    path = os.path.abspath(path)
-    if os.path.isfile(os.path.join(path, 'meta.json')):                  # a step-* checkpoint
-        return os.path.join(path, 'model.params'), os.path.dirname(os.path.dirname(path))
-    if os.path.isfile(os.path.join(path, 'model.params')):               # a finished run
-        return os.path.join(path, 'model.params'), path
-    latest = find_latest(os.path.join(path, 'checkpoints')) if os.path.isdir(path) else None
-    if latest is None:
-        raise WeightsNotFoundError(f'{path}: neither model.params nor a valid checkpoints/step-* '
-                                   'directory; expected a gluonbert pretraining run directory '
-                                   '(gluonbert pretrain --out-dir) or one of its checkpoints')
-    return os.path.join(latest, 'model.params'), path
 
 
 def join_wordpieces(tokens):
@@ -88,53 +62,64 @@ def _word_span(tokens, index):
 
 
 class PretrainedBERT:
-    """A :class:`~gluonbert.model.BERTModel` with both pretraining heads, its vocabulary and
-    tokenizer, loaded from a pretraining run for inference.
+    """A :class:`~gluonbert.model.BERTModel` with the heads its checkpoint has, its vocabulary
+    and tokenizer, loaded for inference.
 
     Parameters
     ----------
     path : str
-        Run directory or ``step-*`` checkpoint (see :func:`resolve_run`).
+        A HuggingFace directory, a ``gluonbert convert`` output, a pretraining or fine-tuning
+        run, or one of their ``step-*`` checkpoints (see
+        :func:`gluonbert.model.pretrained.locate`).
     ctx : mx.Context or None
         Device (default CPU).
     lower : bool or None
-        Lower-case text; None reads ``tokenizer_config.json`` of the run (True if absent).
+        Lower-case text; None: what the directory says (True when nothing does).
 
     Attributes
     ----------
     net : BERTModel
-        ``use_pooler=True, use_decoder=True, use_classifier=True``, prepared for inference by
-        :func:`gluonbert.model.optimize.optimize` (gluonbert's CPU kernels on a CPU).
+        The encoder and the pooler, masked-LM and next-sentence heads the checkpoint holds,
+        prepared for inference by :func:`gluonbert.model.optimize.optimize` (gluonbert's CPU
+        kernels on a CPU).
+    heads : tuple of str
+        Among ``'pooler'``, ``'decoder'`` (masked LM) and ``'classifier'`` (next sentence).
     vocab : gluonnlp.vocab.BERTVocab
     tokenizer : gluonnlp.data.BERTTokenizer
     config : BERTConfig
+    kind : str
+        ``'huggingface'``, ``'converted'``, ``'pretraining'`` or ``'finetuned'``.
     source : str
-        The parameter file loaded.
+        The weight file loaded.
     """
 
     def __init__(self, path, ctx=None, lower=None):
-        from ..data import get_tokenizer, infer_lower_case, load_vocab
-        from ..model import BERTModel
-        from ..model.convert import CONFIG_FILE, VOCAB_TXT_FILE, read_config
-        params, run_dir = resolve_run(path)
-        for needed in (os.path.join(run_dir, CONFIG_FILE), os.path.join(run_dir, VOCAB_TXT_FILE)):
-            if not os.path.isfile(needed):
-                raise WeightsNotFoundError(f'{needed}: not found; expected the pretraining run '
-                                           'directory to hold its config and vocabulary')
+        from ..data import get_tokenizer
+        from ..model.pretrained import build, locate
+        checkpoint = locate(path)
         self.ctx = ctx or mx.cpu()
-        self.config = read_config(os.path.join(run_dir, CONFIG_FILE))
-        self.vocab = load_vocab(os.path.join(run_dir, VOCAB_TXT_FILE))
-        if lower is None:
-            lower = infer_lower_case(run_dir) is not False
-        self.lower = lower
-        self.tokenizer = get_tokenizer(self.vocab, lower=lower)
-        self.net = BERTModel(self.config, use_pooler=True, use_decoder=True,
-                             use_classifier=True)
-        self.net.load_parameters(params, ctx=self.ctx)
+        backbone = build(checkpoint, ctx=self.ctx)
+        self.net, self.vocab, self.heads = backbone.bert, backbone.vocab, backbone.heads
+        self.config, self.kind, self.source = backbone.bert.config, checkpoint.kind, \
+            backbone.source
+        self.lower = backbone.lower if lower is None else lower
+        self.tokenizer = get_tokenizer(self.vocab, lower=self.lower)
         optimize(self.net, training=False, static_shape=False)
-        self.source = params
         self._special = {self.vocab[t] for t in (self.vocab.padding_token, self.vocab.cls_token,
                                                   self.vocab.sep_token, self.vocab.mask_token)}
+
+    def require(self, head, task):
+        """Raises :class:`ConfigError` naming the checkpoint when it lacks ``head``."""
+        if head in self.heads:
+            return
+        what = {'decoder': 'masked-LM head (cls.predictions in HuggingFace, decoder.* here)',
+                'classifier': 'next-sentence head (cls.seq_relationship in HuggingFace, '
+                              'classifier.* here)',
+                'pooler': 'pooler'}[head]
+        raise ConfigError(f'{self.source} ({self.kind}) has no {what}, which {task} needs; '
+                          'expected a checkpoint with it: a gluonbert pretraining run, or a '
+                          'HuggingFace BertForPreTraining/BertForMaskedLM directory. Its '
+                          'vectors are there: gluonbert encode')
 
     def __repr__(self):
         return f'PretrainedBERT({self.source}, {self.config})'
@@ -175,24 +160,28 @@ class PretrainedBERT:
         ------
         ids, segments : (T,) int
         masked_positions : (P,) int or None
-            Positions whose vocabulary scores are wanted.
+            Positions whose vocabulary scores are wanted (needs the masked-LM head).
 
         Outputs
         -------
         sequence : np.ndarray (T, C)
-        pooled : np.ndarray (C,)
-        nsp_scores : np.ndarray (2,)
+        pooled : np.ndarray (C,), or None without a pooler
+        nsp_scores : np.ndarray (2,), or None without the next-sentence head
         mlm_scores : np.ndarray (P, V), or None without ``masked_positions``
         """
-        positions = [0] if masked_positions is None or not len(masked_positions) \
-            else list(masked_positions)
         as_nd = lambda a: mx.nd.array([a], ctx=self.ctx, dtype='int32')  # noqa: E731
-        seq, pooled, nsp, mlm = self.net(as_nd(ids), as_nd(segments),
-                                         mx.nd.array([len(ids)], ctx=self.ctx, dtype='int32'),
-                                         as_nd(positions))
-        mlm = mlm[0].asnumpy() if masked_positions is not None and len(masked_positions) \
-            else None
-        return seq[0].asnumpy(), pooled[0].asnumpy(), nsp[0].asnumpy(), mlm
+        wanted = masked_positions is not None and len(masked_positions)
+        if wanted:
+            self.require('decoder', 'predicting masked tokens')
+        outputs = self.net(as_nd(ids), as_nd(segments),
+                           mx.nd.array([len(ids)], ctx=self.ctx, dtype='int32'),
+                           as_nd(list(masked_positions)) if wanted else None)
+        outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+        sequence = outputs.pop(0)[0].asnumpy()
+        pooled = outputs.pop(0)[0].asnumpy() if 'pooler' in self.heads else None
+        nsp = outputs.pop(0)[0].asnumpy() if 'classifier' in self.heads else None
+        mlm = outputs.pop(0)[0].asnumpy() if wanted else None
+        return sequence, pooled, nsp, mlm
 
 
 def _model(model, ctx=None):
@@ -239,6 +228,7 @@ class FillMask:
 
     def __call__(self, text, text_b=None, top_k=None):
         model, top_k = self.model, top_k or self.top_k
+        model.require('decoder', 'fill-mask')
         tokens, ids, segments = model.inputs(text, text_b)
         positions = [i for i, token in enumerate(tokens) if token == MASK]
         if not positions:
@@ -286,6 +276,7 @@ class NextSentence:
         self.model = _model(model, ctx)
 
     def __call__(self, text_a, text_b):
+        self.model.require('classifier', 'the next-sentence probability')
         _, ids, segments = self.model.inputs(text_a, text_b)
         _, _, nsp, _ = self.model.run(ids, segments)
         probs = _softmax(nsp.astype(np.float64))
@@ -303,13 +294,13 @@ class Encoding:
     segment_ids : np.ndarray int32 (T,)
     sequence : np.ndarray float32 (T, C)
         The encoder's last layer at every token (``BERTModel``'s sequence output).
-    pooled : np.ndarray float32 (C,)
-        The tanh pooler's ``[CLS]`` vector.
+    pooled : np.ndarray float32 (C,) or None
+        The tanh pooler's ``[CLS]`` vector; None when the checkpoint has no pooler.
     """
     tokens: List[str]
     segment_ids: np.ndarray
     sequence: np.ndarray
-    pooled: np.ndarray
+    pooled: Optional[np.ndarray]
 
     def word_vector(self, word, occurrence=0, tokenizer=None):
         """The mean of the vectors of the WordPieces of ``word`` (its ``occurrence``-th use).
@@ -450,14 +441,17 @@ def encode_report(model, text, text_b=None, output=None, ctx=None):
     (Encoding, list of str)
         The encoding and one line per token: index, segment, token, L2 norm, first values.
         ``output`` (if given) receives ``tokens``, ``segment_ids``, ``sequence`` (T, C) and
-        ``pooled`` (C,), written atomically.
+        ``pooled`` (C,; only when the checkpoint has a pooler), written atomically.
     """
     from ..data.fileio import atomic_write
     encoding = TextEncoder(model, ctx)(text, text_b)
     if output:
+        arrays = {'tokens': np.array(encoding.tokens), 'segment_ids': encoding.segment_ids,
+                  'sequence': encoding.sequence}
+        if encoding.pooled is not None:
+            arrays['pooled'] = encoding.pooled
         with atomic_write(output, 'wb') as f:
-            np.savez(f, tokens=np.array(encoding.tokens), segment_ids=encoding.segment_ids,
-                     sequence=encoding.sequence, pooled=encoding.pooled)
+            np.savez(f, **arrays)
     lines = [f'{len(encoding.tokens)} tokens x {encoding.sequence.shape[1]} values'
              f'{"" if not output else f" -> {output}"}']
     for index, (token, segment, vector) in enumerate(zip(encoding.tokens, encoding.segment_ids,
@@ -465,5 +459,6 @@ def encode_report(model, text, text_b=None, output=None, ctx=None):
         head = ' '.join(f'{v:+.3f}' for v in vector[:4])
         lines.append(f'{index:4d} {segment} {token:<16} norm {np.linalg.norm(vector):7.3f}  '
                      f'[{head} ...]')
-    lines.append(f'pooled [CLS]: norm {np.linalg.norm(encoding.pooled):.3f}')
+    lines.append('pooled [CLS]: none (the checkpoint has no pooler)' if encoding.pooled is None
+                 else f'pooled [CLS]: norm {np.linalg.norm(encoding.pooled):.3f}')
     return encoding, lines

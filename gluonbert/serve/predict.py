@@ -137,15 +137,18 @@ DEFAULT_BATCH_SIZE = 64
 
 
 def predict(model_dir, input_path, output_path, batch_size=None, gpus=None, cpus=None,
-            max_batch_tokens=None):
+            max_batch_tokens=None, text_a=None, text_b=None, header=True):
     """Writes ``index, prediction, prob_<label>...`` (and ``label`` when known) as TSV.
 
     Parameters
     ----------
     model_dir : str
-        A fine-tuned model directory.
+        A fine-tuned model directory (``model.params``, or the newest checkpoint of a run
+        stopped before its first epoch ended), one of its ``step-*`` checkpoints, or a
+        deployment directory of ``gluonbert quantize``.
     input_path : str
-        A file in the task's format (MRPC: GLUE train/dev/test.tsv or an MSR file).
+        A file in the task's format (MRPC: GLUE train/dev/test.tsv or an MSR file), or any
+        TSV whose columns ``text_a``/``text_b`` name.
     output_path : str
         Output TSV, written to a temporary file and renamed.
     batch_size : int, optional
@@ -159,6 +162,11 @@ def predict(model_dir, input_path, output_path, batch_size=None, gpus=None, cpus
         Must be at least the longest input's token count (``max_seq_length`` always is).
         The output is in input order either way, with the same labels and probabilities
         (to float rounding).
+    text_a, text_b : str or None
+        Columns of the texts (header names, or 0-based indices as digit strings) instead of the
+        task's format (:func:`gluonbert.data.tasks.read_columns`).
+    header : bool
+        With ``text_a``: the file starts with a header line.
 
     Outputs
     -------
@@ -168,7 +176,7 @@ def predict(model_dir, input_path, output_path, batch_size=None, gpus=None, cpus
     """
     from ..dist.cluster import parse_devices
     from .metrics import classification_report
-    from ..data.tasks import read_examples
+    from ..data.tasks import read_columns, read_examples
     if batch_size is None and max_batch_tokens is None:
         batch_size = DEFAULT_BATCH_SIZE
     for name, value in (('batch_size', batch_size), ('max_batch_tokens', max_batch_tokens)):
@@ -177,7 +185,13 @@ def predict(model_dir, input_path, output_path, batch_size=None, gpus=None, cpus
     _check_output_path(output_path)      # before any work
     contexts = parse_devices(gpus, cpus)
     net, transform, spec = load_classifier(model_dir, contexts)
-    records = read_examples(input_path, spec)
+    if text_a is None and text_b is None:
+        if not header:
+            raise ConfigError('--no-header needs --text-a (and --text-b for pairs) as column '
+                              "indices; the task's own format has a header")
+        records = read_examples(input_path, spec)
+    else:
+        records = read_columns(input_path, spec, text_a, text_b, header)
     texts = [(r.text_a, r.text_b) if spec.pair else (r.text_a,) for r in records]
     try:
         probs = predict_proba(net, [transform(t) for t in texts], batch_size, contexts,

@@ -16,11 +16,14 @@ from ..errors import ConfigError
 __all__ = ['OptimizerConfig', 'DeviceConfig', 'RunConfig', 'PretrainConfig', 'FinetuneConfig']
 
 OPTIMIZERS = ('bertadam', 'lamb')
+#: The model-zoo dataset of ``FinetuneConfig.model`` when none is given (as GluonNLP's scripts).
+DEFAULT_DATASET = 'book_corpus_wiki_en_uncased'
 
 
 def _check(ok, owner, name, value, expected):
     if not ok:
-        raise ConfigError(f'{owner}.{name}={value!r}: expected {expected}')
+        raise ConfigError(f'{owner}.{name}={value!r}: expected {expected}', field=name,
+                          value=value, expected=expected)
 
 
 @dataclasses.dataclass
@@ -247,7 +250,10 @@ class FinetuneConfig(RunConfig):
         Comma-separated class labels of a non-MRPC task (default ``'0,1'``).
     out_dir : str
     model, dataset, hf_dir, from_converted, pretrained_checkpoint, cache_dir : str or None
-        Starting point (see above); ``cache_dir`` defaults to ``out_dir/converted``.
+        Starting point (see above); ``dataset`` defaults to ``book_corpus_wiki_en_uncased``
+        with ``model`` (as GluonNLP's ``--bert_dataset``), ``cache_dir`` to
+        ``out_dir/converted``. ``from_converted`` and ``pretrained_checkpoint`` take any
+        directory :func:`gluonbert.model.pretrained.locate` reads.
     max_seq_length, batch_size, epochs : int
     eval_batch_size : int
     dropout : float
@@ -299,5 +305,7 @@ class FinetuneConfig(RunConfig):
                    if getattr(self, n)]
         _check(len(sources) <= 1, f, 'model/hf_dir/from_converted/pretrained_checkpoint',
                sources, 'exactly one starting point')
-        _check(not self.model or self.dataset, f, 'dataset', self.dataset,
-               'a GluonNLP dataset name (e.g. book_corpus_wiki_en_uncased) with model')
+        if self.model and not self.dataset:         # GluonNLP's --bert_dataset default
+            self.dataset = DEFAULT_DATASET
+        _check(not self.dataset or self.model, f, 'dataset', self.dataset,
+               'it only with a model-zoo model (model, --model)')

@@ -6,7 +6,9 @@ task's TSV files (:class:`ClassificationBatches`: resumable at any update, each 
 its own batches), softmax cross-entropy normalised over the whole update, accuracy. After each
 epoch the dev set is scored (accuracy, F1 of class 1); the best epoch's parameters are kept in
 ``out_dir/model.params`` (with ``finetune.json`` and ``vocab.txt``: what ``gluonbert predict``
-needs); ``--early-stop N`` ends the run after N epochs without a better dev accuracy.
+needs; those two are also written when the run starts, so that ``predict`` reads a checkpoint
+of a run stopped earlier); ``--early-stop N`` ends the run after N epochs without a better dev
+accuracy.
 Checkpoints, ``--resume`` and every device and cluster flag are the engine's, as for
 pretraining. A run is deterministic for a seed.
 """
@@ -23,7 +25,7 @@ from ..model.optimize import optimize
 from ..data.fileio import atomic_write
 from ..errors import ConfigError
 from ..model import BERTClassifier
-from ..model.pretrained import check_source, load_backbone
+from ..model.pretrained import FINETUNE_INFO, check_source, load_backbone
 from .engine import Task, Update, train
 from .losses import CLASSIFY_STATS, classification_counts, classification_loss
 from ..serve.metrics import accuracy, f1_score
@@ -160,6 +162,10 @@ class FinetuningTask(Task):
         self.total_steps = config.epochs * self.batches.updates_per_epoch
         net = BERTClassifier(self.backbone.bert, num_classes=len(self.spec.labels),
                              dropout=config.dropout)
+        if run.cluster.is_main and not os.path.isfile(os.path.join(run.out_dir, FINETUNE_INFO)):
+            # what predict needs beside a checkpoint, so that a run stopped before its first
+            # epoch ended is usable; the best epoch rewrites it (with its record)
+            self._write_info(run.out_dir, net, None)
         net.classifier.initialize(ctx=mx.cpu())
         net.collect_params().reset_ctx(run.contexts)
         # Not static_shape: bucketed batches change shape from one update to the next.
@@ -241,13 +247,17 @@ class FinetuningTask(Task):
 
     def _write_model(self, out, net, record):
         """The best model so far: parameters, then the files ``predict`` reads with them."""
-        from ..data import write_hf_vocab_txt
         net.save_parameters(os.path.join(out, 'model.params'))
+        self._write_info(out, net, record)
+
+    def _write_info(self, out, net, record):
+        """``vocab.txt`` and ``finetune.json`` (``best``: the kept epoch's record, or None)."""
+        from ..data import write_hf_vocab_txt
         write_hf_vocab_txt(self.backbone.vocab, os.path.join(out, 'vocab.txt'))
         info = {'bert': net.bert.config.to_dict(), 'task': dataclasses.asdict(self.spec),
                 'lower': self.backbone.lower, 'max_seq_length': self.config.max_seq_length,
                 'dropout': self.config.dropout, 'source': self.backbone.source, 'best': record}
-        with atomic_write(os.path.join(out, 'finetune.json'), newline='\n') as f:
+        with atomic_write(os.path.join(out, FINETUNE_INFO), newline='\n') as f:
             json.dump(info, f, indent=2)
 
     def finish(self, net, run, summary):

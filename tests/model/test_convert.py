@@ -446,20 +446,20 @@ def test_cli_convert_both_ways(tmp_path, capsys):
     weights = random_hf_weights(seed=6)
     hf_dir = write_hf_dir(tmp_path / 'hf', hf_style(weights, 'bert.', gamma=True))
     gl = tmp_path / 'gl'
-    assert main(['convert', '--from-hf', hf_dir, '--out', str(gl)]) == 0
+    assert main(['convert', '--from-hf', hf_dir, '--out-dir', str(gl)]) == 0
     assert 'heads: pooler, decoder, classifier' in capsys.readouterr().out
     out = tmp_path / 'back'
     assert main(['convert', '--to-hf', str(gl / 'model.params'), '--vocab',
                  str(gl / 'model.vocab'), '--config', str(gl / 'gluonbert_config.json'),
-                 '--out', str(out), '--cased']) == 0
+                 '--out-dir', str(out), '--cased']) == 0
     back = load_file(str(out / 'model.safetensors'))
     np.testing.assert_array_equal(back['bert.encoder.layer.1.output.LayerNorm.weight'],
                                   weights['encoder.layer.1.output.LayerNorm.weight'])
     assert json.load(open(out / 'tokenizer_config.json'))['do_lower_case'] is False
     # Errors: a message naming the problem, exit status 2.
-    assert main(['convert', '--from-hf', str(tmp_path / 'nowhere'), '--out', str(gl)]) == 2
+    assert main(['convert', '--from-hf', str(tmp_path / 'nowhere'), '--out-dir', str(gl)]) == 2
     assert 'nowhere: no such directory' in capsys.readouterr().err
-    assert main(['convert', '--to-hf', str(gl / 'model.params'), '--out', str(out)]) == 2
+    assert main(['convert', '--to-hf', str(gl / 'model.params'), '--out-dir', str(out)]) == 2
     assert '--vocab' in capsys.readouterr().err
 
 

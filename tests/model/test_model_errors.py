@@ -1,5 +1,6 @@
 """Named errors instead of tracebacks or misleading messages in the model package (issue 12)."""
 import json
+import os
 import struct
 
 import mxnet as mx
@@ -82,15 +83,21 @@ def test_truncated_params_named(tmp_path):
         net.load_parameters(str(path))
 
 
-def test_truncated_params_through_backbone_from_files(tmp_path):
-    """--from-converted and --pretrained-checkpoint read through backbone.from_files."""
-    from gluonbert.model.pretrained import from_files
-    path = _truncated_params(tmp_path)
-    vocab = tmp_path / 'vocab.txt'
-    vocab.write_text('\n'.join(['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]']
-                               + [f'w{i}' for i in range(95)]) + '\n')
+def test_truncated_params_through_pretrained_build(tmp_path):
+    """--from-converted, --pretrained-checkpoint and the pipelines read through
+    pretrained.locate/build: a truncated model.params is named."""
+    from gluonbert.model.pretrained import build, locate
+    path = str(_truncated_params(tmp_path))
+    assert os.path.basename(path) == 'model.params'
+    directory = os.path.dirname(path)
+    with open(os.path.join(directory, 'vocab.txt'), 'w') as f:
+        f.write('\n'.join(['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]']
+                          + [f'w{i}' for i in range(95)]) + '\n')
+    with open(os.path.join(directory, 'gluonbert_config.json'), 'w') as f:
+        json.dump(get_config('bert_tiny_test').to_dict(), f)
     with pytest.raises(CheckpointError, match=rf'{path}: not a readable MXNet .params file'):
-        from_files(str(path), get_config('bert_tiny_test'), str(vocab), True, 0.0, 'test')
+        build(locate(directory), use_pooler=True, use_decoder=False, use_classifier=False,
+              dropout=0.0, fresh_pooler=True)
 
 
 def test_export_prefixes_stripped_by_one_function(tmp_path):

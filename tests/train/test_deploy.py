@@ -109,11 +109,11 @@ def test_int8_predictions_agree_with_fp32(tmp_path, finetuned, mode, channel_wis
 def test_cli_quantize_export_and_predict(tmp_path, finetuned):
     out8, out32 = tmp_path / 'int8', tmp_path / 'fp32'
     done = run_cli('quantize', '--model-dir', finetuned['model_dir'], '--calib-data',
-                   finetuned['train'], '--out', str(out8), '--calib-mode', 'clip',
+                   finetuned['train'], '--out-dir', str(out8), '--calib-mode', 'clip',
                    '--num-calib-batches', '2')
     assert done.returncode == 0, done.stderr
     assert 'int8 model (clip calibration on 64 samples' in done.stdout
-    done = run_cli('quantize', '--model-dir', finetuned['model_dir'], '--out', str(out32),
+    done = run_cli('quantize', '--model-dir', finetuned['model_dir'], '--out-dir', str(out32),
                    '--precision', 'float32')
     assert done.returncode == 0, done.stderr
     assert json.load(open(out32 / 'deploy.json'))['precision'] == 'float32'
@@ -131,7 +131,7 @@ def test_cli_quantize_export_and_predict(tmp_path, finetuned):
     assert np.mean(np.array(outputs['int8'][1]) == np.array(outputs['tuned'][1])) >= 0.9
     # quantizing again into an existing deployment directory replaces it
     done = run_cli('quantize', '--model-dir', finetuned['model_dir'], '--calib-data',
-                   finetuned['train'], '--out', str(out32), '--num-calib-batches', '1')
+                   finetuned['train'], '--out-dir', str(out32), '--num-calib-batches', '1')
     assert done.returncode == 0, done.stderr
     assert json.load(open(out32 / 'deploy.json'))['precision'] == 'int8'
 
@@ -200,7 +200,7 @@ def test_gpu_context_is_refused(tmp_path, finetuned):
         deploy.quantize(finetuned['model_dir'], finetuned['train'], str(tmp_path / 'x'),
                         ctx=mx.gpu(0))
     done = run_cli('quantize', '--model-dir', finetuned['model_dir'], '--calib-data',
-                   finetuned['train'], '--out', str(tmp_path / 'x'), '--gpus', '0')
+                   finetuned['train'], '--out-dir', str(tmp_path / 'x'), '--gpus', '0')
     assert done.returncode == 2 and 'context gpu(0)' in done.stderr
     assert 'Traceback' not in done.stderr and not (tmp_path / 'x').exists()
 
@@ -212,7 +212,7 @@ def test_a_directory_that_is_not_fine_tuned_is_refused(tmp_path, finetuned):
     with pytest.raises(ConfigError, match='holds an exported model'):
         deploy.quantize(str(tmp_path / 'fp32'), finetuned['train'], str(tmp_path / 'x'))
     done = run_cli('quantize', '--model-dir', finetuned['converted'], '--calib-data',
-                   finetuned['train'], '--out', str(tmp_path / 'x'))
+                   finetuned['train'], '--out-dir', str(tmp_path / 'x'))
     assert done.returncode == 2 and 'expected a directory written by gluonbert finetune' \
         in done.stderr and 'Traceback' not in done.stderr
     # nor is an existing directory of something else replaced
@@ -235,7 +235,7 @@ def test_calibration_file_of_another_task_is_refused(tmp_path, finetuned):
         with pytest.raises(DataFormatError, match=where):
             deploy.quantize(finetuned['model_dir'], str(path), str(tmp_path / 'x'))
     done = run_cli('quantize', '--model-dir', finetuned['model_dir'], '--calib-data',
-                   str(labels), '--out', str(tmp_path / 'x'))
+                   str(labels), '--out-dir', str(tmp_path / 'x'))
     assert done.returncode == 2 and "labels.tsv:2: label '2'" in done.stderr
     assert not (tmp_path / 'x').exists()
 
@@ -259,7 +259,7 @@ def test_without_vnni_it_works_and_says_int8_is_slow(tmp_path, finetuned, monkey
     code = ('import sys, gluonbert.serve.deploy as d; d.CPUINFO = sys.argv[1]; '
             'from gluonbert.cli import main; sys.exit(main(sys.argv[2:]))')
     done = subprocess.run([sys.executable, '-c', code, str(cpuinfo), 'quantize', '--model-dir',
-                           finetuned['model_dir'], '--calib-data', finetuned['train'], '--out',
+                           finetuned['model_dir'], '--calib-data', finetuned['train'], '--out-dir',
                            str(tmp_path / 'int8b'), '--num-calib-batches', '1'],
                           capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr

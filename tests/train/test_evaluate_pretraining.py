@@ -72,7 +72,7 @@ def test_pretrained_model_beats_baseline_on_unseen_text(pretrained_run, held_out
     out = tmp_path / 'eval.json'
     done = subprocess.run([sys.executable, '-m', 'gluonbert.cli', 'evaluate-pretraining',
                            '--model-dir', pretrained_run['out_dir'], '--data', held_out,
-                           '--max-seq-length', '32', '--max-predictions', '5',
+                           '--max-seq-length', '32', '--max-predictions-per-seq', '5',
                            '--output', str(out)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     result = json.loads(out.read_text())

@@ -86,7 +86,7 @@ def test_untied_embeddings_run_writes_its_config_and_is_queried_back(tmp_path, c
     from gluonbert.serve.pipelines import PretrainedBERT
     out = tmp_path / 'untied'
     assert main(['pretrain', '--data', corpus_txt, '--vocab', vocab_txt, '--out-dir', str(out),
-                 '--model', 'bert_4_128_4', '--max-seq-length', '32', '--max-predictions',
+                 '--model', 'bert_4_128_4', '--max-seq-length', '32', '--max-predictions-per-seq',
                  '5', '--batch-size', '8', '--num-steps', '4', '--log-interval', '2',
                  '--no-progress', '--untie-embeddings']) == 0
     config = json.load(open(out / 'gluonbert_config.json'))
@@ -125,7 +125,7 @@ def test_raw_text_needs_a_vocabulary(tmp_path, corpus_txt):
 def _cli(tmp_path, corpus, vocab, out, *extra):
     return [sys.executable, '-m', 'gluonbert.cli', 'pretrain', '--data', corpus, '--vocab', vocab,
             '--out-dir', str(tmp_path / out), '--model', 'bert_tiny_test', '--cpus', '2',
-            '--max-seq-length', '32', '--max-predictions', '5', '--batch-size', '16',
+            '--max-seq-length', '32', '--max-predictions-per-seq', '5', '--batch-size', '16',
             '--num-steps', '40', '--log-interval', '5', '--checkpoint-interval', '5',
             '--lr', '2e-3', '--no-progress', *extra]
 
