@@ -1,16 +1,16 @@
 """The package's import graph: each room imports only from the rooms below it, and no module
 imports itself back through others (function-level imports included).
 
-Rooms, bottom to top: ``errors``/``platform``; ``data``; ``runs``/``kernels``; ``model``;
-``dist``; ``serve``; ``train``; ``cli``. ``gluonbert/__init__.py`` only re-exports names
-lazily and is left out.
+Rooms, bottom to top: ``errors``/``platform``/``utils``; ``data``; ``runs``/``kernels``;
+``model``; ``dist``; ``serve``; ``train``; ``cli``. ``gluonbert/__init__.py`` only re-exports
+names lazily and is left out.
 """
 import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / 'gluonbert'
-RANK = {'errors': 0, 'platform': 0, 'data': 1, 'runs': 2, 'kernels': 2, 'model': 3, 'dist': 4,
-        'serve': 5, 'train': 6, 'cli': 7}
+RANK = {'errors': 0, 'platform': 0, 'utils': 0, 'data': 1, 'runs': 2, 'kernels': 2, 'model': 3,
+        'dist': 4, 'serve': 5, 'train': 6, 'cli': 7}
 
 
 def import_graph(package):

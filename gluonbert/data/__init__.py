@@ -16,6 +16,11 @@ corpus, masking, pretraining, shards
 loader
     ``PretrainingBatches``: deterministic, resumable batches, optional dynamic masking.
 
+GluonNLP 0.10's own data names that BERT scripts use beside these (``BERTTokenizer``,
+``BERTSentenceTransform``, ``TSVDataset``, ``Splitter``, ``FixedBucketSampler``, ``batchify``,
+...: :data:`GLUONNLP_NAMES`) are reachable here too, so that ``nlp.data.<name>`` lines keep
+working after ``import gluonbert as nlp``; they are GluonNLP's objects (``docs/migrating.md``).
+
 Heavy imports (MXNet, GluonNLP) happen inside the functions that need them.
 """
 from .glue import (MRPC_LABELS, MRPCData, PairRecord, load_mrpc, read_dev_ids, read_glue_tsv,
@@ -36,3 +41,22 @@ __all__ = ['MRPC_LABELS', 'MRPCData', 'PairRecord', 'load_mrpc', 'read_dev_ids',
            'get_tokenizer', 'infer_lower_case', 'load_tokenizer', 'load_vocab', 'vocab_from_hf_vocab_txt',
            'write_hf_vocab_txt', 'BERTDatasetTransform', 'ClassificationBatchify',
            'batchify_classification', 'classification_dataloader']
+
+#: ``gluonnlp.data`` names reachable as ``gluonbert.data.<name>`` (imported on first use).
+GLUONNLP_NAMES = ('BERTTokenizer', 'BERTBasicTokenizer', 'BERTSPTokenizer',
+                  'BERTSentenceTransform', 'TSVDataset', 'Splitter', 'FixedBucketSampler',
+                  'SortedBucketSampler', 'ClipSequence', 'PadSequence', 'count_tokens',
+                  'batchify', 'sampler')
+
+
+def __getattr__(name):
+    if name in GLUONNLP_NAMES:
+        import gluonnlp.data
+        value = getattr(gluonnlp.data, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
+
+def __dir__():
+    return sorted(list(globals()) + list(GLUONNLP_NAMES))

@@ -65,6 +65,22 @@ class PretrainingBatch(typing.NamedTuple):
     masked_weights: typing.Any
     nsp_label: typing.Any
 
+    def d2l(self):
+        """The batch in the order of d2l.ai's pretraining loader (``_WikiTextDataset``).
+
+        d2l yields ``(tokens, segments, valid_lens, pred_positions, mlm_weights, mlm_Y,
+        nsp_y)``: the weights before the targets, where this tuple has ``masked_ids`` before
+        ``masked_weights``. A loop transcribed from d2l's ``train_bert`` unpacks this.
+
+        Outputs
+        -------
+        tuple
+            ``(input_ids, segment_ids, valid_length, masked_positions, masked_weights,
+            masked_ids, nsp_label)``.
+        """
+        return (self.input_ids, self.segment_ids, self.valid_length, self.masked_positions,
+                self.masked_weights, self.masked_ids, self.nsp_label)
+
 
 def restore_unmasked(input_ids, masked_positions, masked_ids, masked_weights):
     """Puts the original ids back at the masked positions.

@@ -5,7 +5,9 @@ A HuggingFace ``vocab.txt`` holds one token per line and the id of a token is it
 line number. :func:`vocab_from_hf_vocab_txt` keeps exactly that numbering, so that the ids
 GluonNLP's tokenizer produces equal the ids HuggingFace's ``BertTokenizer`` produces, and maps
 ``[PAD] [UNK] [CLS] [SEP] [MASK]`` to ``BERTVocab``'s padding, unknown, cls, sep and mask
-tokens. :func:`write_hf_vocab_txt` writes the inverse.
+tokens. :func:`write_hf_vocab_txt` writes the inverse. Every loader also answers d2l.ai's
+``<cls>``, ``<sep>``, ``<pad>``, ``<mask>`` and ``<unk>`` with those tokens' ids
+(:func:`with_d2l_aliases`).
 
 Example
 -------
@@ -14,6 +16,7 @@ Example
 >>> tokenizer('Hello, world!')                                   # doctest: +SKIP
 ['hello', ',', 'world', '!']
 """
+import functools
 import json
 import os
 import re
@@ -21,9 +24,9 @@ import re
 from ..errors import ConfigError, DataFormatError, InputError, WeightsNotFoundError
 from .fileio import atomic_write, read_text_lines
 
-__all__ = ['HF_SPECIAL_TOKENS', 'as_vocab', 'resolve_vocab_path', 'load_vocab',
-           'vocab_from_hf_vocab_txt', 'vocab_from_json', 'write_hf_vocab_txt', 'get_tokenizer',
-           'load_tokenizer', 'infer_lower_case']
+__all__ = ['HF_SPECIAL_TOKENS', 'D2L_SPECIAL_TOKENS', 'as_vocab', 'resolve_vocab_path',
+           'load_vocab', 'vocab_from_hf_vocab_txt', 'vocab_from_json', 'with_d2l_aliases',
+           'write_hf_vocab_txt', 'get_tokenizer', 'load_tokenizer', 'infer_lower_case']
 
 #: ``BERTVocab`` attribute -> the token HuggingFace's ``BertTokenizer`` uses for it.
 HF_SPECIAL_TOKENS = {
@@ -33,6 +36,72 @@ HF_SPECIAL_TOKENS = {
     'sep_token': '[SEP]',
     'mask_token': '[MASK]',
 }
+
+
+#: d2l.ai's spelling of the special tokens -> the ``BERTVocab`` attribute naming the same role.
+D2L_SPECIAL_TOKENS = {
+    '<pad>': 'padding_token',
+    '<unk>': 'unknown_token',
+    '<cls>': 'cls_token',
+    '<sep>': 'sep_token',
+    '<mask>': 'mask_token',
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _alias_lookup_class():
+    from gluonnlp.data.utils import DefaultLookupDict
+
+    class AliasLookup(DefaultLookupDict):
+        """``token -> id`` that answers d2l's special tokens with the BERT ones' ids.
+
+        The aliases are not keys: ``len``, iteration, ``in`` and ``to_json`` see the file's
+        tokens only; only a lookup that would give ``[UNK]`` consults them.
+        """
+
+        def __init__(self, default, mapping, aliases):
+            super().__init__(default, mapping)
+            self.aliases = aliases
+
+        def __getitem__(self, token):
+            index = self.get(token)
+            if index is None:
+                index = self.aliases.get(token, self._default)
+            return index
+
+        def __reduce__(self):      # picklable (DataLoader workers) without this closure
+            return (_alias_lookup, (self._default, dict(self), self.aliases))
+    return AliasLookup
+
+
+def _alias_lookup(default, mapping, aliases):
+    return _alias_lookup_class()(default, mapping, aliases)
+
+
+def with_d2l_aliases(vocab):
+    """Lets ``vocab`` answer d2l.ai's ``'<cls>'``, ``'<sep>'``, ``'<pad>'``, ``'<mask>'`` and
+    ``'<unk>'`` with the ids of ``[CLS]``, ``[SEP]``, ``[PAD]``, ``[MASK]`` and ``[UNK]``.
+
+    A d2l script builds token lists such as ``['<cls>'] + tokens + ['<sep>']`` and looks them
+    up in the vocabulary; with a BERT vocabulary those tokens would silently become
+    ``[UNK]``. A vocabulary that has a token spelled so keeps its own id for it. Applied by
+    every vocabulary loader of gluonbert.
+
+    Parameters
+    ----------
+    vocab : gluonnlp.vocab.BERTVocab
+        Changed in place (its lookup table), and returned.
+    """
+    aliases = {}
+    for alias, attribute in D2L_SPECIAL_TOKENS.items():
+        token = getattr(vocab, attribute, None)
+        if alias not in vocab.token_to_idx and token in vocab.token_to_idx:
+            aliases[alias] = vocab.token_to_idx[token]
+    table = vocab._token_to_idx               # pylint: disable=protected-access
+    default = getattr(table, '_default', None)
+    if aliases and default is not None:
+        vocab._token_to_idx = _alias_lookup(default, dict(table), aliases)
+    return vocab
 
 
 def resolve_vocab_path(path):
@@ -118,7 +187,7 @@ def vocab_from_json(path):
     if not isinstance(data, dict) or 'token_to_idx' not in data or 'idx_to_token' not in data:
         raise DataFormatError(path, None, 'JSON has no token_to_idx/idx_to_token; expected a '
                               'GluonNLP BERTVocab JSON file')
-    return BERTVocab.from_json(text)
+    return with_d2l_aliases(BERTVocab.from_json(text))
 
 
 def vocab_from_hf_vocab_txt(path):
@@ -154,7 +223,8 @@ def vocab_from_hf_vocab_txt(path):
         raise DataFormatError(path, None, f'special tokens {missing} are missing; expected '
                               f'all of {list(HF_SPECIAL_TOKENS.values())}')
     token_to_idx = {token: index for index, token in enumerate(tokens)}
-    return BERTVocab(count_tokens(tokens), token_to_idx=token_to_idx, **HF_SPECIAL_TOKENS)
+    return with_d2l_aliases(BERTVocab(count_tokens(tokens), token_to_idx=token_to_idx,
+                                      **HF_SPECIAL_TOKENS))
 
 
 def write_hf_vocab_txt(vocab, path):

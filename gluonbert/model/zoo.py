@@ -262,7 +262,9 @@ def get_model(name, dataset_name=None, vocab=None, pretrained=True, root=None, c
         See :func:`fetch`.
     **config_overrides
         :class:`BERTConfig` fields to change (``dropout=0.0``, ...). ``vocab_size`` always
-        comes from the vocabulary.
+        comes from the vocabulary. GluonNLP's own hyper-parameters are taken where they mean
+        what gluonbert's BERT does: ``embed_size`` (must equal ``units``) and
+        ``word_embed=None``.
 
     Outputs
     -------
@@ -270,6 +272,10 @@ def get_model(name, dataset_name=None, vocab=None, pretrained=True, root=None, c
     """
     del hparam_allow_override
     get_config(name)        # an unknown model name is the first thing to report
+    embed_size = config_overrides.pop('embed_size', None)
+    if config_overrides.pop('word_embed', None) is not None:
+        raise ConfigError('get_model: word_embed (a GluonNLP embedding block to share) is not '
+                          'supported; expected None (the model owns its word embedding)')
     if dataset_name is not None:
         if vocab is not None:
             warnings.warn('get_model: both dataset_name and vocab were given; using the '
@@ -301,6 +307,9 @@ def get_model(name, dataset_name=None, vocab=None, pretrained=True, root=None, c
         unknown = sorted(set(config_overrides) - set(fields))
         raise ConfigError(f'get_model: unknown arguments {unknown}; expected BERTConfig '
                           f'fields {fields}') from None
+    if embed_size is not None and embed_size != config.units:
+        raise ConfigError(f'get_model: embed_size={embed_size} but units={config.units}; '
+                          'expected embed_size == units (BERT embeds at its own width)')
     params_path = None
     if pretrained:
         params_path = fetch(params_file(name, dataset_name), root, downloader)
