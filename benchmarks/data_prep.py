@@ -67,7 +67,7 @@ def _tree_rss_kib(root_pid):
 def run_prepare(input_path, vocab, max_seq_length, workers):
     out_dir = tempfile.mkdtemp(prefix='gluonbert-bench-')
     cmd = [sys.executable, '-m', 'gluonbert.cli', 'prepare-pretraining', '--input', input_path,
-           '--vocab', vocab, '--output-dir', out_dir, '--max-seq-length', str(max_seq_length),
+           '--vocab', vocab, '--out-dir', out_dir, '--max-seq-length', str(max_seq_length),
            '--num-workers', str(workers)]
     timed = ['/usr/bin/time', '-v'] + cmd if os.path.exists('/usr/bin/time') else cmd
     start = time.time()

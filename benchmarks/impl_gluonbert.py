@@ -76,7 +76,7 @@ def _pretrain_config(workload, batch, tmp):
     args = build_parser().parse_args([
         'pretrain', '--data', shards, '--config', model_json, '--out-dir',
         os.path.join(tmp, 'run'), '--batch-size', str(workload.batch_size),
-        '--max-seq-length', str(workload.seq_len), '--max-predictions',
+        '--max-seq-length', str(workload.seq_len), '--max-predictions-per-seq',
         str(workload.num_masked), '--dropout', str(workload.model.dropout), '--no-progress'])
     return pretrain_config(args)
 

@@ -12,6 +12,7 @@ release (:data:`ALIASES`) with a note on stderr, and are not shown in ``-h``. A
 :class:`~gluonbert.errors.ConfigError` about a config field names its flag.
 """
 import argparse
+import copy
 import difflib
 import sys
 
@@ -54,13 +55,21 @@ def _has_default(action):
 
 
 class HelpFormatter(argparse.HelpFormatter):
-    """Shows every meaningful default (not None or False) after the help text."""
+    """Shows every meaningful default (not None or False) after the help text, and not the
+    old spellings of :data:`ALIASES`."""
 
     def _get_help_string(self, action):
         text = action.help or ''
         if '%(default)' not in text and _has_default(action):
             text += ' (default: %(default)s)'
         return text
+
+    def _format_action_invocation(self, action):
+        hidden = getattr(action, 'hidden_option_strings', ())
+        if hidden:
+            action = copy.copy(action)
+            action.option_strings = [o for o in action.option_strings if o not in hidden]
+        return super()._format_action_invocation(action)
 
 
 class Parser(argparse.ArgumentParser):
@@ -71,6 +80,12 @@ class Parser(argparse.ArgumentParser):
         kwargs.setdefault('allow_abbrev', False)
         kwargs.setdefault('formatter_class', HelpFormatter)
         super().__init__(*args, **kwargs)
+
+    def error(self, message):
+        for action in self._actions:        # argparse names an option by all its strings
+            for old in getattr(action, 'hidden_option_strings', ()):
+                message = message.replace(f'/{old}', '')
+        super().error(message)
 
 
 def _show_defaults(parser):
@@ -87,9 +102,20 @@ def build_parser():
     sub.required = True
     for add in _COMMANDS:
         add(sub)
-    for command in sub.choices.values():
+    for name, command in sub.choices.items():
         _show_defaults(command)
+        _add_aliases(command, ALIASES.get(name, {}))
     return parser
+
+
+def _add_aliases(parser, aliases):
+    """Makes each old spelling one more option string of its replacement's action, hidden
+    from ``-h`` (:class:`HelpFormatter`)."""
+    for old, new in aliases.items():
+        action = parser._option_string_actions[new]
+        action.option_strings.append(old)
+        action.hidden_option_strings = getattr(action, 'hidden_option_strings', ()) + (old,)
+        parser._option_string_actions[old] = action
 
 
 _COMMANDS = []
@@ -108,28 +134,25 @@ def _subparsers(parser):
     return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
 
 
-def _replace_aliases(argv, commands):
-    """``argv`` with the old spellings of :data:`ALIASES` replaced (a note on stderr for each);
-    tokens after ``--`` are left alone."""
+def _note_aliases(argv, commands):
+    """A note on stderr for each old spelling of :data:`ALIASES` in ``argv`` (before a
+    ``--``, after which the worker command of ``launch`` begins)."""
     command = next((token for token in argv if token in commands), None)
     aliases = ALIASES.get(command, {})
-    out, seen, passthrough = [], False, False
-    for token in argv:
-        name, sep, value = token.partition('=')
-        if not passthrough and seen and name in aliases:
+    for token in argv[argv.index(command) + 1:] if command else ():
+        if token == '--':
+            break
+        name = token.partition('=')[0]
+        if name in aliases:
             print(f'gluonbert {command}: note: {name} is now {aliases[name]} (the old name '
                   'goes away in the next release)', file=sys.stderr)
-            token = aliases[name] + sep + value
-        passthrough = passthrough or (seen and token == '--')
-        seen = seen or token == command
-        out.append(token)
-    return out
 
 
 def _hint(flag, parser):
     """A line saying what an unknown ``flag`` most likely meant among ``parser``'s options."""
     options = [o for a in parser._actions if a.help != argparse.SUPPRESS
-               for o in a.option_strings if o.startswith('--')]
+               for o in a.option_strings if o.startswith('--')
+               and o not in getattr(a, 'hidden_option_strings', ())]
     known = FOREIGN_FLAGS.get(flag)
     if known is not None and not known.startswith('--'):
         return f'{flag}: {known}'
@@ -174,7 +197,8 @@ def _flag_error(parser, command, err):
 def main(argv=None):
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
-    args, extras = parser.parse_known_args(_replace_aliases(argv, _subparsers(parser)))
+    _note_aliases(argv, _subparsers(parser))
+    args, extras = parser.parse_known_args(argv)
     if extras:
         _report_unknown(parser, args, extras)
     # Process-wide settings, before MXNet is loaded (gluonbert.platform): OpenMP threads (the
