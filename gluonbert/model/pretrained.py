@@ -312,7 +312,11 @@ def build(checkpoint, use_pooler=None, use_decoder=None, use_classifier=None, dr
         names[name].initialize(init=TruncNorm(0.02) if name.endswith('weight')
                                else mx.init.Zero(), ctx=ctx or mx.cpu())
     vocab = load_vocab(checkpoint.vocab)
-    if len(vocab) != config.vocab_size:
+    # More tokens than embedding rows: ids the model cannot embed. (Fewer is allowed for
+    # gluonbert's files, e.g. a table padded to a multiple of 8; the HF reader demands the
+    # equality gluonbert convert demands.)
+    if len(vocab) > config.vocab_size or (checkpoint.kind == 'huggingface'
+                                          and len(vocab) != config.vocab_size):
         raise CheckpointError(f'{checkpoint.vocab} has {len(vocab)} tokens but the model has '
                               f'vocab_size={config.vocab_size}; expected the vocabulary it was '
                               'trained with')

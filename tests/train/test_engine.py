@@ -100,7 +100,8 @@ def test_no_example_is_dropped(tmp_path, paraphrase_dir, converted_dir):
                             epochs=2, progress=False, devices=DeviceConfig(cpus=3))
     summary = finetune(config)
     task = FinetuningTask(config)
-    task.build(type('Run', (), {'cluster': type('C', (), {'rank': 0, 'num_workers': 1}),
+    task.build(type('Run', (), {'cluster': type('C', (), {'rank': 0, 'num_workers': 1,
+                                                          'is_main': True}),
                                 'contexts': [mx.cpu()], 'out_dir': config.out_dir}))
     sizes = [len(batch) for batch in task.batches._epoch_order(1)]
     assert min(sizes) < 3, sizes          # the case exists in this data

@@ -27,8 +27,8 @@ def test_finetune_max_seq_length_beyond_the_position_table(tmp_path, paraphrase_
 
 
 def test_finetune_vocabulary_larger_than_the_model(tmp_path, paraphrase_dir, converted_dir):
-    """A converted model whose vocab.txt has more tokens than its embedding table: the
-    hybridized classifier refuses the first batch holding such an id."""
+    """A converted model whose vocab.txt has more tokens than its embedding table: refused when
+    the model is loaded, naming the file (before any batch could hold such an id)."""
     extra = [f'new{i}' for i in range(30)]
     with open(os.path.join(converted_dir, 'vocab.txt'), 'a', encoding='utf-8') as f:
         f.write('\n'.join(extra) + '\n')
@@ -37,8 +37,10 @@ def test_finetune_vocabulary_larger_than_the_model(tmp_path, paraphrase_dir, con
     proc = cli('finetune', '--data-dir', paraphrase_dir, '--from-converted', converted_dir,
                '--max-seq-length', '32', '--out-dir', str(tmp_path / 'run'), '--epochs', '1',
                '--batch-size', '16', '--cpus', '1', '--no-progress')
-    assert_named_error(proc, f'token_ids contains {len(VOCAB) + 29}; expected ids in '
-                             f'[0, {len(VOCAB)}) (vocab_size={len(VOCAB)})')
+    assert_named_error(proc, f'{os.path.join(converted_dir, "vocab.txt")} has '
+                             f'{len(VOCAB) + 30} tokens but the model has '
+                             f'vocab_size={len(VOCAB)}')
+    assert not os.path.exists(tmp_path / 'run' / 'finetune.json')
 
 
 def test_predict_input_longer_than_the_position_table(tmp_path):
@@ -63,5 +65,7 @@ def test_predict_vocabulary_larger_than_the_model(tmp_path):
                     f'0\t1\t2\t{WORDS[0]} new29\t{WORDS[2]}\n')
     proc = cli('predict', '--model-dir', model_dir, '--input', str(data), '--output',
                str(tmp_path / 'out.tsv'), '--cpus', '1')
-    assert_named_error(proc, f'token_ids contains {len(VOCAB) + 29}; expected ids in '
-                             f'[0, {len(VOCAB)}) (vocab_size={len(VOCAB)})')
+    assert_named_error(proc, f'{os.path.join(converted_dir, "vocab.txt")} has '
+                             f'{len(VOCAB) + 30} tokens but the model has '
+                             f'vocab_size={len(VOCAB)}')
+    assert not os.path.exists(tmp_path / 'run' / 'finetune.json')
