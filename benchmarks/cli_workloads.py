@@ -515,14 +515,14 @@ def _write_finetuned(directory, shape, vocab_path, max_seq_length):
 def _predict_batches(model_dir, input_path, batch_size):
     """The padded batches ``predict`` builds (same transform, same length order)."""
     from gluonbert.data import ClassificationBatchify
-    from gluonbert.serve.predict import _batches_by_length, load_classifier
+    from gluonbert.serve.predict import batches_by_length, load_classifier
     from gluonbert.data.tasks import read_examples
     import mxnet as mx
     _, transform, spec = load_classifier(model_dir, [mx.cpu()])
     samples = [transform((r.text_a, r.text_b)) for r in read_examples(input_path, spec)]
     batchify = ClassificationBatchify(pad_id=transform.pad_id, as_numpy=True)
     return [batchify([samples[i][:3] for i in index])
-            for index in _batches_by_length(samples, batch_size)]
+            for index in batches_by_length(samples, batch_size)]
 
 
 def _predict_common(workload, context, tmp):

@@ -108,7 +108,7 @@ def hf_runners(config, samples, batch_size, pad_id):
     from transformers import BertConfig, BertForSequenceClassification
 
     from gluonbert.data import ClassificationBatchify
-    from gluonbert.serve.predict import _batches_by_length
+    from gluonbert.serve.predict import batches_by_length
     torch.manual_seed(0)
     model = BertForSequenceClassification(BertConfig(
         vocab_size=config['vocab_size'], hidden_size=config['units'],
@@ -118,7 +118,7 @@ def hf_runners(config, samples, batch_size, pad_id):
         attention_probs_dropout_prob=0.0)).eval()
     batchify = ClassificationBatchify(pad_id=pad_id, as_numpy=True)
     batches = []
-    for index in _batches_by_length(samples, batch_size):
+    for index in batches_by_length(samples, batch_size):
         ids, types, lengths = batchify([samples[i][:3] for i in index])[:3]
         mask = (np.arange(ids.shape[1])[None, :] < lengths[:, None]).astype(np.int64)
         batches.append((index, torch.from_numpy(ids.astype(np.int64)),
@@ -177,8 +177,8 @@ def time_models(directories, samples, batch_size, repeats, extra=None, max_batch
 
 def padding_stats(samples, batch_size, max_batch_tokens=None):
     """Batches and padded tokens of predict's batching (real tokens: ``sum(lengths)``)."""
-    from gluonbert.serve.predict import _batches_by_length
-    batches = _batches_by_length(samples, batch_size, max_batch_tokens)
+    from gluonbert.serve.predict import batches_by_length
+    batches = batches_by_length(samples, batch_size, max_batch_tokens)
     padded = sum(len(b) * max(len(samples[i][0]) for i in b) for b in batches)
     return {'batches': len(batches), 'padded_tokens': int(padded),
             'real_tokens': int(sum(len(s[0]) for s in samples)),

@@ -10,8 +10,7 @@ Allocator. MXNet 1.9 allocates CPU arrays with plain ``posix_memalign`` and free
 as they die (no CPU memory pool). With glibc's defaults every buffer over 32 MiB is a fresh
 ``mmap`` and every free a ``munmap``, and MXNet's engine threads allocate from per-thread
 arenas that also fall back to ``mmap`` for large requests. The kernel then zero-fills each page
-on first touch: a d2l-sized pretraining step (a 5120 x 20000 MLM score matrix, 410 MB) takes
-about 200,000 page faults per step. :func:`tune_allocator` asks glibc for one arena, no
+on first touch, every step, for every large buffer (the masked-LM scores, their gradient). :func:`tune_allocator` asks glibc for one arena, no
 ``mmap`` for large blocks and no trimming of the heap top, so that a freed buffer is reused by
 the next step without page faults. The price: memory freed by MXNet stays in the process
 instead of going back to the operating system. glibc reads these settings for arenas created

@@ -98,7 +98,8 @@ def add_pretrain_arguments(parser):
                         help='vocabulary (vocab.txt, .vocab JSON, HF model dir): needed for '
                              'raw text and dynamic masking')
     parser.add_argument('--cased', action='store_true', help='do not lower-case raw text')
-    parser.add_argument('--max-seq-length', type=int, default=d.max_seq_length)
+    parser.add_argument('--max-seq-length', type=int, default=None,
+                        help='example length for raw text (default 128); shards keep their own')
     parser.add_argument('--max-predictions', type=int, default=d.max_predictions_per_seq)
     parser.add_argument('--static-masking', action='store_true',
                         help='keep the masks stored in the shards')

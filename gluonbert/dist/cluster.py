@@ -18,7 +18,7 @@ from mxnet import gluon
 
 from ..errors import ConfigError, InputError
 
-__all__ = ['parse_devices', 'split_batch', 'Cluster', 'make_cluster', 'KVStoreSums',
+__all__ = ['parse_devices', 'on_cpu', 'split_batch', 'Cluster', 'make_cluster', 'KVStoreSums',
            'HorovodSums', 'HorovodTrainer', 'init_horovod']
 
 
@@ -59,6 +59,12 @@ def parse_devices(gpus=None, cpus=None):
     if not isinstance(cpus, int) or cpus < 1:
         raise ConfigError(f'--cpus {cpus!r}: expected a positive number of CPU contexts')
     return [mx.cpu(i) for i in range(cpus)]
+
+
+def on_cpu(contexts):
+    """Whether every context is a CPU: gluonbert's CPU kernels can then run (blocks take
+    ``kernels=on_cpu(contexts)``)."""
+    return all(ctx.device_type == 'cpu' for ctx in contexts)
 
 
 def split_batch(arrays, contexts):

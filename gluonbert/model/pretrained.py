@@ -43,20 +43,21 @@ class Backbone:
     source: str
 
 
-def _encoder_only(config, dropout):
+def _encoder_only(config, dropout, kernels):
     from . import BERTModel
     return BERTModel(config.replace(dropout=dropout), use_pooler=True, use_decoder=False,
-                     use_classifier=False)
+                     use_classifier=False, kernels=kernels)
 
 
-def from_files(params_path, config, vocab_path, lower, dropout, source):
-    """Builds the encoder from a ``.params`` file, a BERTConfig and a vocabulary file."""
+def from_files(params_path, config, vocab_path, lower, dropout, source, kernels=False):
+    """Builds the encoder from a ``.params`` file, a BERTConfig and a vocabulary file
+    (``kernels``: see :class:`~gluonbert.model.BERTModel`)."""
     from ..data import load_vocab
     from .checkpoint import load_parameters
     from .init import TruncNorm
     if not os.path.isfile(params_path):
         raise WeightsNotFoundError(f'{params_path}: no such parameter file')
-    bert = _encoder_only(config, dropout)
+    bert = _encoder_only(config, dropout, kernels)
     # CheckpointError naming the file when it is truncated or does not fit
     load_parameters(bert, params_path, allow_missing=True, ignore_extra=True)
     missing = [name for name, p in bert._collect_params_with_prefix().items()
@@ -95,7 +96,7 @@ def converted_hf_dir(hf_dir, cache_dir):
     return cache_dir
 
 
-def _from_converted(directory, dropout):
+def _from_converted(directory, dropout, kernels):
     from ..data import infer_lower_case
     from .convert import CONFIG_FILE, PARAMS_FILE, VOCAB_JSON_FILE, read_config
     config = read_config(os.path.join(directory, CONFIG_FILE))
@@ -103,10 +104,10 @@ def _from_converted(directory, dropout):
     lower = infer_lower_case(directory)
     return from_files(os.path.join(directory, PARAMS_FILE), config,
                       vocab if os.path.isfile(vocab) else directory,
-                      True if lower is None else lower, dropout, directory)
+                      True if lower is None else lower, dropout, directory, kernels)
 
 
-def _from_pretraining(path, dropout):
+def _from_pretraining(path, dropout, kernels):
     """A pretraining run directory or one of its ``step-*`` checkpoint directories."""
     from .convert import read_config
     from ..runs import find_latest
@@ -131,7 +132,7 @@ def _from_pretraining(path, dropout):
     from ..data import infer_lower_case
     lower = infer_lower_case(run_dir)
     return from_files(params, read_config(config_path), vocab_path, lower is not False, dropout,
-                      params)
+                      params, kernels)
 
 
 def check_source(config):
@@ -142,8 +143,9 @@ def check_source(config):
                           '--hf-dir DIR, --from-converted DIR or --pretrained-checkpoint PATH')
 
 
-def load_backbone(config):
-    """The encoder named by a :class:`~gluonbert.train.config.FinetuneConfig`.
+def load_backbone(config, kernels=False):
+    """The encoder named by a :class:`~gluonbert.train.config.FinetuneConfig`, built with
+    ``kernels`` (see :class:`~gluonbert.model.BERTModel`).
 
     Outputs
     -------
@@ -152,14 +154,15 @@ def load_backbone(config):
     if config.model:
         from .zoo import get_model
         bert, vocab = get_model(config.model, dataset_name=config.dataset, use_pooler=True,
-                                use_decoder=False, use_classifier=False, dropout=config.dropout)
+                                use_decoder=False, use_classifier=False, kernels=kernels,
+                                dropout=config.dropout)
         return Backbone(bert, vocab, 'uncased' in config.dataset,
                         f'{config.model}/{config.dataset}')
     if config.hf_dir:
         cache = config.cache_dir or os.path.join(config.out_dir, 'converted')
-        return _from_converted(converted_hf_dir(config.hf_dir, cache), config.dropout)
+        return _from_converted(converted_hf_dir(config.hf_dir, cache), config.dropout, kernels)
     if config.from_converted:
-        return _from_converted(config.from_converted, config.dropout)
+        return _from_converted(config.from_converted, config.dropout, kernels)
     if config.pretrained_checkpoint:
-        return _from_pretraining(config.pretrained_checkpoint, config.dropout)
+        return _from_pretraining(config.pretrained_checkpoint, config.dropout, kernels)
     check_source(config)

@@ -7,7 +7,7 @@ import json
 import os
 
 from ..errors import ConfigError, WeightsNotFoundError
-from ..model.optimize import optimize
+from ..dist.cluster import on_cpu
 
 __all__ = ['FINETUNE_INFO', 'read_finetune_info', 'finetuned_transform', 'load_finetuned']
 
@@ -75,12 +75,17 @@ def finetuned_transform(model_dir):
     return info, spec, transform
 
 
-def load_finetuned(model_dir, contexts, kernels='auto'):
-    """Rebuilds a fine-tuned classifier and its input transform from ``model_dir``.
+def load_finetuned(model_dir, contexts, kernels=None):
+    """Rebuilds a fine-tuned classifier and its input transform from ``model_dir``, for
+    inference, hybridized with static memory.
 
-    The classifier is prepared for inference by :func:`gluonbert.model.optimize.optimize`
-    (``kernels``: gluonbert's CPU kernels on CPU contexts by default; ``False`` keeps MXNet's
-    operators, which an export needs).
+    Parameters
+    ----------
+    model_dir : str
+    contexts : list of mx.Context
+    kernels : bool or None
+        gluonbert's forward-only CPU kernels (None: when ``contexts`` are CPUs); False keeps
+        MXNet's operators, which an export needs.
 
     Outputs
     -------
@@ -90,8 +95,9 @@ def load_finetuned(model_dir, contexts, kernels='auto'):
     info, spec, transform = finetuned_transform(model_dir)
     info_path = os.path.join(model_dir, FINETUNE_INFO)
     bert = BERTModel(BERTConfig.from_dict(info['bert'], source=info_path), use_pooler=True,
-                     use_decoder=False, use_classifier=False)
+                     use_decoder=False, use_classifier=False,
+                     kernels=on_cpu(contexts) if kernels is None else kernels, inference=True)
     net = BERTClassifier(bert, num_classes=len(spec.labels), dropout=info['dropout'])
     net.load_parameters(os.path.join(model_dir, 'model.params'), ctx=contexts)
-    optimize(net, training=False, kernels=kernels, static_shape=False)
+    net.hybridize(static_alloc=True)
     return net, transform, spec

@@ -26,7 +26,7 @@ from typing import List
 import mxnet as mx
 import numpy as np
 
-from ..model.optimize import optimize
+from ..dist.cluster import on_cpu
 from ..errors import InputError, WeightsNotFoundError
 
 __all__ = ['PretrainedBERT', 'Encoding', 'FillMask', 'NextSentence', 'TextEncoder', 'encode',
@@ -103,8 +103,8 @@ class PretrainedBERT:
     Attributes
     ----------
     net : BERTModel
-        ``use_pooler=True, use_decoder=True, use_classifier=True``, prepared for inference by
-        :func:`gluonbert.model.optimize.optimize` (gluonbert's CPU kernels on a CPU).
+        ``use_pooler=True, use_decoder=True, use_classifier=True``, for inference (on
+        gluonbert's forward-only CPU kernels on a CPU).
     vocab : gluonnlp.vocab.BERTVocab
     tokenizer : gluonnlp.data.BERTTokenizer
     config : BERTConfig
@@ -129,9 +129,9 @@ class PretrainedBERT:
         self.lower = lower
         self.tokenizer = get_tokenizer(self.vocab, lower=lower)
         self.net = BERTModel(self.config, use_pooler=True, use_decoder=True,
-                             use_classifier=True)
+                             use_classifier=True, kernels=on_cpu([self.ctx]), inference=True)
         self.net.load_parameters(params, ctx=self.ctx)
-        optimize(self.net, training=False, static_shape=False)
+        self.net.hybridize(static_alloc=True)
         self.source = params
         self._special = {self.vocab[t] for t in (self.vocab.padding_token, self.vocab.cls_token,
                                                   self.vocab.sep_token, self.vocab.mask_token)}
@@ -311,7 +311,7 @@ class Encoding:
     sequence: np.ndarray
     pooled: np.ndarray
 
-    def word_vector(self, word, occurrence=0, tokenizer=None):
+    def word_vector(self, word, occurrence=0):
         """The mean of the vectors of the WordPieces of ``word`` (its ``occurrence``-th use).
 
         Parameters

@@ -16,6 +16,9 @@ from gluonbert.serve.predict import predict
 
 from .synthetic import NUM_TOPICS, TOPIC_WORDS, VOCAB, WORDS, write_converted
 
+#: Real processes or long runs: CI runs them; the fast tier (-m "not slow") skips them.
+pytestmark = pytest.mark.slow
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
