@@ -75,3 +75,45 @@ def test_recommended_env_and_shell_exports():
                          capture_output=True, text=True, check=True).stdout
     assert 'export OMP_NUM_THREADS=2' in out.splitlines()
     assert 'export MALLOC_MMAP_MAX_=0' in out.splitlines()
+
+
+def _cpu(*flags):
+    return platform.CPUInfo('Test CPU', frozenset(flags), frozenset())
+
+
+AMX = ('amx_tile', 'amx_bf16', 'amx_int8', 'avx512_bf16')
+
+
+def test_amx_is_turned_on_only_with_the_tile_state_granted():
+    asked = []
+
+    def grant():
+        asked.append(True)
+        return True
+    env = {}
+    status = platform.enable_amx(env, _cpu(*AMX), grant)
+    assert status.enabled and env == {'DNNL_MAX_CPU_ISA': 'AVX512_CORE_AMX'} and asked
+    assert str(status).startswith('AMX on: Test CPU')
+
+
+def test_amx_stays_off_when_refused_turned_off_absent_or_set_by_the_user():
+    def never():
+        raise AssertionError('the tile state must not be asked for')
+    env = {}
+    refused = platform.enable_amx(env, _cpu(*AMX), lambda: False)
+    assert not refused.enabled and 'refused' in refused.reason and env == {}
+    off = platform.enable_amx({'GLUONBERT_AMX': '0'}, _cpu(*AMX), never)
+    assert not off.enabled and 'GLUONBERT_AMX=0' in off.reason
+    absent = platform.enable_amx(env, _cpu('avx2', 'avx512_bf16'), never)
+    assert not absent.enabled and 'has no AMX' in absent.reason and env == {}
+    mine = {'DNNL_MAX_CPU_ISA': 'AVX512_CORE'}
+    assert not platform.enable_amx(mine, _cpu(*AMX), never).enabled
+    assert mine == {'DNNL_MAX_CPU_ISA': 'AVX512_CORE'}
+
+
+def test_the_real_request_never_crashes():
+    """On this machine: the syscall answers (granted on an AMX CPU with Linux >= 5.16,
+    refused elsewhere) and the process lives on; the status names this CPU."""
+    assert platform._request_tile_state() in (True, False)
+    status = platform.amx_status({})
+    assert status.enabled == platform.cpu_info().has('amx_tile', 'amx_bf16', 'amx_int8')

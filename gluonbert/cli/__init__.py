@@ -12,7 +12,11 @@ __all__ = ['main', 'build_parser']
 
 def build_parser():
     parser = argparse.ArgumentParser(
-        prog='gluonbert', description='BERT for Apache MXNet Gluon: weights, data, training.')
+        prog='gluonbert', description='BERT for Apache MXNet Gluon: weights, data, training.',
+        epilog='Process settings made before MXNet loads (gluonbert.platform): OMP_NUM_THREADS '
+               'to the physical cores when unset; glibc allocator settings that keep MXNet\'s '
+               'buffers mapped (GLUONBERT_TUNE_MALLOC=0 keeps glibc\'s); oneDNN\'s AMX kernels '
+               'where the CPU has AMX and Linux grants it (GLUONBERT_AMX=0 keeps them off).')
     sub = parser.add_subparsers(dest='command', metavar='COMMAND')
     sub.required = True
     for add in _COMMANDS:
@@ -33,11 +37,13 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     # Process-wide settings, before MXNet is loaded (gluonbert.platform): OpenMP threads (the
-    # launcher divides the cores among its workers instead) and glibc's allocator.
-    from ..platform import default_threads, tune_allocator
+    # launcher divides the cores among its workers instead), glibc's allocator, and oneDNN's
+    # AMX kernels where the CPU has them and Linux grants their state.
+    from ..platform import default_threads, enable_amx, tune_allocator
     if args.command != 'launch':
         default_threads()
     tune_allocator()
+    enable_amx()
     import os
     import traceback
     from ..errors import GluonBERTError

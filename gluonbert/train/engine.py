@@ -34,6 +34,7 @@ from mxnet import autograd
 
 from ..dist.cluster import make_cluster, parse_devices, split_batch
 from ..errors import ConfigError, GluonBERTError
+from ..platform import amx_status
 from .checkpoint import load_checkpoint, reseed_mxnet, save_checkpoint
 from .metrics import DeviceSums
 from .optim import WarmupLinearSchedule, clip_global_norm, create_optimizer, \
@@ -463,7 +464,8 @@ def train(task, config):
         os.path.join(config.out_dir, log_name), total, engine.done, desc=task.name,
         bar=config.progress and cluster.is_main, console=cluster.is_main)
     progress.message(f'{task.name}: {task} on {engine.contexts} (rank {cluster.rank} of '
-                     f'{cluster.num_workers}), updates {engine.done}..{total} ({resumed})')
+                     f'{cluster.num_workers}), updates {engine.done}..{total} ({resumed}; '
+                     f'{amx_status()})')
     run_config = {task.name: dataclasses.asdict(config)}
 
     def save(step_done, epoch_seconds):
