@@ -20,6 +20,7 @@ def config(tmp_path, data_dir, source, name='run', **changes):
     return FinetuneConfig(**values)
 
 
+@pytest.mark.slow
 def test_reaches_high_train_accuracy_and_predicts(tmp_path, paraphrase_dir, pretrained_run):
     summary = finetune(config(tmp_path, paraphrase_dir, None, epochs=8, dropout=0.0,
                               pretrained_checkpoint=pretrained_run['out_dir']))
@@ -45,6 +46,7 @@ def test_reaches_high_train_accuracy_and_predicts(tmp_path, paraphrase_dir, pret
     assert os.listdir(tmp_path / 'pred') == ['dev_pred.tsv']     # no temporary left behind
 
 
+@pytest.mark.slow
 def test_deterministic_for_a_seed(tmp_path, paraphrase_dir, converted_dir):
     a = finetune(config(tmp_path, paraphrase_dir, converted_dir, 'a'))
     b = finetune(config(tmp_path, paraphrase_dir, converted_dir, 'b'))

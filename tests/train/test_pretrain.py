@@ -148,6 +148,7 @@ def _cli(tmp_path, corpus, vocab, out, *extra):
             '--lr', '2e-3', '--no-progress', *extra]
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path, corpus_txt, vocab_txt):
     env = dict(os.environ, PYTHONWARNINGS='ignore')
     subprocess.run(_cli(tmp_path, corpus_txt, vocab_txt, 'straight'), check=True, env=env,
