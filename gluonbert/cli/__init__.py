@@ -33,12 +33,14 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     # Process-wide settings, before MXNet is loaded (gluonbert.platform): OpenMP threads (the
-    # launcher divides the cores among its workers instead) and glibc's allocator.
+    # launcher divides the cores among its workers instead; horovodrun says in
+    # HOROVOD_LOCAL_SIZE how many processes share this host) and glibc's allocator.
     from ..platform import default_threads, tune_allocator
-    if args.command != 'launch':
-        default_threads()
-    tune_allocator()
     import os
+    if args.command != 'launch':
+        local = os.environ.get('HOROVOD_LOCAL_SIZE', '1')
+        default_threads(workers=int(local) if local.isdigit() else 1)
+    tune_allocator()
     import traceback
     from ..errors import GluonBERTError
     # A worker of a kvstore job (gluonbert launch, or DMLC_* set by hand) that fails must end

@@ -373,6 +373,7 @@ def train(task, config):
     contexts = parse_devices(config.devices.gpus, config.devices.cpus)
     use_amp = setup_amp(contexts, config.devices.dtype)
     cluster = make_cluster(contexts, config.devices.kvstore, config.devices.comm_backend)
+    contexts = cluster.contexts     # Horovod: this process's one device of --gpus
     directory = RunDirectory(config, task.name, cluster.is_main)
     latest = directory.claim()
     run = _Run(config, contexts, cluster, directory=directory)
