@@ -15,13 +15,19 @@ HOROVOD_VERSION=0.28.1
 PY=.venv/bin/python
 PIP="$PY -m pip"
 
+# Your own HOROVOD_* build settings (HOROVOD_GPU_OPERATIONS=NCCL, HOROVOD_CUDA_HOME...) reach
+# the build and, hashed, the key.
 key=$($PY - "$HOROVOD_VERSION" <<'EOF'
+import hashlib
 import importlib.metadata as md
+import os
 import platform
 import sys
 dist = (md.packages_distributions().get('mxnet') or ['mxnet'])[0]
-print(f'horovod-{sys.argv[1]}-{dist}-{md.version(dist)}-{sys.implementation.cache_tag}-'
-      f'{platform.machine()}')
+key = (f'horovod-{sys.argv[1]}-{dist}-{md.version(dist)}-{sys.implementation.cache_tag}-'
+       f'{platform.machine()}')
+own = sorted(f'{k}={v}' for k, v in os.environ.items() if k.startswith('HOROVOD_'))
+print(key + ('-' + hashlib.sha256('\n'.join(own).encode()).hexdigest()[:8] if own else ''))
 EOF
 )
 stamp=.venv/.horovod-build

@@ -24,10 +24,13 @@ import subprocess
 import sys
 import time
 
+import mxnet as mx
 import numpy as np
 import psutil
 import pytest
 
+from gluonbert.dist.cluster import horovod_device, make_cluster
+from gluonbert.errors import ConfigError
 from gluonbert.train.config import DeviceConfig, FinetuneConfig, OptimizerConfig
 from gluonbert.train.finetune import finetune
 
@@ -247,3 +250,19 @@ def test_plain_use_never_imports_horovod():
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == '[]'
+
+
+def test_each_process_of_a_host_takes_its_local_ranks_gpu():
+    """``--gpus 0,1,2,3`` on every process of ``-H host:4``: local rank r trains on GPU r (the
+    contexts are only named here; no GPU is needed)."""
+    gpus = [mx.gpu(i) for i in range(4)]
+    assert [horovod_device(gpus, r, 4) for r in range(4)] == gpus
+    assert horovod_device([mx.gpu(3)], 0, 1) == mx.gpu(3)
+    assert horovod_device([mx.cpu()], 1, 2) == mx.cpu()        # CPU processes share the host
+    with pytest.raises(ConfigError, match=r'--gpus 0,1 .* 4 processes on this host; expected '
+                                          r'one GPU id per process'):
+        horovod_device(gpus[:2], 0, 4)
+    with pytest.raises(ConfigError, match='expected one GPU id per process'):
+        horovod_device([mx.gpu(0)], 1, 2)                        # two processes on one GPU
+    with pytest.raises(ConfigError, match='2 CPU contexts given'):
+        make_cluster([mx.cpu(0), mx.cpu(1)], comm_backend='horovod')
