@@ -285,7 +285,8 @@ class HorovodSums:
     """Sums small host arrays over Horovod workers (allreduce, in float64).
 
     Every call is one collective under the same tensor name (every worker calls at the same
-    point of every update), so Horovod's response cache serves all but the first.
+    point of every update), as Horovod expects of a collective repeated every step: its
+    response cache is keyed by the name, which a new name per call would defeat.
     """
 
     NAME = 'gluonbert.sums'
