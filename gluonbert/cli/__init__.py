@@ -37,14 +37,16 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     # Process-wide settings, before MXNet is loaded (gluonbert.platform): OpenMP threads (the
-    # launcher divides the cores among its workers instead), glibc's allocator, and oneDNN's
+    # launcher divides the cores among its workers instead; horovodrun says in
+    # HOROVOD_LOCAL_SIZE how many processes share this host), glibc's allocator, and oneDNN's
     # AMX kernels where the CPU has them and Linux grants their state.
     from ..platform import default_threads, enable_amx, tune_allocator
+    import os
     if args.command != 'launch':
-        default_threads()
+        local = os.environ.get('HOROVOD_LOCAL_SIZE', '1')
+        default_threads(workers=int(local) if local.isdigit() else 1)
     tune_allocator()
     enable_amx()
-    import os
     import traceback
     from ..errors import GluonBERTError
     # A worker of a kvstore job (gluonbert launch, or DMLC_* set by hand) that fails must end

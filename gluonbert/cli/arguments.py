@@ -10,7 +10,9 @@ __all__ = ['add_pretrain_arguments', 'pretrain_config', 'add_finetune_arguments'
 
 def add_device_arguments(parser):
     group = parser.add_argument_group('devices')
-    group.add_argument('--gpus', default=None, help="GPU ids, e.g. '0,1'")
+    group.add_argument('--gpus', default=None,
+                       help="GPU ids, e.g. '0,1'; with --comm-backend horovod one id per process "
+                            'of the host (local rank r takes the r-th)')
     group.add_argument('--cpus', type=int, default=None,
                        help='number of CPU contexts (data parallel over cores); default 1')
     group.add_argument('--kvstore', default='device',

@@ -43,7 +43,13 @@ __all__ = ['load', 'available', 'library_path', 'KernelsUnavailable', 'SOURCE', 
 #: The C++ source of the kernels.
 SOURCE = Path(__file__).with_name('cpu_kernels.cc')
 #: Compiler flags (-fno-math-errno lets the compiler vectorise expf through glibc's libmvec).
-FLAGS = ('-O3', '-march=native', '-fno-math-errno', '-fopenmp', '-shared', '-fPIC', '-std=c++17')
+#: ``-Wl,-Bsymbolic`` binds the library's own copy of MXNet's ``lib_api`` classes to itself:
+#: libmxnet.so exports a differently laid out build of the same symbols (``CustomOp::CustomOp``,
+#: ``CustomStatefulOp``'s vtable), and once a library linked to libmxnet.so is loaded with
+#: RTLD_GLOBAL (Horovod's ``mpi_lib``) the dynamic linker would otherwise bind ours to them:
+#: the ops' registration then divides by a zero bucket count (SIGFPE).
+FLAGS = ('-O3', '-march=native', '-fno-math-errno', '-fopenmp', '-shared', '-fPIC', '-std=c++17',
+         '-Wl,-Bsymbolic')
 #: Seconds a build may take (``GLUONBERT_KERNELS_BUILD_TIMEOUT`` overrides it).
 BUILD_TIMEOUT = 300.0
 

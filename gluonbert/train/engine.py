@@ -261,6 +261,7 @@ class Engine:
         self.use_amp = setup_amp(self.contexts, devices.dtype)
         self.cluster = cluster or make_cluster(self.contexts, devices.kvstore,
                                                devices.comm_backend)
+        self.contexts = self.cluster.contexts    # Horovod: this process's one device of --gpus
         self.signals = StopSignals()
         self.progress = None
         self.net = self.loss = self.trainer = self.schedule = None
