@@ -355,10 +355,11 @@ def _add_quantize(sub):
     p.add_argument('--batch-size', type=int, default=32, help='calibration batch size')
     scales = p.add_mutually_exclusive_group()
     scales.add_argument('--tensor-wise', action='store_true',
-                        help='one weight scale per matrix (default: one per output channel '
-                             'with 8-bit weights, one per matrix with 7-bit ones)')
+                        help='one weight scale per matrix (default: one per output channel; '
+                             'with 7-bit weights, one per output channel where the layer '
+                             'output is fp32, one per matrix elsewhere)')
     scales.add_argument('--channel-wise', action='store_true',
-                        help='one weight scale per output channel (8-bit weights only)')
+                        help="one weight scale per output channel, MXNet's (8-bit weights)")
     p.add_argument('--weight-bits', type=int, choices=[7, 8], default=None,
                    help='width of the int8 weights (default: 8 on a CPU with VNNI; 7 without, '
                         "where 8-bit weights saturate oneDNN's products; see docs/deploy.md)")
@@ -390,8 +391,8 @@ def _add_quantize(sub):
                           channel_wise=True if args.channel_wise else
                           False if args.tensor_wise else None,
                           weight_bits=args.weight_bits, ctx=ctx)
-        print(f'int8 model ({result["weight_bits"]}-bit {result["granularity"]} weights, '
-              f'{args.calib_mode} calibration on {result["calib_samples"]} samples; '
+        print(f'int8 model ({result["weight_bits"]}-bit weights, {result["granularity"]} '
+              f'scales, {args.calib_mode} calibration on {result["calib_samples"]} samples; '
               f'{result["agreement"]:.4f} of them keep their fp32 label, largest probability '
               f'change {result["max_prob_diff"]:.4f}) -> {result["out_dir"]}')
         return 0

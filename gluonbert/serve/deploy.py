@@ -38,15 +38,16 @@ CPUs without VNNI. oneDNN multiplies u8 by s8 with VNNI's ``vpdpbusd`` (exact in
 the CPU has ``avx512_vnni`` or ``avx_vnni``; otherwise (e.g. AVX2 only, or AVX-512 without VNNI)
 with ``vpmaddubsw``, which adds two neighbouring products into a saturating int16. A signed
 input is shifted to u8 (0..255) first, so two products of 255 x 127 overflow, and with 8-bit
-weights a large share of a BERT layer's outputs comes out wrong. Weights of at most 7 bits
-([-64, 64]) keep every pair sum within int16 (2 x 255 x 64 = 32640). MXNet 1.9.1 cannot give
-channel-wise weights 7 bits (its fused FullyConnected quantizes them from fp32 when the graph
-is loaded, to 8 bits), so :func:`quantize` on such a CPU quantizes weights tensor-wise and
-stores them with 7 bits, and narrows the query/key/value output of each attention to 7 bits
-as well (the keys and values are the second operand of the attention's products); with VNNI
-it keeps 8-bit channel-wise weights. ``deploy.json`` records the choice and why
-(``quantization.weight_bits``), and :func:`load_exported` warns when a model of 8-bit weights
-is served on a CPU without VNNI.
+weights a share of a layer's outputs comes out wrong. Weights of at most 7 bits ([-63, 63])
+keep every pair sum within int16 (2 x 255 x 63 = 32130). MXNet 1.9.1 cannot give channel-wise
+weights 7 bits (its fused FullyConnected quantizes them from fp32 when the graph is loaded,
+to 8 bits), so :func:`quantize` on such a CPU stores tensor-wise 7-bit weights, with one scale
+per output channel all the same in the layers of fp32 output (each row divided by its scale,
+which a ``broadcast_mul`` after the product restores: 'mixed' granularity), and narrows the
+query/key/value output of each attention to 7 bits as well (keys and values are the second
+operand of the attention's products). With VNNI it keeps 8-bit channel-wise weights.
+``deploy.json`` records the choice and why (``quantization.weight_bits``, ``granularity``),
+and :func:`load_exported` warns when a model of 8-bit weights is served without VNNI.
 """
 import ctypes
 import json
@@ -115,14 +116,16 @@ def weight_width(isa, channel_wise=None, weight_bits=None):
     isa : dict
         :func:`int8_isa` of the CPU the model is quantized on (taken as the serving CPU).
     channel_wise : bool or None
-        One weight scale per output channel (True) or per matrix (False); None: channel-wise
-        with 8-bit weights, tensor-wise with 7-bit ones.
+        One weight scale per output channel (True: MXNet's channel-wise quantization, 8 bits
+        only) or one per matrix (False); None: channel-wise with 8 bits, 'mixed' with 7.
     weight_bits : {7, 8} or None
         None: 8 with VNNI, 7 without, or 8 when ``channel_wise`` is True.
 
     Outputs
     -------
-    (channel_wise, weight_bits, reason) : (bool, int, str)
+    (granularity, weight_bits, reason) : (str, int, str)
+        ``granularity`` is 'channel-wise', 'tensor-wise' or 'mixed' (7 bits: one scale per
+        output channel in the layers of fp32 output, one per matrix in the others);
         ``reason`` says why, for ``deploy.json``.
     """
     if weight_bits not in (None,) + WEIGHT_BITS:
@@ -131,7 +134,7 @@ def weight_width(isa, channel_wise=None, weight_bits=None):
     if channel_wise and weight_bits == 7:
         raise ConfigError('channel_wise=True with weight_bits=7: MXNet 1.9.1 quantizes '
                           'channel-wise weights itself, to 8 bits, when the graph is loaded; '
-                          'expected tensor-wise weights (--tensor-wise) for 7 bits, or 8 bits')
+                          'expected 8 bits, or the default scales for 7 bits')
     vnni = 'VNNI (exact int32 sums)' if isa['vnni'] else \
         'no VNNI: 8-bit weights saturate oneDNN\'s int16 pair sums'
     if weight_bits is not None:
@@ -139,13 +142,11 @@ def weight_width(isa, channel_wise=None, weight_bits=None):
     elif channel_wise:
         weight_bits = 8
         reason = f'channel-wise weights are 8-bit in MXNet 1.9.1 ({vnni})'
-    elif isa['vnni']:
-        weight_bits, reason = 8, vnni
     else:
-        weight_bits, reason = 7, vnni
-    if channel_wise is None:
-        channel_wise = weight_bits == 8
-    return channel_wise, weight_bits, reason
+        weight_bits, reason = (8 if isa['vnni'] else 7), vnni
+    granularity = ('tensor-wise' if channel_wise is False else
+                   'channel-wise' if weight_bits == 8 else 'mixed')
+    return granularity, weight_bits, reason
 
 
 class ClippingCollector:
@@ -595,7 +596,9 @@ def quantize(model_dir, calib_data, out_dir, calib_mode='naive', num_calib_batch
     batch_size : int
     channel_wise : bool or None
         One weight scale per output channel of each FullyConnected (True) or one per matrix
-        (False); None: channel-wise when the weights get 8 bits, else tensor-wise.
+        (False); None: per output channel with 8-bit weights, 'mixed' with 7-bit ones (one
+        scale per output channel where the layer's output is fp32, one per matrix in the
+        query/key/value and first feed-forward layers; :func:`weight_width`).
     quantile : float
         For ``calib_mode='clip'``: see :class:`ClippingCollector`.
     weight_bits : {7, 8} or None
@@ -622,7 +625,7 @@ def quantize(model_dir, calib_data, out_dir, calib_mode='naive', num_calib_batch
         raise ConfigError(f'num_calib_batches={num_calib_batches}, batch_size={batch_size}: '
                           'expected both >= 1')
     isa = int8_isa()
-    channel_wise, weight_bits, reason = weight_width(isa, channel_wise, weight_bits)
+    granularity, weight_bits, reason = weight_width(isa, channel_wise, weight_bits)
     warning = None
     if not isa['vnni']:
         warning = (f'this CPU ({isa["cpu"]}) has no VNNI (avx512_vnni / avx_vnni): INT8 will '
@@ -644,16 +647,17 @@ def quantize(model_dir, calib_data, out_dir, calib_mode='naive', num_calib_batch
             warnings.simplefilter('ignore', UserWarning)
             qnet = quantize_net_v2(
                 block, quantized_dtype='auto', quantize_mode='smart',
-                quantize_granularity='channel-wise' if channel_wise else 'tensor-wise',
+                quantize_granularity='tensor-wise' if weight_bits == 7 else granularity,
                 calib_data=calib_iter, calib_mode='customize' if collector else calib_mode,
                 num_calib_examples=count, ctx=mx.cpu(), LayerOutputCollector=collector)
         if weight_bits == 7:
-            qnet, narrowed = _seven_bits(qnet, block, tmp)
-            rewrites = rewrites + [f'7-bit weights ({narrowed["weights"]} matrices) and '
-                                   f'query/key/value ({narrowed["qkv"]} attentions)']
+            qnet, narrowed = _seven_bits(qnet, block, tmp, granularity == 'mixed')
+            rewrites = rewrites + [
+                f'7-bit weights ({narrowed["weights"]} matrices, {narrowed["channel_scales"]} '
+                'of them with one scale per output channel, restored after the product) and '
+                f'query/key/value ({narrowed["qkv"]} attentions)']
         qnet.hybridize(static_alloc=True)
         agreement, diff = _agreement(block, qnet, calib_iter)
-        granularity = 'channel-wise' if channel_wise else 'tensor-wise'
         settings = {'calib_mode': calib_mode, 'calib_data': os.path.abspath(calib_data),
                     'calib_samples': count, 'batch_size': calib_iter.batch_size,
                     'granularity': granularity, 'weight_bits': weight_bits,
@@ -674,21 +678,27 @@ def quantize(model_dir, calib_data, out_dir, calib_mode='naive', num_calib_batch
 _INT8_RANGE = 127.5
 
 
-def _seven_bits(qnet, fp32, directory):
+def _seven_bits(qnet, fp32, directory, per_row):
     """The tensor-wise INT8 graph ``qnet`` with every FullyConnected weight stored in 7 bits
     and each attention's query/key/value output quantized to 7 bits.
 
-    A weight matrix of largest magnitude ``r`` gets the range ``[-2r, 2r]``: MXNet's scale
-    127.5 / (2r) maps it to integers in [-64, 64], quantized here from the fp32 weights of
-    ``fp32`` (not halved from the 8-bit ones: one rounding). The fused query/key/value
-    FullyConnected requantizes its output to its calibrated range, doubled here for the same
-    reason: keys and values are the second operand of the attention's products.
+    The weights are quantized again from the fp32 weights of ``fp32`` (one rounding), to
+    integers in [-63, 63], with the range that makes MXNet decode them right (its scale is
+    127.5 / the range's magnitude). One scale per matrix is coarse where rows differ much
+    (BERT's second feed-forward layer: a few output channels of large weights), so with
+    ``per_row`` the layers whose output is fp32 (attention projection, second feed-forward
+    layer, pooler, classifier) get one scale per output channel all the same: each row and
+    its bias are divided by the row's largest magnitude before quantization, and a
+    ``broadcast_mul`` after the product multiplies it back. The query/key/value and first
+    feed-forward layers requantize their output inside the fused operator: one scale per
+    matrix. The query/key/value layer's calibrated output range is doubled, since keys and
+    values are the second operand of the attention's products.
 
     Outputs
     -------
     (SymbolBlock, dict)
-        The rewritten graph (called once), and how many weight matrices and attentions
-        changed: ``{'weights': int, 'qkv': int}``.
+        The rewritten graph (called once), and how many layers changed:
+        ``{'weights': int, 'channel_scales': int, 'qkv': int}``.
     """
     prefix = os.path.join(directory, 'int8')
     qnet.hybridize(static_alloc=True)
@@ -697,29 +707,48 @@ def _seven_bits(qnet, fp32, directory):
     with open(f'{prefix}-symbol.json', encoding='utf-8') as f:
         graph = json.load(f)
     params = mx.nd.load(f'{prefix}-0000.params')
-    source = {name: p.data(mx.cpu()) for name, p in fp32.collect_params().items()}
+    source = {name: p.data(mx.cpu()).asnumpy() for name, p in fp32.collect_params().items()}
     nodes = graph['nodes']
     attention_inputs = {n['inputs'][0][0] for n in nodes
                         if n['op'] in ('_sg_mkldnn_selfatt_qk', '_sg_mkldnn_selfatt_valatt')}
-    done = {'weights': 0, 'qkv': 0}
+    done, row_scales = {'weights': 0, 'channel_scales': 0, 'qkv': 0}, {}
+
+    def store(names, values, bits):
+        """``values`` as integers of at most ``bits`` bits into the variables ``names``
+        (array, min, max), under MXNet's decoding: 127.5 / max(|min|, |max|) per unit."""
+        top = float(np.abs(values).max()) or 1.0
+        levels = 2 ** (bits - 1) - 1
+        params[f'arg:{names[0]}'] = mx.nd.array(np.rint(values * (levels / top)), dtype='int8')
+        params[f'arg:{names[1]}'] = mx.nd.array([-top * _INT8_RANGE / levels])
+        params[f'arg:{names[2]}'] = mx.nd.array([top * _INT8_RANGE / levels])
+
     for i, node in enumerate(nodes):
         attrs = node.get('attrs', {})
         if node['op'] != '_sg_mkldnn_fully_connected' or attrs.get('quantized') != 'True':
             continue
-        # inputs: data, weight[, bias], then (min, max) of each
-        base = len(node['inputs']) // 3
-        names = [nodes[node['inputs'][k][0]]['name'] for k in (1, base + 2, base + 3)]
-        weight = source[names[0][:-len('_quantize')]].asnumpy()
-        top = 2 * float(np.abs(weight).max()) or 1.0
-        params[f'arg:{names[0]}'] = mx.nd.array(
-            np.clip(np.rint(weight * (_INT8_RANGE / top)), -64, 64), dtype='int8')
-        params[f'arg:{names[1]}'] = mx.nd.array([-top])
-        params[f'arg:{names[2]}'] = mx.nd.array([top])
+        # inputs: data, weight[, bias], then the (min, max) of each
+        names = [nodes[j]['name'] for j, _, _ in node['inputs']]
+        base = len(names) // 3
+        weight = source[names[1][:-len('_quantize')]]
+        bias = source[names[2][:-len('_quantize')]] if base == 3 else None
+        if per_row and attrs.get('enable_float_output') == 'True':
+            rows = np.abs(weight).max(axis=1)
+            rows[rows == 0] = 1.0
+            weight = weight / rows[:, None]
+            bias = None if bias is None else bias / rows
+            row_scales[i] = rows
+            done['channel_scales'] += 1
+        store([names[1], names[base + 2], names[base + 3]], weight, 7)
+        if bias is not None:
+            store([names[2], names[base + 4], names[base + 5]], bias, 8)
         done['weights'] += 1
         if i in attention_inputs:
             for key in ('min_calib_range', 'max_calib_range'):
                 attrs[key] = repr(2 * float(attrs[key]))
             done['qkv'] += 1
+    for i, rows in row_scales.items():
+        params[f'arg:{nodes[i]["name"]}_row_scale'] = mx.nd.array(rows)
+    graph = _scale_outputs(graph, row_scales)
     with open(f'{prefix}-symbol.json', 'w', encoding='utf-8') as f:
         json.dump(graph, f)
     mx.nd.save(f'{prefix}-0000.params', params)
@@ -732,6 +761,26 @@ def _seven_bits(qnet, fp32, directory):
     block.hybridize(static_alloc=True)
     _build_graph(block)
     return block, done
+
+
+def _scale_outputs(graph, scaled):
+    """The graph (MXNet JSON) with the first output of each node index of ``scaled``
+    multiplied by a new variable ``<node>_row_scale`` (one value per output channel, the last
+    axis) before it reaches any consumer or graph output."""
+    out, moved, rescaled = [], {}, {}
+
+    def entry(j, k, v):
+        return [rescaled[j], 0, 0] if k == 0 and j in rescaled else [moved[j], k, v]
+    for i, node in enumerate(graph['nodes']):
+        out.append(dict(node, inputs=[entry(*e) for e in node['inputs']]))
+        moved[i] = len(out) - 1
+        if i in scaled:
+            out.append({'op': 'null', 'name': f'{node["name"]}_row_scale', 'inputs': []})
+            out.append({'op': 'broadcast_mul', 'name': f'{node["name"]}_rescale',
+                        'inputs': [[moved[i], 0, 0], [moved[i] + 1, 0, 0]]})
+            rescaled[i] = len(out) - 1
+    return {'nodes': out, 'arg_nodes': [i for i, n in enumerate(out) if n['op'] == 'null'],
+            'heads': [entry(*h) for h in graph['heads']], 'attrs': graph.get('attrs', {})}
 
 
 def _agreement(fp32, int8, data):

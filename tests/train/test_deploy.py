@@ -82,14 +82,16 @@ def weight_params(directory):
                          [('naive', False)])
 def test_int8_predictions_agree_with_fp32(tmp_path, finetuned, mode, channel_wise):
     """With the weights this CPU needs: 8-bit (channel-wise unless asked otherwise) with VNNI,
-    7-bit tensor-wise without (docs/deploy.md, "INT8 on CPUs without VNNI")."""
+    7-bit without ('mixed' scales unless asked otherwise; docs/deploy.md, "INT8 on CPUs
+    without VNNI")."""
     out = tmp_path / f'int8-{mode}'
     result = deploy.quantize(finetuned['model_dir'], finetuned['train'], str(out),
                              calib_mode=mode, num_calib_batches=3, batch_size=32,
                              channel_wise=channel_wise)
     assert result['calib_samples'] == 96 and result['precision'] == 'int8'
-    bits, granularity = (8, 'tensor-wise' if channel_wise is False else 'channel-wise') \
-        if VNNI else (7, 'tensor-wise')
+    bits = 8 if VNNI else 7
+    granularity = 'tensor-wise' if channel_wise is False else \
+        'channel-wise' if VNNI else 'mixed'
     assert result['weight_bits'] == bits and result['granularity'] == granularity
     fp32 = predict(finetuned['model_dir'], finetuned['dev'], str(tmp_path / 'fp32.tsv'),
                    batch_size=16)
@@ -104,21 +106,28 @@ def test_int8_predictions_agree_with_fp32(tmp_path, finetuned, mode, channel_wis
     assert np.abs(probs8 - probs32).mean() < 0.02
     assert not np.array_equal(probs8, probs32)          # the int8 graph ran, not the fp32 one
     info = json.load(open(out / 'deploy.json'))
+    nodes = json.load(open(out / 'model-symbol.json'))['nodes']
     assert info['precision'] == 'int8' and info['quantization']['calib_mode'] == mode
     assert info['quantization']['granularity'] == granularity
     assert info['quantization']['weight_bits'] == bits
     assert ('no VNNI' in info['quantization']['weight_bits_reason']) == (not VNNI)
     weights = weight_params(out)
-    if bits == 7:       # every matrix stored in [-64, 64], using that range
-        assert len(weights) == 10 and all(np.abs(w).max() == 64 for w in weights.values())
-        assert info['graph_rewrites'] == ['constants folded', '7-bit weights (10 matrices) '
-                                          'and query/key/value (2 attentions)']
+    if bits == 7:       # every matrix stored in [-63, 63], using that range
+        assert len(weights) == 10 and all(np.abs(w).max() == 63 for w in weights.values())
+        # 'mixed': the 6 layers of fp32 output (projection and second feed-forward layer of
+        # both layers, pooler, classifier) use it in every row, rescaled after the product
+        rescaled = 6 if granularity == 'mixed' else 0
+        assert sum(np.all(np.abs(w).max(1) == 63) for w in weights.values()) == rescaled
+        assert len([n for n in nodes if n['op'] == 'broadcast_mul']) == rescaled
+        assert info['graph_rewrites'] == [
+            'constants folded', f'7-bit weights (10 matrices, {rescaled} of them with one '
+            'scale per output channel, restored after the product) and query/key/value '
+            '(2 attentions)']
     elif granularity == 'tensor-wise':
         assert max(np.abs(w).max() for w in weights.values()) == 127
     assert [x['name'] for x in info['inputs']] == ['data0', 'data1', 'data2']
     assert info['outputs'][0]['labels'] == ['0', '1']
     # the matrix products run in int8: every FullyConnected and attention product quantized
-    nodes = json.load(open(out / 'model-symbol.json'))['nodes']
     fused = [n for n in nodes if n['op'].startswith('_sg_mkldnn_')]
     assert {n['op'] for n in fused} == {'_sg_mkldnn_fully_connected', '_sg_mkldnn_selfatt_qk',
                                         '_sg_mkldnn_selfatt_valatt'}
@@ -134,8 +143,8 @@ def test_cli_quantize_export_and_predict(tmp_path, finetuned):
                    finetuned['train'], '--out', str(out8), '--calib-mode', 'clip',
                    '--num-calib-batches', '2')
     assert done.returncode == 0, done.stderr
-    weights = '8-bit channel-wise' if VNNI else '7-bit tensor-wise'
-    assert f'int8 model ({weights} weights, clip calibration on 64 samples' in done.stdout
+    weights = '8-bit weights, channel-wise' if VNNI else '7-bit weights, mixed'
+    assert f'int8 model ({weights} scales, clip calibration on 64 samples' in done.stdout
     done = run_cli('quantize', '--model-dir', finetuned['model_dir'], '--out', str(out32),
                    '--precision', 'float32')
     assert done.returncode == 0, done.stderr
@@ -279,10 +288,10 @@ def test_without_vnni_it_works_and_says_int8_is_slow(tmp_path, finetuned, monkey
     assert os.path.isfile(tmp_path / 'int8' / 'model-symbol.json')
     info = json.load(open(tmp_path / 'int8' / 'deploy.json'))
     assert info['quantized_on']['vnni'] is False
-    # without VNNI: 7-bit tensor-wise weights, whatever this machine has
+    # without VNNI: 7-bit weights, whatever this machine has
     assert (info['quantization']['weight_bits'], info['quantization']['granularity']) == (
-        7, 'tensor-wise') and result['weight_bits'] == 7
-    assert all(np.abs(w).max() <= 64 for w in weight_params(tmp_path / 'int8').values())
+        7, 'mixed') and result['weight_bits'] == 7
+    assert all(np.abs(w).max() <= 63 for w in weight_params(tmp_path / 'int8').values())
     # the command says it too (the same code path, with the replaced cpuinfo)
     code = ('import sys, gluonbert.serve.deploy as d; d.CPUINFO = sys.argv[1]; '
             'from gluonbert.cli import main; sys.exit(main(sys.argv[2:]))')
@@ -292,19 +301,20 @@ def test_without_vnni_it_works_and_says_int8_is_slow(tmp_path, finetuned, monkey
                           capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert 'WARNING: this CPU (Old CPU) has no VNNI' in done.stderr
-    assert 'int8 model (7-bit tensor-wise weights' in done.stdout
+    assert 'int8 model (7-bit weights, mixed scales' in done.stdout
 
 
 def test_weight_width_follows_the_cpu_and_the_request():
     old, new = {'cpu': 'Old CPU', 'vnni': False}, {'cpu': 'New CPU', 'vnni': True}
-    assert deploy.weight_width(new)[:2] == (True, 8)
-    assert deploy.weight_width(old)[:2] == (False, 7)
+    assert deploy.weight_width(new)[:2] == ('channel-wise', 8)
+    assert deploy.weight_width(old)[:2] == ('mixed', 7)
     assert 'no VNNI' in deploy.weight_width(old)[2]
-    assert deploy.weight_width(new, channel_wise=False)[:2] == (False, 8)
-    assert deploy.weight_width(new, weight_bits=7)[:2] == (False, 7)
+    assert deploy.weight_width(new, channel_wise=False)[:2] == ('tensor-wise', 8)
+    assert deploy.weight_width(old, channel_wise=False)[:2] == ('tensor-wise', 7)
+    assert deploy.weight_width(new, weight_bits=7)[:2] == ('mixed', 7)
     # asked for channel-wise: 8 bits (MXNet quantizes those weights itself), even without VNNI
-    assert deploy.weight_width(old, channel_wise=True)[:2] == (True, 8)
-    assert deploy.weight_width(old, weight_bits=8)[:2] == (True, 8)
+    assert deploy.weight_width(old, channel_wise=True)[:2] == ('channel-wise', 8)
+    assert deploy.weight_width(old, weight_bits=8)[:2] == ('channel-wise', 8)
     with pytest.raises(ConfigError, match='channel_wise=True with weight_bits=7'):
         deploy.weight_width(new, channel_wise=True, weight_bits=7)
     with pytest.raises(ConfigError, match='weight_bits=6'):
