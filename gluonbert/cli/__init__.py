@@ -361,8 +361,16 @@ def _add_quantize(sub):
                         'GELU and LayerNorm outliers clipped at a quantile')
     p.add_argument('--num-calib-batches', type=int, default=10)
     p.add_argument('--batch-size', type=int, default=32, help='calibration batch size')
-    p.add_argument('--tensor-wise', action='store_true',
-                   help='one weight scale per matrix (default: one per output channel)')
+    scales = p.add_mutually_exclusive_group()
+    scales.add_argument('--tensor-wise', action='store_true',
+                        help='one weight scale per matrix (default: one per output channel; '
+                             'with 7-bit weights, one per output channel where the layer '
+                             'output is fp32, one per matrix elsewhere)')
+    scales.add_argument('--channel-wise', action='store_true',
+                        help="one weight scale per output channel, MXNet's (8-bit weights)")
+    p.add_argument('--weight-bits', type=int, choices=[7, 8], default=None,
+                   help='width of the int8 weights (default: 8 on a CPU with VNNI; 7 without, '
+                        "where 8-bit weights saturate oneDNN's products; see docs/deploy.md)")
     p.add_argument('--gpus', default=None,
                    help='refused with an error: INT8 kernels are CPU kernels')
 
@@ -388,8 +396,11 @@ def _add_quantize(sub):
                               "model's task)")
         result = quantize(args.model_dir, args.calib_data, args.out, calib_mode=args.calib_mode,
                           num_calib_batches=args.num_calib_batches, batch_size=args.batch_size,
-                          channel_wise=not args.tensor_wise, ctx=ctx)
-        print(f'int8 model ({args.calib_mode} calibration on {result["calib_samples"]} samples; '
+                          channel_wise=True if args.channel_wise else
+                          False if args.tensor_wise else None,
+                          weight_bits=args.weight_bits, ctx=ctx)
+        print(f'int8 model ({result["weight_bits"]}-bit weights, {result["granularity"]} '
+              f'scales, {args.calib_mode} calibration on {result["calib_samples"]} samples; '
               f'{result["agreement"]:.4f} of them keep their fp32 label, largest probability '
               f'change {result["max_prob_diff"]:.4f}) -> {result["out_dir"]}')
         return 0
