@@ -133,6 +133,7 @@ def _engine(task, config, total_updates):
     directory), with ``task``'s model and loss."""
     from gluonbert.train.engine import Engine
     engine = Engine(config)
+    os.makedirs(config.out_dir)            # the run directory train() would claim
     net = task.build(engine)
     engine.attach(net, task.loss, total_updates)
     return engine, net
