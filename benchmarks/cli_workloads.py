@@ -227,11 +227,11 @@ def _finetune_rows(workload, impl, updates, windows, seconds, extra, setup, rss,
 def _measured_task(config):
     """:class:`FinetuningTask` with a peak-RSS reading per engine log window.
 
-    The engine calls ``next_update`` at the start of every update and ``metrics`` at every
-    log record (every ``log_interval`` updates and at an epoch's end), before the dev
-    evaluation and the checkpoint. The kernel's peak counter is reset at the first update of
-    a window and read at its record, so ``window_peaks_mb`` covers the updates only. Nothing
-    else of the task changes.
+    The engine takes each update from ``task.batches.next_update`` and reads its statistics
+    (``Engine.read_interval``) at every log record (every ``log_interval`` updates and at an
+    epoch's end), before the dev evaluation and the checkpoint. The kernel's peak counter is
+    reset at the first update of a window and read at its record, so ``window_peaks_mb``
+    covers the updates only. Nothing else of the task or the engine changes.
     """
     from gluonbert.train.finetune import FinetuningTask
 
@@ -242,16 +242,23 @@ def _measured_task(config):
             super().__init__(config)
             self.window_peaks_mb, self._open = [], False
 
-        def next_update(self):
-            if not self._open:
-                clear_peak_rss()
-                self._open = True
-            return super().next_update()
+        def build(self, engine):
+            net = super().build(engine)
+            next_update, read_interval = self.batches.next_update, engine.read_interval
 
-        def metrics(self, sums):
-            self.window_peaks_mb.append(round(window_peak_rss_mb(), 1))
-            self._open = False
-            return super().metrics(sums)
+            def opening_next_update():
+                if not self._open:
+                    clear_peak_rss()
+                    self._open = True
+                return next_update()
+
+            def closing_read_interval():
+                self.window_peaks_mb.append(round(window_peak_rss_mb(), 1))
+                self._open = False
+                return read_interval()
+            self.batches.next_update = opening_next_update
+            engine.read_interval = closing_read_interval
+            return net
     return MeasuredTask(config)
 
 
@@ -515,14 +522,14 @@ def _write_finetuned(directory, shape, vocab_path, max_seq_length):
 def _predict_batches(model_dir, input_path, batch_size):
     """The padded batches ``predict`` builds (same transform, same length order)."""
     from gluonbert.data import ClassificationBatchify
-    from gluonbert.serve.predict import _batches_by_length, load_classifier
+    from gluonbert.serve.predict import batches_by_length, load_classifier
     from gluonbert.data.tasks import read_examples
     import mxnet as mx
     _, transform, spec = load_classifier(model_dir, [mx.cpu()])
     samples = [transform((r.text_a, r.text_b)) for r in read_examples(input_path, spec)]
     batchify = ClassificationBatchify(pad_id=transform.pad_id, as_numpy=True)
     return [batchify([samples[i][:3] for i in index])
-            for index in _batches_by_length(samples, batch_size)]
+            for index in batches_by_length(samples, batch_size)]
 
 
 def _predict_common(workload, context, tmp):

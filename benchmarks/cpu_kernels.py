@@ -2,7 +2,7 @@
 
 Each case builds the gluonbert block that training uses (``LayerNorm``, ``ResidualLayerNorm``,
 ``Dropout``, ``SelfAttention``, and the masked-LM loss ``PretrainingSums``) twice, with
-``kernel`` off (MXNet's operators, what GluonNLP runs too) and on (what ``gluonbert finetune``
+``kernels`` off (MXNet's operators, what GluonNLP runs too) and on (what ``gluonbert finetune``
 and ``gluonbert pretrain`` run on CPU), hybridized with static memory, and times one forward
 and backward pass of each, the two taking turns. The two ``inference`` cases time the forward
 pass alone in inference mode, as ``gluonbert predict`` runs it (the attention on its
@@ -20,6 +20,7 @@ minimum and the process CPU time (all threads; less disturbed by other jobs) of 
 variants, with the CPU model and instruction-set flags.
 """
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -45,7 +46,7 @@ def _cases(batch, length, width, heads, predictions, vocab):
     from gluonbert.model.dropout import Dropout
     from gluonbert.model.encoder import attention_bias
     from gluonbert.model.layer_norm import LayerNorm, ResidualLayerNorm
-    from gluonbert.train.losses import PretrainingSums
+    from gluonbert.train.pretrain import PretrainingSums
 
     rng = np.random.RandomState(0)
 
@@ -55,30 +56,20 @@ def _cases(batch, length, width, heads, predictions, vocab):
     lengths = mx.nd.array(rng.randint(length // 2, length + 1, batch))
     x = array(length, batch, width)
     def norm(kernel):
-        block = LayerNorm(1e-12, width)
-        block.kernel = kernel
-        return block
+        return LayerNorm(1e-12, width, kernels=kernel)
 
     def residual(kernel):
-        block = ResidualLayerNorm(1e-12, width, 0.1)
-        block.kernel = kernel
-        return block
+        return ResidualLayerNorm(1e-12, width, 0.1, kernels=kernel)
 
     def dropout(kernel):
-        block = Dropout(0.1)
-        block.kernel = kernel
-        return block
+        return Dropout(0.1, kernels=kernel)
 
     def attention(kernel):
-        block = SelfAttention(width, heads, dropout=0.1)
-        block.kernel = kernel
-        return block
+        return SelfAttention(width, heads, dropout=0.1, kernels=kernel)
 
     def attention_inference(kernel):     # what predict runs: no dropout, weights unread
-        block = SelfAttention(width, heads, dropout=0.1)
-        block.kernel = block.inference = kernel
-        block.weights_needed = False
-        return block
+        return SelfAttention(width, heads, dropout=0.1, kernels=kernel, inference=kernel,
+                             return_weights=False)
 
     def mlm_loss(kernel):
         return PretrainingSums(kernel)
@@ -138,9 +129,12 @@ def _time_pair(build, inputs, heads, repeat, warmup):
                 cpu[kernel].append(time.process_time() - start_cpu)
     summary = {}
     for kernel, name in ((False, 'mxnet'), (True, 'kernel')):
+        graph = json.loads(blocks[kernel]._cached_graph[1].tojson())
         summary[name] = {'median_ms': 1e3 * statistics.median(wall[kernel]),
                          'min_ms': 1e3 * min(wall[kernel]),
-                         'cpu_median_ms': 1e3 * statistics.median(cpu[kernel])}
+                         'cpu_median_ms': 1e3 * statistics.median(cpu[kernel]),
+                         'gluonbert_ops': sorted({n['op'] for n in graph['nodes']
+                                                  if n['op'].startswith('gluonbert_')})}
     summary['speedup_median'] = summary['mxnet']['median_ms'] / summary['kernel']['median_ms']
     summary['speedup_cpu'] = summary['mxnet']['cpu_median_ms'] / summary['kernel']['cpu_median_ms']
     return summary

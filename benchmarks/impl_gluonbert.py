@@ -11,15 +11,13 @@ the code the ``gluonbert`` CLI runs, on the same NumPy batches as the references
   :meth:`PretrainingTask.build <gluonbert.train.pretrain.PretrainingTask.build>` (a shard
   holding the workload's batch, ``--config`` a JSON of its shape): what the tasks build and
   how they hybridize it.
-* Step: what :func:`gluonbert.train.engine.train` does for one update: the task's
-  ``counts`` summed by :meth:`Cluster.sum_over_workers`, the engine's
-  :func:`~gluonbert.train.engine.make_trainer` and
-  :class:`~gluonbert.train.loop.ShardedStep` (``forward_backward`` with the task's loss and
-  its ``totals``, then ``update``: all-reduce, global-norm clipping, Adam), the statistics
-  into :class:`~gluonbert.train.metrics.DeviceSums`, the warm-up/linear schedule's rate and
-  the per-update reseeding; then ``mx.nd.waitall()`` (the repetition ends when the new
-  weights exist). The data pipeline is not timed here (nor for the references):
-  ``finetune_minilm_mrpc`` times it.
+* Step: :meth:`gluonbert.train.engine.Engine.step`, the one step every CLI training run
+  takes (the loss normalisers summed over workers, ``split_and_load``, forward and backward
+  with the task's loss, all-reduce, global-norm clipping, Adam at the schedule's rate,
+  reseeding), on an :class:`~gluonbert.train.engine.Engine` set up as
+  :func:`~gluonbert.train.engine.train` sets it up; then ``mx.nd.waitall()`` (the repetition
+  ends when the new weights exist). The data pipeline is not timed here (nor for the
+  references): ``finetune_minilm_mrpc`` times it.
 * Inference: :func:`gluonbert.serve.predict.load_classifier` on a fine-tuned directory
   (random weights) and :func:`~gluonbert.serve.predict.predict_proba`, the functions
   ``gluonbert predict`` runs the model with (length-sorted batches, batchify,
@@ -94,94 +92,68 @@ def _pretraining_arrays(model, b, t, p):
 
 
 class EngineSteps:
-    """The engine's update (:func:`gluonbert.train.engine.train`, step 5) on fixed batches.
+    """:meth:`Engine.step <gluonbert.train.engine.Engine.step>` on fixed batches, one update
+    per batch, as :func:`gluonbert.train.engine.train` calls it.
 
     Parameters
     ----------
-    task : Task
-        A built :class:`FinetuningTask` or :class:`PretrainingTask`.
-    net : gluon.HybridBlock
-        What ``task.build`` returned.
-    config : RunConfig
-        The task's configuration (optimiser, devices, seed).
-    run : engine._Run
-        Contexts and cluster, as the engine made them.
-    batches : list of tuples of NumPy arrays
+    engine : Engine
+        Attached to the task's model (``Engine.attach``).
+    batches : list of NamedTuple batches
         One update each (``accumulate`` = 1, the CLI's default).
-    total_steps : int
-        Length of the learning-rate schedule.
     """
 
-    def __init__(self, task, net, config, run, batches, total_steps):
-        from gluonbert.train.engine import make_trainer
-        from gluonbert.train.loop import ShardedStep
-        from gluonbert.train.metrics import DeviceSums
-        from gluonbert.train.optim import WarmupLinearSchedule
-        self.task, self.config, self.cluster = task, config, run.cluster
-        self.batches = batches
-        self.trainer = make_trainer(net, config.optimizer, run.cluster)
-        self.step = ShardedStep(net.collect_params(), self.trainer, run.contexts,
-                                lambda *shard_and_totals: task.loss(net, *shard_and_totals),
-                                config.optimizer.max_grad_norm, config.optimizer.accumulate)
-        self.sums = DeviceSums(task.stats, run.contexts)
-        self.schedule = WarmupLinearSchedule(config.optimizer.lr, total_steps,
-                                             config.optimizer.warmup_ratio)
-        run.cluster.sync_weights(self.trainer)
-        self.done = 0
-        self.lrs, self.norms = [], []
+    def __init__(self, engine, batches):
+        from gluonbert.train.engine import Update
+        self.engine = engine
+        self.updates = [Update([batch]) for batch in batches]
+        engine.cluster.sync_weights(engine.trainer)
+        self.results = []
 
     def __call__(self):
-        from gluonbert.train.checkpoint import reseed_mxnet
-        for batch in self.batches:
-            local = np.sum([self.task.counts(batch)], axis=0)
-            totals = self.cluster.sum_over_workers([*local, 0.0])   # + the stop flag
-            for device, values in self.step.forward_backward(batch, totals[:-1]):
-                self.sums.add(device, values)
-            lr = self.schedule(self.done)
-            norm = self.step.update(lr)
-            self.done += 1
-            reseed_mxnet(self.config.seed, self.done)
-            self.lrs.append(lr)
-            self.norms.append(norm)
+        for update in self.updates:
+            self.results.append(self.engine.step(update))
         mx.nd.waitall()
 
     def evidence(self):
         """What only the engine's step produces: the task's metrics over every update, the
         gradient norms before clipping, the schedule's rates, the optimiser."""
-        norms = [float(n.asnumpy()[0]) for n in self.norms if n is not None]
-        return {'engine_metrics': self.task.metrics(self.sums.read()),
+        engine = self.engine
+        norms = [float(r.grad_norm.asnumpy()[0]) for r in self.results
+                 if r.grad_norm is not None]
+        return {'engine_metrics': engine.loss.metrics(engine.read_interval()),
                 'grad_norms': [round(n, 6) for n in norms],
-                'learning_rates': self.lrs, 'updates': self.done,
-                'optimizer': type(self.trainer._optimizer).__name__,
-                'max_grad_norm': self.config.optimizer.max_grad_norm}
+                'learning_rates': [r.lr for r in self.results], 'updates': engine.done,
+                'optimizer': type(engine.trainer.optimizer).__name__,
+                'max_grad_norm': engine.config.optimizer.max_grad_norm}
 
 
-def _engine_run(config, task_name):
-    """Seeds, contexts, cluster and run directory as :func:`gluonbert.train.engine.train`
-    makes them."""
-    from gluonbert.dist.cluster import make_cluster, parse_devices
-    from gluonbert.train.engine import RunDirectory, _Run, seed_everything
-    seed_everything(config.seed)
-    contexts = parse_devices(config.devices.gpus, config.devices.cpus)
-    cluster = make_cluster(contexts, config.devices.kvstore, config.devices.comm_backend)
-    directory = RunDirectory(config, task_name, cluster.is_main)
-    directory.claim()
-    return _Run(config, contexts, cluster, directory=directory)
+def _engine(task, config, total_updates):
+    """An Engine set up as :func:`gluonbert.train.engine.train` sets it up (no run
+    directory), with ``task``'s model and loss."""
+    from gluonbert.train.engine import Engine
+    engine = Engine(config)
+    os.makedirs(config.out_dir)            # the run directory train() would claim
+    net = task.build(engine)
+    engine.attach(net, task.loss, total_updates)
+    return engine, net
 
 
 def _train_batches(workload, context):
     """(batches, items, padded tokens, FLOPs, extra) of a ``train`` or ``finetune``
     repetition, the references' batches."""
+    from gluonbert.train.finetune import ClassificationBatch
     model, b, t = workload.model, workload.batch_size, workload.seq_len
     if workload.kind == 'train':
         x = classifier_batch(model, b, t)
-        batches = [(x.token_ids, x.segment_ids, x.valid_length, x.labels)]
+        batches = [ClassificationBatch(x.token_ids, x.segment_ids, x.valid_length, x.labels)]
         return batches, b, b * t, F.TRAIN_FACTOR * F.classifier_forward(model, b, t), {}
     shapes = bucketed_batches(context['mrpc_lengths'], b, context['num_batches'], max_length=t)
     batches = []
     for i, (padded, valid) in enumerate(shapes):
         x = classifier_batch(model, b, padded, valid, seed=i)
-        batches.append((x.token_ids, x.segment_ids, x.valid_length, x.labels))
+        batches.append(ClassificationBatch(x.token_ids, x.segment_ids, x.valid_length,
+                                           x.labels))
     flops = sum(F.TRAIN_FACTOR * F.classifier_forward(model, b, padded) for padded, _ in shapes)
     real = sum(sum(valid) for _, valid in shapes)
     extra = {'padded_lengths': [p for p, _ in shapes], 'real_tokens_per_rep': real,
@@ -202,22 +174,20 @@ def run_model_workload(workload, impl, context):
             batches, items, tokens, flops, extra = _train_batches(workload, context)
             config = _finetune_config(workload, tmp)
             task = FinetuningTask(config)
-            run = _engine_run(config, task.name)
-            net = task.build(run)
-            step = EngineSteps(task, net, config, run, batches, steps * len(batches))
-            note = ('FinetuningTask.build, engine.make_trainer, ShardedStep.forward_backward '
-                    '(classification_loss) + update (clip, BERTAdamW), CLI defaults')
+            engine, net = _engine(task, config, steps * len(batches))
+            step = EngineSteps(engine, batches)
+            note = ('FinetuningTask.build, Engine.step (ClassificationLoss; clip, BERTAdamW), '
+                    'CLI defaults')
         elif workload.kind == 'pretrain':
             batch = _pretraining_arrays(model, b, t, workload.num_masked)
             config = _pretrain_config(workload, batch, tmp)
             task = PretrainingTask(config)
-            run = _engine_run(config, task.name)
-            net = task.build(run)
-            step = EngineSteps(task, net, config, run, [batch], steps)
+            engine, net = _engine(task, config, steps)
+            step = EngineSteps(engine, [batch])
             flops = F.TRAIN_FACTOR * F.pretrain_forward(model, b, t, workload.num_masked)
             items, tokens = b, b * t
-            note = ('PretrainingTask.build, engine.make_trainer, ShardedStep.forward_backward '
-                    '(pretraining_loss) + update (clip, BERTAdamW), CLI defaults')
+            note = ('PretrainingTask.build, Engine.step (PretrainingLoss; clip, BERTAdamW), '
+                    'CLI defaults')
         elif workload.kind == 'infer':
             from gluonbert.serve.predict import load_classifier, predict_proba
             x = classifier_batch(model, b, t)
@@ -234,7 +204,7 @@ def run_model_workload(workload, impl, context):
             # the same FLOP count as the references' encoder + pooler (the 2-way head and
             # the softmax are negligible)
             flops, items, tokens = F.classifier_forward(model, b, t, num_classes=0), b, b * t
-            note = ('train.predict.load_classifier + predict_proba (what gluonbert predict '
+            note = ('serve.predict.load_classifier + predict_proba (what gluonbert predict '
                     'runs): classifier probabilities, copied to the host')
         else:
             raise ValueError(f'unknown workload kind {workload.kind!r}')

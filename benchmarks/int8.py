@@ -15,7 +15,9 @@ weights; speed only) on the same batches: eager fp32, ``torch.compile`` fp32, Py
 dynamic int8 (``quantize_dynamic`` on the Linear layers) and bf16 autocast.
 
 ``--tensor-wise`` also times an INT8 model quantized with one weight scale per matrix
-(``gluonbert quantize --tensor-wise``) beside the channel-wise one.
+(``gluonbert quantize --tensor-wise``) beside the default one. The INT8 models get the weights
+``gluonbert quantize`` gives this CPU: 8-bit (channel-wise by default) with VNNI, 7-bit
+tensor-wise without (docs/deploy.md); the JSON says which (``int8_weights``).
 
 ``--max-batch-tokens N`` also times the fp32 and INT8 models with ``predict``'s token-budget
 batching (at most N padded tokens per batch, rows unlimited) beside the batches of
@@ -108,7 +110,7 @@ def hf_runners(config, samples, batch_size, pad_id):
     from transformers import BertConfig, BertForSequenceClassification
 
     from gluonbert.data import ClassificationBatchify
-    from gluonbert.serve.predict import _batches_by_length
+    from gluonbert.serve.predict import batches_by_length
     torch.manual_seed(0)
     model = BertForSequenceClassification(BertConfig(
         vocab_size=config['vocab_size'], hidden_size=config['units'],
@@ -118,7 +120,7 @@ def hf_runners(config, samples, batch_size, pad_id):
         attention_probs_dropout_prob=0.0)).eval()
     batchify = ClassificationBatchify(pad_id=pad_id, as_numpy=True)
     batches = []
-    for index in _batches_by_length(samples, batch_size):
+    for index in batches_by_length(samples, batch_size):
         ids, types, lengths = batchify([samples[i][:3] for i in index])[:3]
         mask = (np.arange(ids.shape[1])[None, :] < lengths[:, None]).astype(np.int64)
         batches.append((index, torch.from_numpy(ids.astype(np.int64)),
@@ -177,8 +179,8 @@ def time_models(directories, samples, batch_size, repeats, extra=None, max_batch
 
 def padding_stats(samples, batch_size, max_batch_tokens=None):
     """Batches and padded tokens of predict's batching (real tokens: ``sum(lengths)``)."""
-    from gluonbert.serve.predict import _batches_by_length
-    batches = _batches_by_length(samples, batch_size, max_batch_tokens)
+    from gluonbert.serve.predict import batches_by_length
+    batches = batches_by_length(samples, batch_size, max_batch_tokens)
     padded = sum(len(b) * max(len(samples[i][0]) for i in b) for b in batches)
     return {'batches': len(batches), 'padded_tokens': int(padded),
             'real_tokens': int(sum(len(s[0]) for s in samples)),
@@ -216,7 +218,8 @@ def gemm_runners(n, count=10):
     arguments running ``count`` products (a window not much shorter than the model's, so
     that other jobs' noise is alike): the INT8 one is a Dense layer quantized as
     ``gluonbert.serve.deploy.quantize`` quantizes the model's layers (``quantize_net_v2``, smart
-    mode, channel-wise weight scales, naive calibration on its input)."""
+    mode, channel-wise weight scales, naive calibration on its input; the same oneDNN kernel
+    runs 7-bit tensor-wise weights)."""
     import warnings
 
     import mxnet as mx
@@ -242,6 +245,11 @@ def gemm_runners(n, count=10):
         for _ in range(count):
             net(x).wait_to_read()
     return {'gemm_fp32': lambda: run(fp32), 'gemm_int8': lambda: run(int8)}
+
+
+def weights_of(quantized):
+    """'7-bit tensor-wise' etc.: the weights of a ``deploy.quantize`` result."""
+    return f'{quantized["weight_bits"]}-bit {quantized["granularity"]}'
 
 
 def print_profile(profile, top=12):
@@ -330,7 +338,8 @@ def infer_base(args):
         'flops_per_pass': model_flops, 'gemm_size': args.gemm_size,
         'gemm_count': args.gemm_count, 'ceilings': ceilings,
         'int8_vs_fp32': results['int8']['gflops_best'] / results['gluonbert_fp32']['gflops_best'],
-        'int8_fused_ops': fused, 'profile_ms': profile, 'calib_mode': args.calib_mode,
+        'int8_fused_ops': fused, 'int8_weights': {'int8': weights_of(quantized)},
+        'profile_ms': profile, 'calib_mode': args.calib_mode,
         'calib_samples': quantized['calib_samples'], 'calib_seconds': calib_seconds,
         'int8_vs_fp32_max_prob_diff': float(np.abs(probs['int8'] -
                                                    probs['gluonbert_fp32']).max()),
@@ -343,6 +352,7 @@ def infer_base(args):
         json.dump(report, f, indent=2)
     print(f'infer_base: {args.base_model}, B={batch}, T={length}, {args.base_batches} batches '
           f'per pass; CPU {report["isa"]["cpu"]} ({", ".join(report["isa"]["flags"])}); '
+          f'INT8 weights {report["int8_weights"]["int8"]}; '
           f'load average {load_start[0]:.2f} at the start, '
           f'{", ".join(f"{x:.2f}" for x in report["load_average"])} at the end')
     print('| run | GFLOP/s best (model FLOPs) | median | executed GFLOP/s best | '
@@ -443,11 +453,13 @@ def main(argv=None):
         calib_seconds = time.perf_counter() - start
         directories = {'gluonbert_fp32': tuned, 'exported_fp32': os.path.join(tmp, 'fp32'),
                        'int8': os.path.join(tmp, 'int8')}
-        if args.tensor_wise:        # one weight scale per matrix, beside the channel-wise one
+        int8_weights = {'int8': weights_of(quantized)}
+        if args.tensor_wise:        # one weight scale per matrix, beside the default one
             directories['int8_tensorwise'] = os.path.join(tmp, 'int8_tensorwise')
-            deploy.quantize(tuned, calib, directories['int8_tensorwise'],
-                            calib_mode=args.calib_mode, num_calib_batches=args.calib_batches,
-                            batch_size=args.batch_size, channel_wise=False)
+            int8_weights['int8_tensorwise'] = weights_of(deploy.quantize(
+                tuned, calib, directories['int8_tensorwise'], calib_mode=args.calib_mode,
+                num_calib_batches=args.calib_batches, batch_size=args.batch_size,
+                channel_wise=False))
         extra = None
         if args.hf:
             with open(os.path.join(tuned, 'finetune.json'), encoding='utf-8') as f:
@@ -475,6 +487,7 @@ def main(argv=None):
         'calib_samples': quantized['calib_samples'], 'calib_seconds': calib_seconds,
         'int8_vs_fp32_max_prob_diff': float(np.abs(probs['int8'] -
                                                    probs['gluonbert_fp32']).max()),
+        'int8_weights': int8_weights,
         'batching': {'batch_size': padding_stats(samples, args.batch_size)},
         'profile_ms': profile, 'load_average_start': load_start,
         'isa': deploy.int8_isa(), 'mxnet': mx.__version__,
@@ -489,7 +502,8 @@ def main(argv=None):
         json.dump(report, f, indent=2)
     print(f'{model}, {len(samples)} MRPC pairs (mean length {report["length_mean"]:.1f}, '
           f'max {report["length_max"]}), batch {args.batch_size}; CPU {report["isa"]["cpu"]} '
-          f'({", ".join(report["isa"]["flags"])})')
+          f'({", ".join(report["isa"]["flags"])}); INT8 weights: ' +
+          ', '.join(f'{k} {v}' for k, v in int8_weights.items()))
     print('| model | pairs/s best | median | vs gluonbert fp32 | accuracy | F1 |')
     print('| --- | --- | --- | --- | --- | --- |')
     for name, r in results.items():

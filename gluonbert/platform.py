@@ -10,8 +10,7 @@ Allocator. MXNet 1.9 allocates CPU arrays with plain ``posix_memalign`` and free
 as they die (no CPU memory pool). With glibc's defaults every buffer over 32 MiB is a fresh
 ``mmap`` and every free a ``munmap``, and MXNet's engine threads allocate from per-thread
 arenas that also fall back to ``mmap`` for large requests. The kernel then zero-fills each page
-on first touch: a d2l-sized pretraining step (a 5120 x 20000 MLM score matrix, 410 MB) takes
-about 200,000 page faults per step. :func:`tune_allocator` asks glibc for one arena, no
+on first touch, every step, for every large buffer (the masked-LM scores, their gradient). :func:`tune_allocator` asks glibc for one arena, no
 ``mmap`` for large blocks and no trimming of the heap top, so that a freed buffer is reused by
 the next step without page faults. The price: memory freed by MXNet stays in the process
 instead of going back to the operating system. glibc reads these settings for arenas created
@@ -27,7 +26,8 @@ import os
 import sys
 
 __all__ = ['CPUINFO', 'ISA_FLAGS', 'CPUInfo', 'cpu_info', 'physical_cores', 'default_threads',
-           'recommended_env', 'tune_allocator', 'ALLOCATOR_ENV']
+           'recommended_env', 'tune_allocator', 'ALLOCATOR_ENV', 'AMXStatus', 'enable_amx',
+           'amx_status']
 
 #: Where the CPU is described (a module attribute so that tests can point it elsewhere).
 CPUINFO = '/proc/cpuinfo'
@@ -193,6 +193,82 @@ def tune_allocator(force=False):
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     settings = ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 2 ** 31 - 1))
     return all(mallopt(option, value) == 1 for option, value in settings)
+
+
+@dataclasses.dataclass(frozen=True)
+class AMXStatus:
+    """Whether oneDNN may use the CPU's AMX tiles, and why (one line for the log)."""
+    enabled: bool
+    reason: str
+
+    def __str__(self):
+        return f'AMX {"on" if self.enabled else "off"}: {self.reason}'
+
+
+#: x86-64 Linux: ``SYS_arch_prctl``, ``ARCH_REQ_XCOMP_PERM``, ``XFEATURE_XTILEDATA``.
+_ARCH_PRCTL, _ARCH_REQ_XCOMP_PERM, _XFEATURE_XTILEDATA = 158, 0x1023, 18
+
+
+def _request_tile_state():
+    """Asks Linux for the AMX tile state of this process; True when granted."""
+    if not sys.platform.startswith('linux'):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.syscall(_ARCH_PRCTL, _ARCH_REQ_XCOMP_PERM, _XFEATURE_XTILEDATA) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def enable_amx(environ=None, info=None, request=_request_tile_state):
+    """Lets MXNet's oneDNN use the CPU's AMX tiles (bfloat16 and int8 matrix products), when the
+    CPU has them and Linux grants their state; otherwise changes nothing.
+
+    oneDNN 2.4.4 (MXNet 1.9.1) has AMX kernels but caps itself below them unless
+    ``DNNL_MAX_CPU_ISA=AVX512_CORE_AMX`` is set before its first primitive; and Linux (5.16
+    and later) gives the tile state only to a process that asks for it with
+    ``arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)``, which oneDNN 2.4.4 does not do:
+    an AMX instruction without it dies with SIGILL. So the permission is asked for first, and
+    the limit is raised only when it is granted. Call it before MXNet runs anything (the
+    ``gluonbert`` command does). ``GLUONBERT_AMX=0`` turns it off; a ``DNNL_MAX_CPU_ISA``
+    the user set is left alone.
+
+    Parameters
+    ----------
+    environ : dict, optional
+        Default ``os.environ``.
+    info : CPUInfo, optional
+        Default :func:`cpu_info`.
+    request : callable
+        Asks for the tile state, True when granted (tests pass a stand-in).
+
+    Outputs
+    -------
+    AMXStatus
+    """
+    environ = os.environ if environ is None else environ
+    if environ.get('GLUONBERT_AMX', '1') == '0':
+        return AMXStatus(False, 'turned off by GLUONBERT_AMX=0')
+    if 'DNNL_MAX_CPU_ISA' in environ:
+        return AMXStatus(environ['DNNL_MAX_CPU_ISA'].upper() == 'AVX512_CORE_AMX',
+                         f'DNNL_MAX_CPU_ISA={environ["DNNL_MAX_CPU_ISA"]} set by the user')
+    info = info or cpu_info()
+    if not info.has('amx_tile', 'amx_bf16', 'amx_int8'):
+        return AMXStatus(False, f'this CPU ({info.model}) has no AMX (amx_tile, amx_bf16, '
+                                'amx_int8)')
+    if not request():
+        return AMXStatus(False, 'Linux refused this process the AMX tile state '
+                                '(arch_prctl ARCH_REQ_XCOMP_PERM; kernel older than 5.16?)')
+    environ['DNNL_MAX_CPU_ISA'] = 'AVX512_CORE_AMX'
+    return AMXStatus(True, f'{info.model}: oneDNN may use the AMX tiles')
+
+
+def amx_status(environ=None):
+    """Whether this process lets oneDNN use AMX, without changing anything (for logs)."""
+    environ = os.environ if environ is None else environ
+    return enable_amx(environ=dict(environ), request=lambda: True) if 'DNNL_MAX_CPU_ISA' not \
+        in environ else AMXStatus(environ['DNNL_MAX_CPU_ISA'].upper() == 'AVX512_CORE_AMX',
+                                  f'DNNL_MAX_CPU_ISA={environ["DNNL_MAX_CPU_ISA"]}')
 
 
 def _main(argv=None):

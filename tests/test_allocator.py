@@ -8,6 +8,9 @@ import pytest
 
 from gluonbert.platform import ALLOCATOR_ENV
 
+#: Real processes or long runs: CI runs them; the fast tier (-m "not slow") skips them.
+pytestmark = pytest.mark.slow
+
 _PROBE = r'''
 import json, resource, sys
 import gluonbert

@@ -11,8 +11,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HAS_TORCH = all(importlib.util.find_spec(m) is not None for m in ('torch', 'transformers'))
+#: Real processes or long runs: CI runs them; the fast tier (-m "not slow") skips them.
+pytestmark = pytest.mark.slow
 
 
 def test_quick_benchmark_runs_every_workload(tmp_path):

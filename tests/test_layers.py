@@ -93,3 +93,30 @@ def test_the_checks_see_a_violation(tmp_path):
     graph = import_graph(root)
     assert upward_imports(graph) == ['gluonbert.data.a imports gluonbert.train.b']
     assert cycles(graph) == ['gluonbert.data.a -> gluonbert.train.b -> gluonbert.data.a']
+
+
+def private_imports(folder):
+    """``file: name`` for every private (``_``-prefixed) gluonbert name imported in
+    ``folder``'s Python files."""
+    found = []
+    for path in sorted(folder.rglob('*.py')):
+        for node in ast.walk(ast.parse(path.read_text(encoding='utf-8'))):
+            if isinstance(node, ast.ImportFrom) and (node.module or '').startswith('gluonbert'):
+                found += [f'{path.name}: {node.module}.{a.name}' for a in node.names
+                          if any(part.startswith('_')
+                                 for part in node.module.split('.') + [a.name])]
+    return found
+
+
+def test_benchmarks_use_public_names_and_the_engine_step():
+    """The benchmarks time what users run: the engine's one public step, and no private name
+    of gluonbert (a private name is free to change under them)."""
+    benchmarks = PACKAGE.parent / 'benchmarks'
+    assert private_imports(benchmarks) == []
+    source = (benchmarks / 'impl_gluonbert.py').read_text(encoding='utf-8')
+    assert 'from gluonbert.train.engine import Engine' in source and '.step(' in source
+
+
+def test_the_private_name_check_sees_one(tmp_path):
+    (tmp_path / 'bench.py').write_text('from gluonbert.train.engine import _Run, train\n')
+    assert private_imports(tmp_path) == ['bench.py: gluonbert.train.engine._Run']

@@ -14,6 +14,9 @@ import sys
 
 import pytest
 
+#: Real processes or long runs: CI runs them; the fast tier (-m "not slow") skips them.
+pytestmark = pytest.mark.slow
+
 nbformat = pytest.importorskip('nbformat')
 nbclient = pytest.importorskip('nbclient')
 pytest.importorskip('ipykernel')

@@ -96,8 +96,12 @@ def _show_defaults(parser):
 
 
 def build_parser():
-    parser = Parser(prog='gluonbert',
-                    description='BERT for Apache MXNet Gluon: weights, data, training.')
+    parser = Parser(
+        prog='gluonbert', description='BERT for Apache MXNet Gluon: weights, data, training.',
+        epilog='Process settings made before MXNet loads (gluonbert.platform): OMP_NUM_THREADS '
+               'to the physical cores when unset; glibc allocator settings that keep MXNet\'s '
+               'buffers mapped (GLUONBERT_TUNE_MALLOC=0 keeps glibc\'s); oneDNN\'s AMX kernels '
+               'where the CPU has AMX and Linux grants it (GLUONBERT_AMX=0 keeps them off).')
     sub = parser.add_subparsers(dest='command', metavar='COMMAND', parser_class=Parser)
     sub.required = True
     for add in _COMMANDS:
@@ -202,12 +206,16 @@ def main(argv=None):
     if extras:
         _report_unknown(parser, args, extras)
     # Process-wide settings, before MXNet is loaded (gluonbert.platform): OpenMP threads (the
-    # launcher divides the cores among its workers instead) and glibc's allocator.
-    from ..platform import default_threads, tune_allocator
-    if args.command != 'launch':
-        default_threads()
-    tune_allocator()
+    # launcher divides the cores among its workers instead; horovodrun says in
+    # HOROVOD_LOCAL_SIZE how many processes share this host), glibc's allocator, and oneDNN's
+    # AMX kernels where the CPU has them and Linux grants their state.
+    from ..platform import default_threads, enable_amx, tune_allocator
     import os
+    if args.command != 'launch':
+        local = os.environ.get('HOROVOD_LOCAL_SIZE', '1')
+        default_threads(workers=int(local) if local.isdigit() else 1)
+    tune_allocator()
+    enable_amx()
     import traceback
     from ..errors import ConfigError, GluonBERTError
     # A worker of a kvstore job (gluonbert launch, or DMLC_* set by hand) that fails must end
@@ -526,8 +534,16 @@ def _add_quantize(sub):
                         'GELU and LayerNorm outliers clipped at a quantile')
     p.add_argument('--num-calib-batches', type=int, default=10)
     p.add_argument('--batch-size', type=int, default=32, help='calibration batch size')
-    p.add_argument('--tensor-wise', action='store_true',
-                   help='one weight scale per matrix (default: one per output channel)')
+    scales = p.add_mutually_exclusive_group()
+    scales.add_argument('--tensor-wise', action='store_true',
+                        help='one weight scale per matrix (default: one per output channel; '
+                             'with 7-bit weights, one per output channel where the layer '
+                             'output is fp32, one per matrix elsewhere)')
+    scales.add_argument('--channel-wise', action='store_true',
+                        help="one weight scale per output channel, MXNet's (8-bit weights)")
+    p.add_argument('--weight-bits', type=int, choices=[7, 8], default=None,
+                   help='width of the int8 weights (default: 8 on a CPU with VNNI; 7 without, '
+                        "where 8-bit weights saturate oneDNN's products; see docs/deploy.md)")
     p.add_argument('--gpus', default=None,
                    help='refused with an error: INT8 kernels are CPU kernels')
 
@@ -554,8 +570,11 @@ def _add_quantize(sub):
         result = quantize(args.model_dir, args.calib_data, args.out_dir,
                           calib_mode=args.calib_mode,
                           num_calib_batches=args.num_calib_batches, batch_size=args.batch_size,
-                          channel_wise=not args.tensor_wise, ctx=ctx)
-        print(f'int8 model ({args.calib_mode} calibration on {result["calib_samples"]} samples; '
+                          channel_wise=True if args.channel_wise else
+                          False if args.tensor_wise else None,
+                          weight_bits=args.weight_bits, ctx=ctx)
+        print(f'int8 model ({result["weight_bits"]}-bit weights, {result["granularity"]} '
+              f'scales, {args.calib_mode} calibration on {result["calib_samples"]} samples; '
               f'{result["agreement"]:.4f} of them keep their fp32 label, largest probability '
               f'change {result["max_prob_diff"]:.4f}) -> {result["out_dir"]}')
         return 0

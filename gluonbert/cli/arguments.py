@@ -10,7 +10,9 @@ __all__ = ['add_pretrain_arguments', 'pretrain_config', 'add_finetune_arguments'
 
 def add_device_arguments(parser):
     group = parser.add_argument_group('devices')
-    group.add_argument('--gpus', default=None, help="GPU ids, e.g. '0,1'")
+    group.add_argument('--gpus', default=None,
+                       help="GPU ids, e.g. '0,1'; with --comm-backend horovod one id per process "
+                            'of the host (local rank r takes the r-th)')
     group.add_argument('--cpus', type=int, default=None,
                        help='number of CPU contexts (data parallel over cores); default 1')
     group.add_argument('--kvstore', default='device',
@@ -98,7 +100,8 @@ def add_pretrain_arguments(parser):
                         help='vocabulary (vocab.txt, .vocab JSON, HF model dir): needed for '
                              'raw text and dynamic masking')
     parser.add_argument('--cased', action='store_true', help='do not lower-case raw text')
-    parser.add_argument('--max-seq-length', type=int, default=d.max_seq_length)
+    parser.add_argument('--max-seq-length', type=int, default=None,
+                        help='example length for raw text (default 128); shards keep their own')
     parser.add_argument('--max-predictions-per-seq', type=int, default=d.max_predictions_per_seq,
                         help='masked-LM predictions per sequence at most')
     parser.add_argument('--static-masking', action='store_true',

@@ -88,7 +88,6 @@ class BERTDatasetTransform:
         self.max_seq_length = int(max_seq_length)
         self.class_labels = list(class_labels) if class_labels else None
         self.pad, self.pair, self.has_label = pad, pair, has_label
-        self._label_dtype = np.int32 if self.class_labels else np.float32
         self._label_map = None
         if self.class_labels:
             self._label_map = {label: i for i, label in enumerate(self.class_labels)}

@@ -18,8 +18,8 @@ from mxnet import gluon
 
 from ..errors import ConfigError, InputError
 
-__all__ = ['parse_devices', 'split_batch', 'Cluster', 'make_cluster', 'KVStoreSums',
-           'HorovodSums', 'HorovodTrainer', 'init_horovod']
+__all__ = ['parse_devices', 'on_cpu', 'split_batch', 'Cluster', 'make_cluster', 'KVStoreSums',
+           'HorovodSums', 'HorovodTrainer', 'init_horovod', 'horovod_device']
 
 
 def parse_devices(gpus=None, cpus=None):
@@ -59,6 +59,12 @@ def parse_devices(gpus=None, cpus=None):
     if not isinstance(cpus, int) or cpus < 1:
         raise ConfigError(f'--cpus {cpus!r}: expected a positive number of CPU contexts')
     return [mx.cpu(i) for i in range(cpus)]
+
+
+def on_cpu(contexts):
+    """Whether every context is a CPU: gluonbert's CPU kernels can then run (blocks take
+    ``kernels=on_cpu(contexts)``)."""
+    return all(ctx.device_type == 'cpu' for ctx in contexts)
 
 
 def split_batch(arrays, contexts):
@@ -170,19 +176,23 @@ def make_cluster(contexts, kvstore='device', comm_backend='kvstore'):
         ``dist_sync``/``dist_sync_device``/``dist_async`` type.
     comm_backend : {'kvstore', 'horovod'}
         ``'horovod'``: one device per process, gradients summed by Horovod's allreduce
-        (processes started by ``horovodrun``).
+        (processes started by ``horovodrun``); see :func:`horovod_device`. No kvstore is
+        created.
 
     Outputs
     -------
     Cluster
+        With Horovod, ``contexts`` holds this process's one device.
     """
     if comm_backend == 'horovod':
-        if len(contexts) != 1:
-            raise ConfigError(f'--comm-backend horovod: {len(contexts)} devices given; Horovod '
-                              'runs one process per device (use --cpus 1 or one --gpus id)')
+        if len(contexts) > 1 and any(c.device_type != 'gpu' for c in contexts):
+            raise ConfigError(f'--comm-backend horovod: {len(contexts)} CPU contexts given; '
+                              'Horovod runs one process per device (use --cpus 1 and start '
+                              'more processes)')
         hvd = init_horovod()
+        context = horovod_device(contexts, hvd.local_rank(), hvd.local_size())
         sums = HorovodSums(hvd) if hvd.size() > 1 else None
-        return Cluster(list(contexts), None, hvd.rank(), hvd.size(), sums, hvd)
+        return Cluster([context], None, hvd.rank(), hvd.size(), sums, hvd)
     if comm_backend != 'kvstore':
         raise ConfigError(f"--comm-backend {comm_backend!r}: expected 'kvstore' or 'horovod'")
     if kvstore not in ('device', 'local') and not str(kvstore).startswith('dist'):
@@ -249,18 +259,51 @@ def init_horovod():
     return hvd
 
 
+def horovod_device(contexts, local_rank, local_size):
+    """This Horovod process's device.
+
+    Every process of a host gets the same command line, so ``--gpus`` lists the host's GPUs,
+    one per process: the process of local rank ``r`` (``horovodrun -H host:4`` starts local
+    ranks 0..3 on ``host``) takes the ``r``-th id. On CPUs each process uses ``--cpus 1``.
+
+    Parameters
+    ----------
+    contexts : list of mx.Context
+        From :func:`parse_devices`.
+    local_rank, local_size : int
+        This process's index among the processes of its host, and their number.
+
+    Outputs
+    -------
+    mx.Context
+    """
+    if len(contexts) == 1 and (contexts[0].device_type != 'gpu' or local_size == 1):
+        return contexts[0]
+    if len(contexts) != local_size:
+        ids = ','.join(str(c.device_id) for c in contexts)
+        raise ConfigError(f'--gpus {ids} with --comm-backend horovod: {local_size} processes '
+                          f'on this host; expected one GPU id per process ({local_size} ids, '
+                          'the process of local rank r takes the r-th)')
+    return contexts[local_rank]
+
+
 class HorovodSums:
-    """Sums small host arrays over Horovod workers (allreduce)."""
+    """Sums small host arrays over Horovod workers (allreduce, in float64).
+
+    Every call is one collective under the same tensor name (every worker calls at the same
+    point of every update), as Horovod expects of a collective repeated every step: its
+    response cache is keyed by the name, which a new name per call would defeat.
+    """
+
+    NAME = 'gluonbert.sums'
 
     def __init__(self, hvd):
         self._hvd = hvd
-        self._calls = 0
 
     def __call__(self, values):
-        self._calls += 1
-        local = mx.nd.array(np.asarray(values, dtype=np.float64), dtype='float32')
-        total = self._hvd.allreduce(local, average=False, name=f'gluonbert_sums_{self._calls}')
-        return total.asnumpy().astype(np.float64)
+        local = mx.nd.array(np.asarray(values, dtype=np.float64).ravel(), dtype='float64')
+        total = self._hvd.allreduce(local, average=False, name=self.NAME)
+        return total.asnumpy()
 
 
 class HorovodTrainer(gluon.Trainer):
@@ -281,5 +324,5 @@ class HorovodTrainer(gluon.Trainer):
                 if len(grads) != 1:
                     raise ConfigError('--comm-backend horovod uses one device per process; '
                                       f'got {len(grads)} (start more processes instead)')
-                self._hvd.allreduce_(grads[0], average=False, name=str(index),
+                self._hvd.allreduce_(grads[0], average=False, name=f'gluonbert.grad.{index}',
                                      priority=-index)

@@ -48,7 +48,7 @@
 // is_train flag, so the Python blocks derive it from MXNet's own Dropout (see dropout.py).
 // Dropout masks come from a counter-based hash of the element index and a 64-bit key drawn
 // from MXNet's seeded CPU generator: reproducible under mx.random.seed, independent of the
-// number of threads, and about 10x faster than MXNet's per-element std::mt19937 draws.
+// number of threads, and much faster than MXNet's per-element std::mt19937 draws.
 //
 // MXNet passes no OpReqType to library operators: outputs are always overwritten. Gradients of
 // gamma and beta therefore reach the parameters through an identity in the Python blocks, so
@@ -948,9 +948,8 @@ MXReturnValue att_infer_shape(const Attrs& attrs, Shapes* in, Shapes* out) {
 // this one only says why it cannot run.
 MXReturnValue att_inference_backward(const Attrs& attrs, std::vector<MXTensor>* in,
                                      std::vector<MXTensor>* out, const OpResource& res) {
-  MX_ERROR_MSG << "gluonbert_self_attention_inference has no gradient: the model was prepared "
-                  "for inference (gluonbert.model.optimize.optimize(training=False)); prepare it with "
-                  "training=True to train it";
+  MX_ERROR_MSG << "gluonbert_self_attention_inference has no gradient: the model was built "
+                  "for inference (inference=True); build it with inference=False to train it";
   return MX_FAIL;
 }
 

@@ -4,17 +4,26 @@ The block keeps three projection matrices (checkpoint names ``proj_query``, ``pr
 ``proj_value``, as in GluonNLP and in Google's BERT) but multiplies the input by all three in a
 single GEMM: the weights are interleaved head by head into a ``(3 C, C)`` matrix, the layout that
 MXNet's ``interleaved_matmul_selfatt_qk`` / ``_valatt`` operators read without any transpose.
-With ``kernel`` set (:func:`gluonbert.model.optimize.optimize` on CPU), a ``valid_length`` and
-heads at most 256 wide, scores, softmax, dropout and context are one operator of gluonbert's
-CPU kernels (:mod:`gluonbert.kernels`), which skips the padding keys. With
-``inference`` set as well (:func:`gluonbert.model.optimize.optimize` with ``training=False``), the kernel
-is the forward-only one, which also skips the padding queries and writes no dropout mask.
+
+The block takes one of three paths, chosen at construction:
+
+* MXNet's operators: scores, ``softmax`` of scores plus the additive mask, dropout, context;
+* ``kernels``: scores, softmax, dropout and context in one operator of gluonbert's CPU kernels
+  (:mod:`gluonbert.kernels`), which skips the padding keys;
+* ``kernels`` and ``inference``: the forward-only kernel, which also skips the padding queries
+  and writes no dropout mask (no gradient: such a block cannot be trained).
+
+The kernels need a ``valid_length`` and heads at most 256 wide; without them the block uses
+MXNet's operators.
 """
 from mxnet.gluon import HybridBlock
 
-from .dropout import Dropout, training_flag
+from .dropout import Dropout, training_flag, use_kernels
 
 __all__ = ['SelfAttention']
+
+#: The widest head the attention kernels take.
+MAX_KERNEL_HEAD = 256
 
 
 class SelfAttention(HybridBlock):
@@ -28,6 +37,13 @@ class SelfAttention(HybridBlock):
         Number of heads H; the head width is C / H.
     dropout : float
         Dropout on the attention weights.
+    kernels : bool
+        Run on gluonbert's CPU kernels (CPU contexts only).
+    inference : bool
+        With ``kernels``: the forward-only kernel (no dropout, no gradient).
+    return_weights : bool
+        Whether anyone reads the attention weights (the forward-only kernel then writes them;
+        otherwise it returns a placeholder).
 
     Inputs
     ------
@@ -41,9 +57,11 @@ class SelfAttention(HybridBlock):
     attention_bias : (B * H, T, T) or None
         Added to the attention scores before the softmax: 0 for keys to attend to, a large
         negative number (-1e18) for masked keys (see
-        :func:`gluonbert.model.encoder.attention_bias`). Faster than ``valid_length``: MXNet's softmax with ``length`` is a
-        scalar loop (about 5x slower than oneDNN's softmax, forward and backward), and the
-        encoder builds the bias once for all its cells.
+        :func:`gluonbert.model.encoder.attention_bias`). Faster than ``valid_length`` for
+        MXNet's operators (its softmax with ``length`` is a scalar loop), and the encoder
+        builds the bias once for all its cells.
+    training : (1,) or None
+        :func:`~gluonbert.model.dropout.training_flag`, for the training kernel.
 
     Outputs
     -------
@@ -53,11 +71,11 @@ class SelfAttention(HybridBlock):
         them).
     weights : (B, H, T, T)
         Attention weights (query, key) of every head; with the inference kernel, 0 in the rows
-        of padding queries, and a (B, H, 1, 1) placeholder when ``weights_needed`` is False.
+        of padding queries, and a (B, H, 1, 1) placeholder without ``return_weights``.
     """
 
-    def __init__(self, units, num_heads, dropout=0.0, weight_initializer=None, prefix=None,
-                 params=None):
+    def __init__(self, units, num_heads, dropout=0.0, kernels=False, inference=False,
+                 return_weights=True, weight_initializer=None, prefix=None, params=None):
         super().__init__(prefix=prefix, params=params)
         self._units = units
         self._num_heads = num_heads
@@ -69,11 +87,10 @@ class SelfAttention(HybridBlock):
                 setattr(self, f'{name}_bias', self.params.get(
                     f'{name}_bias', shape=(units,), init='zeros', allow_deferred_init=True))
             self.dropout = Dropout(dropout)
-        self.kernel = False
-        # Set before hybridizing: the forward-only kernel (no dropout, no gradient), and
-        # whether anyone reads the attention weights (the encoder says so for its cells).
-        self.inference = False
-        self.weights_needed = True
+        kernels = units // num_heads <= MAX_KERNEL_HEAD and use_kernels(kernels)
+        self._path = ('inference kernel' if kernels and inference else
+                      'kernel' if kernels else 'mxnet')
+        self._return_weights = return_weights
 
     def _collect_params_with_prefix(self, prefix=''):
         # Checkpoint names are those of three Dense layers: proj_query.weight, proj_query.bias,
@@ -88,8 +105,8 @@ class SelfAttention(HybridBlock):
             names.update(child._collect_params_with_prefix(prefix + name))
         return names
 
-    def hybrid_forward(self, F, x, valid_length=None, attention_bias=None, *, query_weight,
-                       key_weight, value_weight, query_bias, key_bias, value_bias):
+    def hybrid_forward(self, F, x, valid_length=None, attention_bias=None, training=None, *,
+                       query_weight, key_weight, value_weight, query_bias, key_bias, value_bias):
         heads = self._num_heads
         # (C, C) x 3 -> (H, 3, C/H, C) -> (3C, C): rows interleaved [q_h, k_h, v_h] per head.
         weights = [F.expand_dims(F.reshape(w, shape=(-4, heads, -1, 0)), axis=1)
@@ -99,30 +116,31 @@ class SelfAttention(HybridBlock):
         qkv_bias = F.reshape(F.concat(*biases, dim=1), shape=(-1,))
         qkv = F.FullyConnected(x, qkv_weight, qkv_bias, num_hidden=3 * self._units,
                                flatten=False)                                   # (T, B, 3C)
-        if (self.kernel and self.inference and valid_length is not None
-                and self._units // heads <= 256):
+        path = self._path if valid_length is not None else 'mxnet'
+        if path == 'inference kernel':
             # Forward only: the context of the real queries; the weights when they are read,
             # a (B*H, 1, 1) placeholder otherwise (see gluonbert.kernels).
             context, weights = F.gluonbert_self_attention_inference(
                 qkv, F.cast(valid_length, dtype='float32'), heads=heads,
-                weights=int(self.weights_needed))
-            return context, F.reshape(weights, shape=(-4, -1, heads, 0, 0))
-        if self.kernel and valid_length is not None and self._units // heads <= 256:
+                weights=int(self._return_weights))
+        elif path == 'kernel':
             # One CPU kernel for scores, softmax, dropout and context (identities: see
             # gluonbert.model.layer_norm.LayerNorm).
+            if training is None:
+                training = training_flag(F, qkv)
             context, weights, _ = F.gluonbert_self_attention(
-                F.identity(qkv), F.identity(F.cast(valid_length, dtype='float32')),
-                training_flag(F, qkv), heads=heads, p=self.dropout._rate)
-            return context, F.reshape(weights, shape=(-4, -1, heads, 0, 0))
-        scores = F.contrib.interleaved_matmul_selfatt_qk(qkv, heads=heads)      # (B*H, T, T)
-        if attention_bias is not None:
-            weights = F.softmax(F.elemwise_add(scores, attention_bias), axis=-1)
-        elif valid_length is not None:
-            lengths = F.broadcast_like(F.reshape(valid_length, shape=(-1, 1)), scores,
-                                       lhs_axes=(1,), rhs_axes=(1,))            # (B*H, T)
-            weights = F.softmax(scores, length=lengths, use_length=True, axis=-1)
+                F.identity(qkv), F.identity(F.cast(valid_length, dtype='float32')), training,
+                heads=heads, p=self.dropout._rate)
         else:
-            weights = F.softmax(scores, axis=-1)
-        context = F.contrib.interleaved_matmul_selfatt_valatt(
-            qkv, self.dropout(weights), heads=heads)                            # (T, B, C)
+            scores = F.contrib.interleaved_matmul_selfatt_qk(qkv, heads=heads)  # (B*H, T, T)
+            if attention_bias is not None:
+                weights = F.softmax(F.elemwise_add(scores, attention_bias), axis=-1)
+            elif valid_length is not None:
+                lengths = F.broadcast_like(F.reshape(valid_length, shape=(-1, 1)), scores,
+                                           lhs_axes=(1,), rhs_axes=(1,))        # (B*H, T)
+                weights = F.softmax(scores, length=lengths, use_length=True, axis=-1)
+            else:
+                weights = F.softmax(scores, axis=-1)
+            context = F.contrib.interleaved_matmul_selfatt_valatt(
+                qkv, self.dropout(weights), heads=heads)                        # (T, B, C)
         return context, F.reshape(weights, shape=(-4, -1, heads, 0, 0))

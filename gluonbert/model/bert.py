@@ -51,12 +51,11 @@ class _CheckpointNames:
         the input checks that a bare ``SymbolBlock`` would not have."""
         from ..data.fileio import atomic_write
         kernels = []
-        self.apply(lambda b: kernels.append(b.name) if getattr(b, 'kernel', False) else None)
+        self.apply(lambda b: kernels.append(b.name) if getattr(b, '_kernels', False) else None)
         if kernels:
             raise ConfigError(f'{path}: {type(self).__name__} runs gluonbert CPU kernels '
                               f'({kernels[0]}...), which an exported graph cannot hold; '
-                              'expected a model hybridized with MXNet operators only '
-                              '(perf.optimize(..., kernels=False), or load it afresh)')
+                              'expected a model built with kernels=False')
         super().export(path, epoch, remove_amp_cast)
         with atomic_write(f'{path}-{EXPORT_INFO_SUFFIX}', newline='\n') as f:
             json.dump({'block': type(self).__name__, 'config': self.config.to_dict()}, f,
@@ -78,6 +77,13 @@ class BERTModel(_CheckpointNames, HybridBlock):
         Add the next-sentence head (:class:`NSClassifier`); implies ``use_pooler``.
     output_all_encodings, output_attention : bool
         See :class:`BERTEncoder`.
+    kernels : bool
+        Run LayerNorms, dropout and attention on gluonbert's CPU kernels (faster training and
+        inference on CPU; CPU contexts only). Falls back to MXNet's operators, with one line
+        saying why, when they cannot be built (:mod:`gluonbert.kernels`).
+    inference : bool
+        With ``kernels``: the forward-only attention kernel, which also skips padding queries
+        (a model built so has no gradient).
 
     Inputs
     ------
@@ -107,7 +113,8 @@ class BERTModel(_CheckpointNames, HybridBlock):
     """
 
     def __init__(self, config, use_pooler=True, use_decoder=True, use_classifier=True,
-                 output_all_encodings=False, output_attention=False, prefix=None, params=None):
+                 output_all_encodings=False, output_attention=False, kernels=False,
+                 inference=False, prefix=None, params=None):
         super().__init__(prefix=prefix, params=params)
         self.config = config = get_config(config)
         self._use_pooler = use_pooler or use_classifier
@@ -116,7 +123,8 @@ class BERTModel(_CheckpointNames, HybridBlock):
         self._output_all_encodings = output_all_encodings
         self._output_attention = output_attention
         with self.name_scope():
-            self.encoder = BERTEncoder(config, output_all_encodings, output_attention)
+            self.encoder = BERTEncoder(config, output_all_encodings, output_attention, kernels,
+                                       inference)
             if use_classifier:
                 self.nsp = NSClassifier(config.units)
             elif use_pooler:
@@ -124,7 +132,8 @@ class BERTModel(_CheckpointNames, HybridBlock):
             if use_decoder:
                 self.decoder = MLMDecoder(config.units, config.vocab_size,
                                           self.encoder.word_embedding, config.layer_norm_eps,
-                                          tie=config.tie_word_embeddings, prefix='decoder_')
+                                          tie=config.tie_word_embeddings, kernels=kernels,
+                                          prefix='decoder_')
 
     def _collect_params_with_prefix(self, prefix=''):
         names = super()._collect_params_with_prefix()
@@ -184,9 +193,9 @@ class BERTModel(_CheckpointNames, HybridBlock):
 class BERTClassifier(_CheckpointNames, HybridBlock):
     """Sentence(-pair) classification: dropout and a Dense layer on BERT's pooled output.
 
-    Hybridized, its graph runs the last layer on the ``[CLS]`` position alone after the
-    attention (:meth:`BERTEncoder.cls_rows_only`): the classifier reads no other position, so
-    the same scores with less work, in training and inference.
+    It runs the last layer on the ``[CLS]`` position alone after the attention
+    (:meth:`BERTEncoder.cls_rows_only`): the classifier reads no other position, so the same
+    scores with less work, in training and inference, hybridized or not.
 
     Parameters
     ----------
@@ -248,14 +257,14 @@ class BERTClassifier(_CheckpointNames, HybridBlock):
             return super().forward(inputs, token_types, valid_length)
 
     def hybrid_forward(self, F, inputs, token_types, valid_length):
-        if F is mx.sym:
-            # Tracing this block's own graph, which reads only [CLS]: the last layer works on
-            # that row alone after its attention (imperative calls compute the same vector
-            # in full; the BERTModel's own graph is never traced here).
+        if F is mx.nd and self.bert._active:
+            # The BERTModel runs its own cached graph, which serves its direct calls too:
+            # it must keep the whole sequence.
+            outputs = self.bert(inputs, token_types, valid_length)
+        else:
+            # Only [CLS] is read: the last layer works on that row alone after its attention.
             with self.bert.encoder.cls_rows_only():
                 outputs = self.bert(inputs, token_types, valid_length)
-        else:
-            outputs = self.bert(inputs, token_types, valid_length)
         return self.classifier(outputs[self._pooled_index])
 
 

@@ -64,7 +64,7 @@ class BERTConfig:
                 raise ConfigError(f'BERTConfig.{name}={value!r}: expected a positive integer')
         if self.units % self.num_heads:
             raise ConfigError(f'BERTConfig.units={self.units} is not divisible by '
-                              f'num_heads={self.num_heads}: expected units = num_heads * head_dim')
+                              f'num_heads={self.num_heads}: expected units divisible by num_heads')
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f'BERTConfig.dropout={self.dropout!r}: expected 0 <= dropout < 1')
         if not self.layer_norm_eps > 0:
@@ -72,11 +72,6 @@ class BERTConfig:
         if not isinstance(self.tie_word_embeddings, bool):
             raise ConfigError(f'BERTConfig.tie_word_embeddings={self.tie_word_embeddings!r}: '
                               'expected true or false')
-
-    @property
-    def head_dim(self):
-        """Width of one attention head, C / num_heads."""
-        return self.units // self.num_heads
 
     def replace(self, **changes):
         """A copy with some fields changed (e.g. ``vocab_size`` to match a vocabulary)."""

@@ -6,7 +6,7 @@ from mxnet.gluon import HybridBlock, nn
 
 from ..errors import InputError
 from .config import BERTConfig
-from .dropout import Dropout
+from .dropout import Dropout, training_flag
 from .init import TruncNorm
 from .inputs import check_inputs, checked_scope, needs_check, refuse_numpy_mode
 from .layer_norm import LayerNorm
@@ -38,6 +38,11 @@ class BERTEncoder(HybridBlock):
         Also return the output of every cell.
     output_attention : bool
         Also return every cell's attention weights.
+    kernels : bool
+        LayerNorms, dropout and attention on gluonbert's CPU kernels (CPU contexts only; asked
+        for at construction, :mod:`gluonbert.kernels`).
+    inference : bool
+        With ``kernels``: the forward-only attention kernel (no gradient).
 
     Inputs
     ------
@@ -64,7 +69,7 @@ class BERTEncoder(HybridBlock):
     """
 
     def __init__(self, config, output_all_encodings=False, output_attention=False,
-                 prefix=None, params=None):
+                 kernels=False, inference=False, prefix=None, params=None):
         refuse_numpy_mode('BERTEncoder')
         super().__init__(prefix=prefix, params=params)
         if not isinstance(config, BERTConfig):
@@ -85,24 +90,25 @@ class BERTEncoder(HybridBlock):
                                                        weight_initializer=_init()))
             self.position_weight = self.params.get('position_weight', shape=(c.max_length, c.units),
                                                    init=_init())
-            self.layer_norm = LayerNorm(epsilon=c.layer_norm_eps, in_channels=c.units)
-            self.dropout = Dropout(c.dropout)
+            self.layer_norm = LayerNorm(c.layer_norm_eps, c.units, kernels)
+            self.dropout = Dropout(c.dropout, kernels)
             self.transformer_cells = nn.HybridSequential()
             with self.transformer_cells.name_scope():
                 for i in range(c.num_layers):
                     self.transformer_cells.add(TransformerCell(
                         c.units, c.hidden_size, c.num_heads, c.dropout, c.layer_norm_eps,
+                        kernels, inference, return_weights=output_attention,
                         weight_initializer=_init(), prefix=f'transformer{i}_'))
-        for cell in self.transformer_cells:
-            cell.attention_cell.weights_needed = output_attention
+        self._kernels = self.layer_norm._kernels     # whether the kernels loaded
 
     @contextlib.contextmanager
     def cls_rows_only(self):
-        """While a graph that reads only the ``[CLS]`` row of the sequence output is traced
-        (:class:`~gluonbert.model.BERTClassifier`), the last cell runs everything after its
-        attention on that row alone (``TransformerCell.cls_only``): of its dense layers only
-        the query-key-value projection (a quarter of their work) still covers every position,
-        for the same ``[CLS]`` vector. The sequence output is (B, 1, C) inside.
+        """While the caller reads only the ``[CLS]`` row of the sequence output
+        (:class:`~gluonbert.model.BERTClassifier`, in every call), the last cell runs
+        everything after its attention on that row alone (``TransformerCell.cls_only``): of its
+        dense layers only the query-key-value projection (a quarter of their work) still
+        covers every position, for the same ``[CLS]`` vector. The sequence output is
+        (B, 1, C) inside.
         """
         last = self.transformer_cells[len(self.transformer_cells) - 1]
         last.cls_only = True
@@ -138,12 +144,14 @@ class BERTEncoder(HybridBlock):
         x = self.word_embed(token_ids) + self.token_type_embed(F.transpose(segment_ids))
         # Position rows looked up per token, not broadcast over the batch: same values, but
         # the gradient is an Embedding scatter-add instead of MXNet's slow broadcast
-        # reduction (5-8x faster forward + backward).
+        # reduction.
         steps = F.reshape(F.contrib.arange_like(token_ids, axis=0), shape=(-1, 1))  # (T, 1)
         positions = F.Embedding(F.broadcast_like(steps, token_ids), position_weight,
                                 input_dim=self.config.max_length,
                                 output_dim=self.config.units)                   # (T, B, C)
-        x = self.dropout(self.layer_norm(x + positions))
+        # Whether MXNet runs in training mode, for the kernels' dropout (read once here).
+        training = training_flag(F, x) if self._kernels else None
+        x = self.dropout(self.layer_norm(x + positions), training)
 
         valid_length = F.cast(valid_length, dtype='float32')
         # One additive mask for every cell (cheaper than a softmax with lengths in each), and
@@ -152,7 +160,7 @@ class BERTEncoder(HybridBlock):
         head_lengths = F.repeat(valid_length, repeats=self.config.num_heads)   # (B*H,)
         encodings, attentions = [], []
         for cell in self.transformer_cells:
-            x, weights = cell(x, head_lengths, bias)
+            x, weights = cell(x, head_lengths, bias, training)
             if self._output_all_encodings:
                 encodings.append(x)
             if self._output_attention:

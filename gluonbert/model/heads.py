@@ -98,6 +98,8 @@ class MLMDecoder(nn.HybridSequential):
         LayerNorm epsilon.
     tie : bool
         Share the output weight with ``word_embedding`` (BERT's default).
+    kernels : bool
+        Its LayerNorm on gluonbert's CPU kernels.
 
     Inputs
     ------
@@ -114,7 +116,7 @@ class MLMDecoder(nn.HybridSequential):
     """
 
     def __init__(self, units, vocab_size, word_embedding, layer_norm_eps=1e-12, tie=True,
-                 prefix=None, params=None):
+                 kernels=False, prefix=None, params=None):
         refuse_numpy_mode('MLMDecoder')
         super().__init__(prefix=prefix, params=params)
         if word_embedding.weight.shape != (vocab_size, units):
@@ -124,7 +126,7 @@ class MLMDecoder(nn.HybridSequential):
             self.add(nn.Dense(units, flatten=False, in_units=units,
                               weight_initializer=TruncNorm(0.02)))
             self.add(nn.GELU())
-            self.add(LayerNorm(epsilon=layer_norm_eps, in_channels=units))
+            self.add(LayerNorm(layer_norm_eps, units, kernels))
             if tie:
                 # params=... makes this Dense look up its weight in the embedding's
                 # dictionary: the same Parameter object, so gradients of both uses add up.

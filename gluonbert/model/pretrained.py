@@ -254,7 +254,7 @@ def _read_arrays(checkpoint):
 
 
 def build(checkpoint, use_pooler=None, use_decoder=None, use_classifier=None, dropout=None,
-          ctx=None, fresh_pooler=False):
+          ctx=None, fresh_pooler=False, kernels=False, inference=False):
     """Builds the BERTModel of a :class:`Checkpoint` and loads its weights.
 
     Parameters
@@ -271,6 +271,8 @@ def build(checkpoint, use_pooler=None, use_decoder=None, use_classifier=None, dr
     fresh_pooler : bool
         With ``use_pooler=True``, a checkpoint without pooler weights gets a freshly
         initialised pooler instead of an error.
+    kernels, inference : bool
+        See :class:`~gluonbert.model.BERTModel` (gluonbert's CPU kernels; forward only).
 
     Outputs
     -------
@@ -301,7 +303,7 @@ def build(checkpoint, use_pooler=None, use_decoder=None, use_classifier=None, dr
     if dropout is not None:
         config = config.replace(dropout=dropout)
     bert = BERTModel(config, use_pooler='pooler' in heads, use_decoder='decoder' in heads,
-                     use_classifier='classifier' in heads)
+                     use_classifier='classifier' in heads, kernels=kernels, inference=inference)
     load_parameters(bert, arrays, ctx=ctx, allow_missing=fresh_pooler, ignore_extra=True,
                     source=checkpoint.weights)
     names = bert._collect_params_with_prefix()
@@ -323,7 +325,8 @@ def build(checkpoint, use_pooler=None, use_decoder=None, use_classifier=None, dr
     return Backbone(bert, vocab, checkpoint.lower, checkpoint.weights, tuple(heads))
 
 
-def load_pretrained(path, use_pooler=None, use_decoder=None, use_classifier=None, ctx=None):
+def load_pretrained(path, use_pooler=None, use_decoder=None, use_classifier=None, ctx=None,
+                    kernels=False, inference=False):
     """A pretrained BERT and its vocabulary from a directory, as :func:`get_model` returns
     them from the model zoo.
 
@@ -335,6 +338,8 @@ def load_pretrained(path, use_pooler=None, use_decoder=None, use_classifier=None
     use_pooler, use_decoder, use_classifier : bool or None
         Heads, as for :func:`build` (None: those the checkpoint has).
     ctx : Context or list of Context
+    kernels, inference : bool
+        See :class:`~gluonbert.model.BERTModel`.
 
     Outputs
     -------
@@ -344,7 +349,8 @@ def load_pretrained(path, use_pooler=None, use_decoder=None, use_classifier=None
     -------
     >>> net, vocab = load_pretrained('all-MiniLM-L6-v2/', use_decoder=False)  # doctest: +SKIP
     """
-    backbone = build(locate(path), use_pooler, use_decoder, use_classifier, ctx=ctx)
+    backbone = build(locate(path), use_pooler, use_decoder, use_classifier, ctx=ctx,
+                     kernels=kernels, inference=inference)
     return backbone.bert, backbone.vocab
 
 
@@ -382,9 +388,10 @@ def check_source(config):
                           '--hf-dir DIR, --from-converted DIR or --pretrained-checkpoint PATH')
 
 
-def load_backbone(config):
+def load_backbone(config, kernels=False):
     """The encoder (with the pooler, without pretraining heads) named by a
-    :class:`~gluonbert.train.config.FinetuneConfig`.
+    :class:`~gluonbert.train.config.FinetuneConfig`, built with ``kernels`` (see
+    :class:`~gluonbert.model.BERTModel`).
 
     Outputs
     -------
@@ -394,7 +401,8 @@ def load_backbone(config):
     if config.model:
         from .zoo import get_model
         bert, vocab = get_model(config.model, dataset_name=config.dataset, use_pooler=True,
-                                use_decoder=False, use_classifier=False, dropout=config.dropout)
+                                use_decoder=False, use_classifier=False, kernels=kernels,
+                                dropout=config.dropout)
         return Backbone(bert, vocab, 'uncased' in config.dataset,
                         f'{config.model}/{config.dataset}', ('pooler',))
     if config.hf_dir:
@@ -403,4 +411,4 @@ def load_backbone(config):
     else:
         path = config.from_converted or config.pretrained_checkpoint
     return build(locate(path), use_pooler=True, use_decoder=False, use_classifier=False,
-                 dropout=config.dropout, fresh_pooler=True)
+                 dropout=config.dropout, fresh_pooler=True, kernels=kernels)

@@ -24,17 +24,21 @@ class PositionwiseFFN(HybridBlock):
         Dropout on the output before the residual sum.
     layer_norm_eps : float
         LayerNorm epsilon.
+    kernels : bool
+        The residual LayerNorm on gluonbert's CPU kernels.
 
     Inputs
     ------
     x : (T, B, C)
+    training : (1,) or None
+        :func:`~gluonbert.model.dropout.training_flag`, for the kernels.
 
     Outputs
     -------
     y : (T, B, C)
     """
 
-    def __init__(self, units, hidden_size, dropout=0.0, layer_norm_eps=1e-12,
+    def __init__(self, units, hidden_size, dropout=0.0, layer_norm_eps=1e-12, kernels=False,
                  weight_initializer=None, prefix=None, params=None):
         super().__init__(prefix=prefix, params=params)
         with self.name_scope():
@@ -42,11 +46,11 @@ class PositionwiseFFN(HybridBlock):
                                   weight_initializer=weight_initializer, prefix='ffn_1_')
             self.ffn_2 = nn.Dense(units, flatten=False, in_units=hidden_size,
                                   weight_initializer=weight_initializer, prefix='ffn_2_')
-            self.layer_norm = ResidualLayerNorm(layer_norm_eps, units, dropout)
+            self.layer_norm = ResidualLayerNorm(layer_norm_eps, units, dropout, kernels)
 
-    def hybrid_forward(self, F, x):
-        h = F.LeakyReLU(self.ffn_1(x), act_type='gelu')  # exact (erf) GELU, as in BERT
-        return self.layer_norm(self.ffn_2(h), x)        # LayerNorm(x + Dropout(ffn_2(h)))
+    def hybrid_forward(self, F, x, training=None):
+        h = F.LeakyReLU(self.ffn_1(x), act_type='gelu')      # exact (erf) GELU, as in BERT
+        return self.layer_norm(self.ffn_2(h), x, training)  # LayerNorm(x + Dropout(ffn_2(h)))
 
 
 class TransformerCell(HybridBlock):
@@ -60,6 +64,8 @@ class TransformerCell(HybridBlock):
         Dropout on attention weights and on both sub-layer outputs.
     layer_norm_eps : float
         LayerNorm epsilon.
+    kernels, inference, return_weights : bool
+        See :class:`SelfAttention`.
 
     Inputs
     ------
@@ -68,8 +74,9 @@ class TransformerCell(HybridBlock):
         Real length of each sequence, repeated per head (see :class:`SelfAttention`).
     attention_bias : (B * H, T, T) or None
         Additive attention mask, used by MXNet's operators instead of ``valid_length`` when
-        given (faster; see
-        :class:`SelfAttention`).
+        given (faster; see :class:`SelfAttention`).
+    training : (1,) or None
+        :func:`~gluonbert.model.dropout.training_flag`, for the kernels.
 
     Outputs
     -------
@@ -78,26 +85,28 @@ class TransformerCell(HybridBlock):
     """
 
     def __init__(self, units, hidden_size, num_heads, dropout=0.0, layer_norm_eps=1e-12,
-                 weight_initializer=None, prefix=None, params=None):
+                 kernels=False, inference=False, return_weights=True, weight_initializer=None,
+                 prefix=None, params=None):
         super().__init__(prefix=prefix, params=params)
         with self.name_scope():
-            self.attention_cell = SelfAttention(units, num_heads, dropout=dropout,
+            self.attention_cell = SelfAttention(units, num_heads, dropout, kernels, inference,
+                                                return_weights,
                                                 weight_initializer=weight_initializer)
             self.proj = nn.Dense(units, flatten=False, in_units=units,
                                  weight_initializer=weight_initializer, prefix='proj_')
-            self.layer_norm = ResidualLayerNorm(layer_norm_eps, units, dropout)
-            self.ffn = PositionwiseFFN(units, hidden_size, dropout, layer_norm_eps,
+            self.layer_norm = ResidualLayerNorm(layer_norm_eps, units, dropout, kernels)
+            self.ffn = PositionwiseFFN(units, hidden_size, dropout, layer_norm_eps, kernels,
                                        weight_initializer=weight_initializer)
-        # Set while a graph that reads only position 0 is traced (see
-        # BERTEncoder.cls_rows_only): the output is then (1, B, C).
+        # True while its encoder is asked for the [CLS] row only (BERTEncoder.cls_rows_only):
+        # the output is then (1, B, C).
         self.cls_only = False
 
-    def hybrid_forward(self, F, x, valid_length=None, attention_bias=None):
-        context, weights = self.attention_cell(x, valid_length, attention_bias)
+    def hybrid_forward(self, F, x, valid_length=None, attention_bias=None, training=None):
+        context, weights = self.attention_cell(x, valid_length, attention_bias, training)
         if self.cls_only:
             # Only the [CLS] row of this cell's output is read: the projection, residual,
             # LayerNorms and feed-forward layers act per position, so they run on row 0 alone.
             context = F.slice_axis(context, axis=0, begin=0, end=1)
             x = F.slice_axis(x, axis=0, begin=0, end=1)
-        h = self.layer_norm(self.proj(context), x)     # LayerNorm(x + Dropout(proj(context)))
-        return self.ffn(h), weights
+        h = self.layer_norm(self.proj(context), x, training)  # LN(x + Dropout(proj(context)))
+        return self.ffn(h, training), weights

@@ -227,9 +227,9 @@ def _also_needed(weights, root):
 
 def get_model(name, dataset_name=None, vocab=None, pretrained=True, root=None, ctx=mx.cpu(),
               use_pooler=True, use_decoder=True, use_classifier=True,
-              output_all_encodings=False, output_attention=False,
-              pretrained_allow_missing=False, ignore_extra=False, hparam_allow_override=None,
-              downloader=None, **config_overrides):
+              output_all_encodings=False, output_attention=False, kernels=False,
+              inference=False, pretrained_allow_missing=False, ignore_extra=False,
+              hparam_allow_override=None, downloader=None, **config_overrides):
     """A BERT model and its vocabulary, called like ``gluonnlp.model.get_model``.
 
     Parameters
@@ -251,6 +251,7 @@ def get_model(name, dataset_name=None, vocab=None, pretrained=True, root=None, c
     ctx : Context
         Where the pretrained weights go.
     use_pooler, use_decoder, use_classifier, output_all_encodings, output_attention : bool
+    kernels, inference : bool
         See :class:`gluonbert.model.BERTModel`.
     pretrained_allow_missing : bool
         Leave parameters that the file lacks uninitialised instead of failing.
@@ -315,7 +316,7 @@ def get_model(name, dataset_name=None, vocab=None, pretrained=True, root=None, c
         params_path = fetch(params_file(name, dataset_name), root, downloader)
     model = BERTModel(config, use_pooler=use_pooler, use_decoder=use_decoder,
                       use_classifier=use_classifier, output_all_encodings=output_all_encodings,
-                      output_attention=output_attention)
+                      output_attention=output_attention, kernels=kernels, inference=inference)
     if params_path is not None:
         all_heads = use_pooler and use_decoder and use_classifier
         model.load_parameters(params_path, ctx=ctx, allow_missing=pretrained_allow_missing,

@@ -5,8 +5,8 @@
 """
 import os
 
+from ..dist.cluster import on_cpu
 from ..errors import WeightsNotFoundError
-from ..model.optimize import optimize
 from ..model.pretrained import FINETUNE_INFO, locate, read_finetune_info
 
 __all__ = ['FINETUNE_INFO', 'read_finetune_info', 'finetuned_transform', 'load_finetuned',
@@ -44,13 +44,18 @@ def finetuned_transform(model_dir):
     return info, spec, transform
 
 
-def load_finetuned(model_dir, contexts, kernels='auto'):
+def load_finetuned(model_dir, contexts, kernels=None):
     """Rebuilds a fine-tuned classifier and its input transform from ``model_dir`` (a
-    fine-tuning run, or one of its ``step-*`` checkpoints).
+    fine-tuning run, or one of its ``step-*`` checkpoints), for inference, hybridized with
+    static memory.
 
-    The classifier is prepared for inference by :func:`gluonbert.model.optimize.optimize`
-    (``kernels``: gluonbert's CPU kernels on CPU contexts by default; ``False`` keeps MXNet's
-    operators, which an export needs).
+    Parameters
+    ----------
+    model_dir : str
+    contexts : list of mx.Context
+    kernels : bool or None
+        gluonbert's forward-only CPU kernels (None: when ``contexts`` are CPUs); False keeps
+        MXNet's operators, which an export needs.
 
     Outputs
     -------
@@ -64,8 +69,9 @@ def load_finetuned(model_dir, contexts, kernels='auto'):
                                    'written by gluonbert finetune')
     info_path = os.path.join(checkpoint.directory, FINETUNE_INFO)
     bert = BERTModel(BERTConfig.from_dict(info['bert'], source=info_path), use_pooler=True,
-                     use_decoder=False, use_classifier=False)
+                     use_decoder=False, use_classifier=False,
+                     kernels=on_cpu(contexts) if kernels is None else kernels, inference=True)
     net = BERTClassifier(bert, num_classes=len(spec.labels), dropout=info['dropout'])
     net.load_parameters(checkpoint.weights, ctx=contexts)
-    optimize(net, training=False, kernels=kernels, static_shape=False)
+    net.hybridize(static_alloc=True)
     return net, transform, spec

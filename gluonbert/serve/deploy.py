@@ -33,6 +33,21 @@ attention mask and the pooler's tanh stay fp32. Before quantization, and in the 
 alike, the parts of the graph that depend on parameters alone are computed once
 (:func:`fold_constants`); the last layer runs on the [CLS] position alone after its
 attention, as in every ``BERTClassifier`` graph (``BERTEncoder.cls_rows_only``).
+
+CPUs without VNNI. oneDNN multiplies u8 by s8 with VNNI's ``vpdpbusd`` (exact int32 sums) when
+the CPU has ``avx512_vnni`` or ``avx_vnni``; otherwise (e.g. AVX2 only, or AVX-512 without VNNI)
+with ``vpmaddubsw``, which adds two neighbouring products into a saturating int16. A signed
+input is shifted to u8 (0..255) first, so two products of 255 x 127 overflow, and with 8-bit
+weights a share of a layer's outputs comes out wrong. Weights of at most 7 bits ([-63, 63])
+keep every pair sum within int16 (2 x 255 x 63 = 32130). MXNet 1.9.1 cannot give channel-wise
+weights 7 bits (its fused FullyConnected quantizes them from fp32 when the graph is loaded,
+to 8 bits), so :func:`quantize` on such a CPU stores tensor-wise 7-bit weights, with one scale
+per output channel all the same in the layers of fp32 output (each row divided by its scale,
+which a ``broadcast_mul`` after the product restores: 'mixed' granularity), and narrows the
+query/key/value output of each attention to 7 bits as well (keys and values are the second
+operand of the attention's products). With VNNI it keeps 8-bit channel-wise weights.
+``deploy.json`` records the choice and why (``quantization.weight_bits``, ``granularity``),
+and :func:`load_exported` warns when a model of 8-bit weights is served without VNNI.
 """
 import ctypes
 import json
@@ -47,15 +62,18 @@ import numpy as np
 
 from ..data.fileio import atomic_write
 from ..errors import ConfigError, DataFormatError
+from ..platform import cpu_info
 from .classifier import load_finetuned
 
 __all__ = ['quantize', 'export', 'load_exported', 'fold_constants',
-           'int8_isa',
-           'ClippingCollector', 'EntropyCollector', 'CALIB_MODES', 'DEPLOY_INFO', 'PREFIX',
-           'INPUT_NAMES']
+           'int8_isa', 'weight_width',
+           'ClippingCollector', 'EntropyCollector', 'CALIB_MODES', 'WEIGHT_BITS', 'DEPLOY_INFO',
+           'PREFIX', 'INPUT_NAMES']
 
 #: Calibration modes of :func:`quantize`.
 CALIB_MODES = ('naive', 'entropy', 'clip')
+#: Weight widths of :func:`quantize` (7: exact on every CPU; 8: exact with VNNI only).
+WEIGHT_BITS = (7, 8)
 #: The description file that marks a deployment directory.
 DEPLOY_INFO = 'deploy.json'
 #: File prefix of the graph and parameters inside a deployment directory.
@@ -84,22 +102,51 @@ def int8_isa(cpuinfo=None):
         amx_int8 present], 'vnni': bool}``; ``cpu`` is ``'unknown'`` and ``vnni`` False when
         the file cannot be read.
     """
-    path = cpuinfo or CPUINFO
-    model, flags = 'unknown', set()
-    try:
-        with open(path, encoding='utf-8', errors='replace') as f:
-            for line in f:
-                key, _, value = line.partition(':')
-                key = key.strip()
-                if key == 'model name' and model == 'unknown':
-                    model = value.strip()
-                elif key == 'flags' and not flags:
-                    flags = set(value.split())
-    except OSError:
-        pass
+    info = cpu_info(cpuinfo or CPUINFO)
     wanted = ('avx2', 'avx512f', 'avx512_vnni', 'avx_vnni', 'avx512_bf16', 'amx_int8')
-    return {'cpu': model, 'flags': [f for f in wanted if f in flags],
-            'vnni': any(f in flags for f in _VNNI_FLAGS)}
+    return {'cpu': info.model, 'flags': [f for f in wanted if info.has(f)],
+            'vnni': any(info.has(f) for f in _VNNI_FLAGS)}
+
+
+def weight_width(isa, channel_wise=None, weight_bits=None):
+    """How :func:`quantize` stores the weights, and why (module docstring: CPUs without VNNI).
+
+    Parameters
+    ----------
+    isa : dict
+        :func:`int8_isa` of the CPU the model is quantized on (taken as the serving CPU).
+    channel_wise : bool or None
+        One weight scale per output channel (True: MXNet's channel-wise quantization, 8 bits
+        only) or one per matrix (False); None: channel-wise with 8 bits, 'mixed' with 7.
+    weight_bits : {7, 8} or None
+        None: 8 with VNNI, 7 without, or 8 when ``channel_wise`` is True.
+
+    Outputs
+    -------
+    (granularity, weight_bits, reason) : (str, int, str)
+        ``granularity`` is 'channel-wise', 'tensor-wise' or 'mixed' (7 bits: one scale per
+        output channel in the layers of fp32 output, one per matrix in the others);
+        ``reason`` says why, for ``deploy.json``.
+    """
+    if weight_bits not in (None,) + WEIGHT_BITS:
+        raise ConfigError(f'weight_bits={weight_bits!r}: expected one of {list(WEIGHT_BITS)} '
+                          'or None (7 on a CPU without VNNI, else 8)')
+    if channel_wise and weight_bits == 7:
+        raise ConfigError('channel_wise=True with weight_bits=7: MXNet 1.9.1 quantizes '
+                          'channel-wise weights itself, to 8 bits, when the graph is loaded; '
+                          'expected 8 bits, or the default scales for 7 bits')
+    vnni = 'VNNI (exact int32 sums)' if isa['vnni'] else \
+        'no VNNI: 8-bit weights saturate oneDNN\'s int16 pair sums'
+    if weight_bits is not None:
+        reason = f'requested ({vnni})'
+    elif channel_wise:
+        weight_bits = 8
+        reason = f'channel-wise weights are 8-bit in MXNet 1.9.1 ({vnni})'
+    else:
+        weight_bits, reason = (8 if isa['vnni'] else 7), vnni
+    granularity = ('tensor-wise' if channel_wise is False else
+                   'channel-wise' if weight_bits == 8 else 'mixed')
+    return granularity, weight_bits, reason
 
 
 class ClippingCollector:
@@ -444,6 +491,9 @@ def load_exported(model_dir, contexts=None):
     -------
     ExportedBERT
         Hybridized; call it as ``net(token_ids, segment_ids, valid_length)`` -> (B, K) logits.
+
+    An INT8 model of 8-bit weights on a CPU without VNNI loads with a warning: its products
+    saturate there (module docstring); ``gluonbert quantize`` on that CPU writes 7-bit ones.
     """
     from ..model import import_exported
     path = os.path.join(model_dir, DEPLOY_INFO)
@@ -458,6 +508,13 @@ def load_exported(model_dir, contexts=None):
     if precision == 'int8' and any(c.device_type != 'cpu' for c in contexts):
         raise ConfigError(f'{model_dir} holds an INT8 model (oneDNN CPU kernels); got devices '
                           f'{contexts}, expected CPU ones (--cpus, not --gpus)')
+    bits = (info.get('quantization') or {}).get('weight_bits', 8)   # 8: written before 7 was
+    isa = int8_isa() if precision == 'int8' and bits == 8 else None
+    if isa and not isa['vnni']:
+        _logger.warning('%s: INT8 with 8-bit weights on a CPU without VNNI (%s): oneDNN\'s '
+                        'products saturate here and the outputs are wrong; quantize the model '
+                        'on this CPU (7-bit weights) or serve it on a CPU with VNNI',
+                        model_dir, isa['cpu'])
     prefix = os.path.join(model_dir, PREFIX)
     with warnings.catch_warnings():         # SymbolBlock's note on untyped inputs
         warnings.simplefilter('ignore', UserWarning)
@@ -519,7 +576,7 @@ def export(model_dir, out_dir, ctx=None):
 
 
 def quantize(model_dir, calib_data, out_dir, calib_mode='naive', num_calib_batches=10,
-             batch_size=32, channel_wise=True, quantile=0.9999, ctx=None):
+             batch_size=32, channel_wise=None, quantile=0.9999, weight_bits=None, ctx=None):
     """Calibrates a fine-tuned classifier and writes its INT8 deployment directory.
 
     Parameters
@@ -537,10 +594,16 @@ def quantize(model_dir, calib_data, out_dir, calib_mode='naive', num_calib_batch
         Batches of ``batch_size`` samples fed through the fp32 graph (the first ones of the
         file; fewer when it is shorter).
     batch_size : int
-    channel_wise : bool
-        One weight scale per output channel of each FullyConnected (else one per matrix).
+    channel_wise : bool or None
+        One weight scale per output channel of each FullyConnected (True) or one per matrix
+        (False); None: per output channel with 8-bit weights, 'mixed' with 7-bit ones (one
+        scale per output channel where the layer's output is fp32, one per matrix in the
+        query/key/value and first feed-forward layers; :func:`weight_width`).
     quantile : float
         For ``calib_mode='clip'``: see :class:`ClippingCollector`.
+    weight_bits : {7, 8} or None
+        Width of the quantized weights (and of each attention's query/key/value output when
+        7); None: 8 on a CPU with VNNI, 7 without (:func:`weight_width`; module docstring).
     ctx : mx.Context, optional
         Must be the CPU (default): oneDNN's INT8 kernels are CPU kernels.
 
@@ -549,8 +612,9 @@ def quantize(model_dir, calib_data, out_dir, calib_mode='naive', num_calib_batch
     dict
         ``{'out_dir', 'precision': 'int8', 'calib_mode', 'calib_samples', 'agreement'
         (fraction of calibration samples whose int8 and fp32 predicted labels agree),
-        'max_prob_diff', 'isa' (:func:`int8_isa`), 'warning' (None, or why INT8 will be
-        slow on this CPU)}``. The same settings are in ``deploy.json``.
+        'max_prob_diff', 'granularity', 'weight_bits', 'isa' (:func:`int8_isa`), 'warning'
+        (None, or why INT8 will be slow or inexact on this CPU)}``. The same settings are in
+        ``deploy.json``.
     """
     from mxnet.contrib.quantization import quantize_net_v2
 
@@ -561,10 +625,14 @@ def quantize(model_dir, calib_data, out_dir, calib_mode='naive', num_calib_batch
         raise ConfigError(f'num_calib_batches={num_calib_batches}, batch_size={batch_size}: '
                           'expected both >= 1')
     isa = int8_isa()
+    granularity, weight_bits, reason = weight_width(isa, channel_wise, weight_bits)
     warning = None
     if not isa['vnni']:
         warning = (f'this CPU ({isa["cpu"]}) has no VNNI (avx512_vnni / avx_vnni): INT8 will '
                    'be slow here, likely no faster than fp32; serve it on a CPU with VNNI')
+        if weight_bits == 8:
+            warning += ('; and its 8-bit weights make oneDNN\'s products saturate here (wrong '
+                        'outputs): serve this model on a CPU with VNNI only')
         _logger.warning(warning)
     _check_fine_tuned(model_dir)
     net, transform, spec = load_finetuned(model_dir, [mx.cpu()], kernels=False)
@@ -579,15 +647,21 @@ def quantize(model_dir, calib_data, out_dir, calib_mode='naive', num_calib_batch
             warnings.simplefilter('ignore', UserWarning)
             qnet = quantize_net_v2(
                 block, quantized_dtype='auto', quantize_mode='smart',
-                quantize_granularity='channel-wise' if channel_wise else 'tensor-wise',
+                quantize_granularity='tensor-wise' if weight_bits == 7 else granularity,
                 calib_data=calib_iter, calib_mode='customize' if collector else calib_mode,
                 num_calib_examples=count, ctx=mx.cpu(), LayerOutputCollector=collector)
+        if weight_bits == 7:
+            qnet, narrowed = _seven_bits(qnet, block, tmp, granularity == 'mixed')
+            rewrites = rewrites + [
+                f'7-bit weights ({narrowed["weights"]} matrices, {narrowed["channel_scales"]} '
+                'of them with one scale per output channel, restored after the product) and '
+                f'query/key/value ({narrowed["qkv"]} attentions)']
         qnet.hybridize(static_alloc=True)
         agreement, diff = _agreement(block, qnet, calib_iter)
         settings = {'calib_mode': calib_mode, 'calib_data': os.path.abspath(calib_data),
                     'calib_samples': count, 'batch_size': calib_iter.batch_size,
-                    'granularity': 'channel-wise' if channel_wise else 'tensor-wise',
-                    'quantize_mode': 'smart',
+                    'granularity': granularity, 'weight_bits': weight_bits,
+                    'weight_bits_reason': reason, 'quantize_mode': 'smart',
                     'clip_quantile': quantile if calib_mode == 'clip' else None,
                     'calib_agreement': agreement, 'calib_max_prob_diff': diff}
         info = _describe('int8', spec, net.config,
@@ -596,7 +670,117 @@ def quantize(model_dir, calib_data, out_dir, calib_mode='naive', num_calib_batch
         out = _write_directory(out_dir, qnet, model_dir, net.config, info)
     return {'out_dir': out, 'precision': 'int8', 'calib_mode': calib_mode,
             'calib_samples': count, 'agreement': agreement, 'max_prob_diff': diff,
-            'isa': isa, 'warning': warning}
+            'granularity': granularity, 'weight_bits': weight_bits, 'isa': isa,
+            'warning': warning}
+
+
+#: MXNet 1.9.1's int8 range: a scale maps the largest magnitude to 127.5 (quantization_utils.h)
+_INT8_RANGE = 127.5
+
+
+def _seven_bits(qnet, fp32, directory, per_row):
+    """The tensor-wise INT8 graph ``qnet`` with every FullyConnected weight stored in 7 bits
+    and each attention's query/key/value output quantized to 7 bits.
+
+    The weights are quantized again from the fp32 weights of ``fp32`` (one rounding), to
+    integers in [-63, 63], with the range that makes MXNet decode them right (its scale is
+    127.5 / the range's magnitude). One scale per matrix is coarse where rows differ much
+    (BERT's second feed-forward layer: a few output channels of large weights), so with
+    ``per_row`` the layers whose output is fp32 (attention projection, second feed-forward
+    layer, pooler, classifier) get one scale per output channel all the same: each row and
+    its bias are divided by the row's largest magnitude before quantization, and a
+    ``broadcast_mul`` after the product multiplies it back. The query/key/value and first
+    feed-forward layers requantize their output inside the fused operator: one scale per
+    matrix. The query/key/value layer's calibrated output range is doubled, since keys and
+    values are the second operand of the attention's products.
+
+    Outputs
+    -------
+    (SymbolBlock, dict)
+        The rewritten graph (called once), and how many layers changed:
+        ``{'weights': int, 'channel_scales': int, 'qkv': int}``.
+    """
+    prefix = os.path.join(directory, 'int8')
+    qnet.hybridize(static_alloc=True)
+    _build_graph(qnet)                      # export writes the graph of a call
+    qnet.export(prefix, epoch=0)
+    with open(f'{prefix}-symbol.json', encoding='utf-8') as f:
+        graph = json.load(f)
+    params = mx.nd.load(f'{prefix}-0000.params')
+    source = {name: p.data(mx.cpu()).asnumpy() for name, p in fp32.collect_params().items()}
+    nodes = graph['nodes']
+    attention_inputs = {n['inputs'][0][0] for n in nodes
+                        if n['op'] in ('_sg_mkldnn_selfatt_qk', '_sg_mkldnn_selfatt_valatt')}
+    done, row_scales = {'weights': 0, 'channel_scales': 0, 'qkv': 0}, {}
+
+    def store(names, values, bits):
+        """``values`` as integers of at most ``bits`` bits into the variables ``names``
+        (array, min, max), under MXNet's decoding: 127.5 / max(|min|, |max|) per unit."""
+        top = float(np.abs(values).max()) or 1.0
+        levels = 2 ** (bits - 1) - 1
+        params[f'arg:{names[0]}'] = mx.nd.array(np.rint(values * (levels / top)), dtype='int8')
+        params[f'arg:{names[1]}'] = mx.nd.array([-top * _INT8_RANGE / levels])
+        params[f'arg:{names[2]}'] = mx.nd.array([top * _INT8_RANGE / levels])
+
+    for i, node in enumerate(nodes):
+        attrs = node.get('attrs', {})
+        if node['op'] != '_sg_mkldnn_fully_connected' or attrs.get('quantized') != 'True':
+            continue
+        # inputs: data, weight[, bias], then the (min, max) of each
+        names = [nodes[j]['name'] for j, _, _ in node['inputs']]
+        base = len(names) // 3
+        weight = source[names[1][:-len('_quantize')]]
+        bias = source[names[2][:-len('_quantize')]] if base == 3 else None
+        if per_row and attrs.get('enable_float_output') == 'True':
+            rows = np.abs(weight).max(axis=1)
+            rows[rows == 0] = 1.0
+            weight = weight / rows[:, None]
+            bias = None if bias is None else bias / rows
+            row_scales[i] = rows
+            done['channel_scales'] += 1
+        store([names[1], names[base + 2], names[base + 3]], weight, 7)
+        if bias is not None:
+            store([names[2], names[base + 4], names[base + 5]], bias, 8)
+        done['weights'] += 1
+        if i in attention_inputs:
+            for key in ('min_calib_range', 'max_calib_range'):
+                attrs[key] = repr(2 * float(attrs[key]))
+            done['qkv'] += 1
+    for i, rows in row_scales.items():
+        params[f'arg:{nodes[i]["name"]}_row_scale'] = mx.nd.array(rows)
+    graph = _scale_outputs(graph, row_scales)
+    with open(f'{prefix}-symbol.json', 'w', encoding='utf-8') as f:
+        json.dump(graph, f)
+    mx.nd.save(f'{prefix}-0000.params', params)
+    with warnings.catch_warnings():         # SymbolBlock's note on untyped inputs
+        warnings.simplefilter('ignore', UserWarning)
+        block = mx.gluon.SymbolBlock(mx.sym.load(f'{prefix}-symbol.json'),
+                                     [mx.sym.var(n) for n in INPUT_NAMES])
+    block.collect_params().load(f'{prefix}-0000.params', ctx=mx.cpu(), cast_dtype=True,
+                                dtype_source='saved')
+    block.hybridize(static_alloc=True)
+    _build_graph(block)
+    return block, done
+
+
+def _scale_outputs(graph, scaled):
+    """The graph (MXNet JSON) with the first output of each node index of ``scaled``
+    multiplied by a new variable ``<node>_row_scale`` (one value per output channel, the last
+    axis) before it reaches any consumer or graph output."""
+    out, moved, rescaled = [], {}, {}
+
+    def entry(j, k, v):
+        return [rescaled[j], 0, 0] if k == 0 and j in rescaled else [moved[j], k, v]
+    for i, node in enumerate(graph['nodes']):
+        out.append(dict(node, inputs=[entry(*e) for e in node['inputs']]))
+        moved[i] = len(out) - 1
+        if i in scaled:
+            out.append({'op': 'null', 'name': f'{node["name"]}_row_scale', 'inputs': []})
+            out.append({'op': 'broadcast_mul', 'name': f'{node["name"]}_rescale',
+                        'inputs': [[moved[i], 0, 0], [moved[i] + 1, 0, 0]]})
+            rescaled[i] = len(out) - 1
+    return {'nodes': out, 'arg_nodes': [i for i, n in enumerate(out) if n['op'] == 'null'],
+            'heads': [entry(*h) for h in graph['heads']], 'attrs': graph.get('attrs', {})}
 
 
 def _agreement(fp32, int8, data):

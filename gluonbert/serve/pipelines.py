@@ -28,7 +28,7 @@ from typing import List, Optional
 import mxnet as mx
 import numpy as np
 
-from ..model.optimize import optimize
+from ..dist.cluster import on_cpu
 from ..errors import ConfigError, InputError
 
 __all__ = ['PretrainedBERT', 'Encoding', 'FillMask', 'NextSentence', 'TextEncoder', 'encode',
@@ -80,8 +80,7 @@ class PretrainedBERT:
     ----------
     net : BERTModel
         The encoder and the pooler, masked-LM and next-sentence heads the checkpoint holds,
-        prepared for inference by :func:`gluonbert.model.optimize.optimize` (gluonbert's CPU
-        kernels on a CPU).
+        for inference (on gluonbert's forward-only CPU kernels on a CPU).
     heads : tuple of str
         Among ``'pooler'``, ``'decoder'`` (masked LM) and ``'classifier'`` (next sentence).
     vocab : gluonnlp.vocab.BERTVocab
@@ -98,13 +97,13 @@ class PretrainedBERT:
         from ..model.pretrained import build, locate
         checkpoint = locate(path)
         self.ctx = ctx or mx.cpu()
-        backbone = build(checkpoint, ctx=self.ctx)
+        backbone = build(checkpoint, ctx=self.ctx, kernels=on_cpu([self.ctx]), inference=True)
         self.net, self.vocab, self.heads = backbone.bert, backbone.vocab, backbone.heads
         self.config, self.kind, self.source = backbone.bert.config, checkpoint.kind, \
             backbone.source
         self.lower = backbone.lower if lower is None else lower
         self.tokenizer = get_tokenizer(self.vocab, lower=self.lower)
-        optimize(self.net, training=False, static_shape=False)
+        self.net.hybridize(static_alloc=True)
         self._special = {self.vocab[t] for t in (self.vocab.padding_token, self.vocab.cls_token,
                                                   self.vocab.sep_token, self.vocab.mask_token)}
 
@@ -302,7 +301,7 @@ class Encoding:
     sequence: np.ndarray
     pooled: Optional[np.ndarray]
 
-    def word_vector(self, word, occurrence=0, tokenizer=None):
+    def word_vector(self, word, occurrence=0):
         """The mean of the vectors of the WordPieces of ``word`` (its ``occurrence``-th use).
 
         Parameters

@@ -15,10 +15,10 @@ from ..errors import ConfigError, InputError
 from .classifier import finetuned_transform, load_finetuned
 from ..dist.cluster import split_batch
 
-__all__ = ['predict_proba', 'load_classifier', 'predict', 'DEFAULT_BATCH_SIZE']
+__all__ = ['predict_proba', 'batches_by_length', 'load_classifier', 'predict', 'DEFAULT_BATCH_SIZE']
 
 
-def _batches_by_length(samples, batch_size=None, max_batch_tokens=None, describe=None):
+def batches_by_length(samples, batch_size=None, max_batch_tokens=None, describe=None):
     """Index lists of similar-length samples (less padding), covering every sample once.
 
     The samples are sorted by length (stable: ties keep their order) and cut greedily into
@@ -98,7 +98,7 @@ def predict_proba(net, samples, batch_size, contexts, pad_id=0, max_batch_tokens
     from ..data import ClassificationBatchify
     batchify = ClassificationBatchify(pad_id=pad_id, as_numpy=True)
     out = None
-    for index in _batches_by_length(samples, batch_size, max_batch_tokens, describe):
+    for index in batches_by_length(samples, batch_size, max_batch_tokens, describe):
         arrays = batchify([samples[i][:3] for i in index])
         shards = split_batch(arrays, contexts)
         scores = [mx.nd.softmax(net(*shard), axis=-1) for shard in shards]

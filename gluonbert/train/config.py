@@ -189,8 +189,11 @@ class PretrainConfig(RunConfig):
         text and for dynamic masking; ``vocab_size`` of the model is set from it.
     lower : bool
         Lower-case raw text (uncased vocabularies).
-    max_seq_length, max_predictions_per_seq : int
-        Example length and MLM predictions per example (raw text preparation).
+    max_seq_length : int or None
+        Example length of raw text (None: 128). Shards keep the length they were made with:
+        for shard input leave it None, or give that length (another is refused).
+    max_predictions_per_seq : int
+        MLM predictions per example (raw text preparation, dynamic masking).
     dynamic_masking : bool
         Re-draw MLM masks for every batch (needs ``vocab``).
     batch_size : int
@@ -212,7 +215,7 @@ class PretrainConfig(RunConfig):
     model_config: Optional[str] = None
     vocab: Optional[str] = None
     lower: bool = True
-    max_seq_length: int = 128
+    max_seq_length: Optional[int] = None
     max_predictions_per_seq: int = 20
     dynamic_masking: bool = True
     batch_size: int = 64
@@ -223,9 +226,12 @@ class PretrainConfig(RunConfig):
     def __post_init__(self):
         super().__post_init__()
         p = 'PretrainConfig'
-        for name in ('batch_size', 'num_steps', 'max_seq_length', 'max_predictions_per_seq'):
+        for name in ('batch_size', 'num_steps', 'max_predictions_per_seq'):
             value = getattr(self, name)
             _check(isinstance(value, int) and value >= 1, p, name, value, 'an integer >= 1')
+        _check(self.max_seq_length is None or (isinstance(self.max_seq_length, int)
+                                               and self.max_seq_length >= 5), p,
+               'max_seq_length', self.max_seq_length, 'None or an integer >= 5')
         _check(self.stop_at_step is None or 1 <= self.stop_at_step <= self.num_steps, p,
                'stop_at_step', self.stop_at_step, f'None or 1..num_steps={self.num_steps}')
 

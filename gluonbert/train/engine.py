@@ -1,49 +1,49 @@
-"""The training engine: one loop for pretraining, fine-tuning and any task built on them.
+"""The training engine: one training step and one loop for pretraining, fine-tuning and any
+task built on them.
 
-A task (:class:`Task`: pretraining in :mod:`~gluonbert.train.pretrain`, fine-tuning in
-:mod:`~gluonbert.train.finetune`) says *what* is trained: the model, the batches of each
-update, the loss and its global normalisers, the logged metrics, what happens at the end of
-an epoch and what is written at the end. The engine does the rest, the same way for every
-task, in :func:`train`, which reads top to bottom:
+A task (:class:`Task`; pretraining in :mod:`~gluonbert.train.pretrain`, fine-tuning in
+:mod:`~gluonbert.train.finetune`) says *what* is trained: the model, the batches, the loss,
+what happens at the end of an epoch and what is written at the end. The engine does the rest,
+the same way for every task::
 
-1. claim the output directory (:class:`RunDirectory`: one run per directory), seed Python,
-   numpy and MXNet, create the devices and the cluster (kvstore or Horovod), AMP;
-2. build the model, one ``Trainer`` (:func:`make_trainer`: BERT's Adam or LAMB, no weight
-   decay on biases and LayerNorm), the sharded step (:class:`~gluonbert.train.loop.ShardedStep`);
-3. resume from the newest checkpoint (parameters, optimiser state, data position, random
-   generators, history, the task's own state such as the best epoch);
-4. give every worker rank 0's weights before the first step (:meth:`Cluster.sync_weights`);
-5. per update: the task's micro-batches, their normalisers summed over the workers, forward
-   and backward on every device, all-reduce, clip, update; then log, evaluate at an epoch's
-   end, checkpoint;
-6. stop cleanly on SIGINT/SIGTERM (:class:`StopSignals`): every worker finishes the same
-   update, a checkpoint is written, and :class:`Interrupted` says how to resume.
+    engine = Engine(config)                      # seeds, devices, workers, AMP
+    net = task.build(engine)                     # the model on engine.contexts
+    engine.attach(net, task.loss, task.batches.total_updates)   # Trainer, schedule
+    while engine.done < total:
+        result = engine.step(task.batches.next_update())        # one optimiser update
+        ...                                      # log, end of epoch, checkpoint, signals
+
+:meth:`Engine.step` is the whole update, top to bottom in one method: the loss normalisers
+summed over the workers, ``split_and_load`` over the devices, forward and backward under
+``autograd.record()``, the all-reduce over devices and workers, global-norm clipping, the
+optimiser update. :func:`train` wraps it with what a run needs: one run per output directory
+(:class:`~gluonbert.train.run_directory.RunDirectory`), exact resume from the newest
+checkpoint, the log, the end of each epoch, checkpoints, and SIGINT/SIGTERM (every worker
+finishes the same update, a checkpoint is written, :class:`Interrupted` says how to resume).
+The benchmarks time :meth:`Engine.step`, so the speed they report is the speed users get.
 """
 import dataclasses
-import functools
-import json
 import os
 import random
-import shutil
 import signal
 import time
 
 import mxnet as mx
 import numpy as np
+from mxnet import autograd
 
-from ..data.fileio import atomic_write
+from ..dist.cluster import make_cluster, parse_devices, split_batch
 from ..errors import ConfigError, GluonBERTError
-from ..runs import RUN_FILE, RUN_OUTPUTS, find_latest, remove_stale_temporaries
-from . import checkpoint as ckpt
-from ..dist.cluster import make_cluster, parse_devices
-from .loop import ShardedStep
+from ..platform import amx_status
+from .checkpoint import load_checkpoint, reseed_mxnet, save_checkpoint
 from .metrics import DeviceSums
-from .optim import WarmupLinearSchedule, create_optimizer, exclude_from_weight_decay
+from .optim import WarmupLinearSchedule, clip_global_norm, create_optimizer, \
+    exclude_from_weight_decay
 from .progress import TrainProgress
+from .run_directory import RunDirectory
 
-__all__ = ['Task', 'Update', 'train', 'make_trainer', 'setup_amp', 'seed_everything',
-           'RunDirectory', 'StopSignals', 'Interrupted']
-
+__all__ = ['Task', 'Update', 'StepResult', 'Engine', 'train', 'make_trainer', 'setup_amp',
+           'seed_everything', 'StopSignals', 'Interrupted']
 
 
 class Interrupted(GluonBERTError):
@@ -60,81 +60,73 @@ class Update:
 
     Attributes
     ----------
-    batches : list of tuples of host arrays (B, ...)
-        ``accumulate`` micro-batches, fewer at the end of an epoch, none when this worker has
-        no rows in the update (it still takes part in the all-reduce).
-    epoch : int
-        1-based epoch of these batches.
+    batches : list of NamedTuple batches
+        ``accumulate`` micro-batches with named host arrays (``input_ids`` (B, T),
+        ``valid_length`` (B,), ...), fewer at the end of an epoch, none when this worker has no
+        rows in the update (it still takes part in the all-reduce).
+    epoch : int or None
+        1-based epoch of these batches (None: an endless stream, as in pretraining).
     epoch_end : bool
         The last update of the epoch: the engine then calls :meth:`Task.end_epoch`.
     """
     batches: list
-    epoch: int = 1
+    epoch: int = None
     epoch_end: bool = False
 
 
+@dataclasses.dataclass
+class StepResult:
+    """What :meth:`Engine.step` did.
+
+    Attributes
+    ----------
+    lr : float
+        The learning rate of the update.
+    grad_norm : (1,) NDArray or None
+        Global gradient norm before clipping, on device 0 (None when clipping is off); not
+        copied to the host here.
+    rows, tokens : int
+        Sequences and real (unpadded) tokens of this worker's micro-batches.
+    stop : bool
+        Some worker was asked to stop (SIGINT/SIGTERM): every worker stops after this update.
+    """
+    lr: float
+    grad_norm: object
+    rows: int
+    tokens: int
+    stop: bool
+
+
 class Task:
-    """What a task gives the engine. Subclasses set the attributes and the methods.
+    """What a task gives the engine.
 
     Attributes
     ----------
     name : str
         ``'pretrain'`` or ``'finetune'``: recorded in ``run.json``; a resumed run must match.
-    stats : tuple of str
-        Names of the per-shard sums returned by :meth:`loss`.
-    num_counts : int
-        Length of :meth:`counts`.
-    unit : str
-        What one row is, for the throughput column (``pairs_per_s``, ``sequences_per_s``).
-    log_epoch : bool
-        Log records carry the epoch (fine-tuning: evaluation happens per epoch).
-    total_steps : int
-        Updates of the whole run (the schedule's length).
+    batches
+        Set by :meth:`build`: ``total_updates`` (the schedule's length), ``next_update()`` (the
+        next :class:`Update` of this worker), ``state_dict()`` / ``load_state_dict(state)``
+        (the position, JSON-serialisable: a resumed run continues with the next update).
+    loss
+        ``names`` (the K statistics it sums), ``count_names`` and ``counts(batch)`` (the loss
+        normalisers' local parts of a micro-batch, a host list: summed by the engine over the
+        update and over all workers), ``loss(net, shard, totals) -> (loss (1,), stats (K,))`` on one
+        device, and ``metrics(sums) -> dict`` (logged values from summed statistics; no side
+        effects).
     """
     name = 'task'
-    stats = ()
-    num_counts = 1
-    unit = 'sequences'
-    log_epoch = False
-    total_steps = 0
+    batches = None
+    loss = None
 
-    def describe(self):
-        """One line for the log: model, data, batch and update counts."""
-        return ''
-
-    def build(self, run):
-        """Loads the data of this worker (``run.cluster.rank``), sets :attr:`total_steps`
-        and returns the model, initialised on ``run.contexts`` and hybridized."""
+    def build(self, engine):
+        """Loads the data of this worker (``engine.cluster.rank``), sets :attr:`batches` and
+        returns the model, initialised on ``engine.contexts`` and hybridized."""
         raise NotImplementedError
 
-    def next_update(self):
-        """The next :class:`Update` of this worker."""
-        raise NotImplementedError
-
-    def counts(self, batch):
-        """Host list of the normalisers' local parts of one micro-batch (summed by the engine
-        over the update's micro-batches and over all workers)."""
-        raise NotImplementedError
-
-    def loss(self, net, *shard_and_totals):
-        """``(loss, stats)`` of one device's shard; see :class:`ShardedStep`."""
-        raise NotImplementedError
-
-    def metrics(self, sums):
-        """Logged metrics (dict) from the summed :attr:`stats`."""
-        raise NotImplementedError
-
-    def data_state(self):
-        """JSON-serialisable position of the data stream (to continue with the next update)."""
-        raise NotImplementedError
-
-    def load_data_state(self, state, rank, step):
-        """Continues the data stream where ``state`` (saved by rank 0 after ``step`` updates)
-        says."""
-        raise NotImplementedError
-
-    def end_epoch(self, net, epoch, run):
-        """Called after the last update of an epoch. Returns True to end the run early."""
+    def end_epoch(self, net, epoch, train_metrics, engine):
+        """After the last update of an epoch, with the epoch's training metrics
+        (:meth:`Engine.epoch_metrics`). Returns True to end the run early."""
         return False
 
     def state_dict(self):
@@ -144,7 +136,7 @@ class Task:
     def load_state_dict(self, state):
         """Restores :meth:`state_dict`."""
 
-    def finish(self, net, run, summary):
+    def finish(self, net, engine, summary):
         """At the end of a finished run: writes the task's outputs (rank 0) and completes
         ``summary``."""
         return summary
@@ -205,97 +197,6 @@ def make_trainer(net, optimizer_config, cluster, use_amp=False):
     return trainer
 
 
-class RunDirectory:
-    """An output directory that belongs to one run.
-
-    A new run into a directory holding another run's files (:data:`RUN_OUTPUTS`) is refused
-    unless ``overwrite`` (the old run's checkpoints and outputs are deleted first) or
-    ``resume`` (continue it: the newest valid checkpoint must exist, and be of the same task).
-    Temporary checkpoint directories left by a killed save are removed.
-
-    Parameters
-    ----------
-    config : RunConfig
-    task_name : str
-    is_main : bool
-        Only rank 0 checks, cleans and writes.
-    """
-
-    def __init__(self, config, task_name, is_main=True):
-        self.path = config.out_dir
-        self.checkpoints = os.path.join(self.path, 'checkpoints')
-        self.config = config
-        self.task_name = task_name
-        self.is_main = is_main
-
-    def _existing_outputs(self):
-        return [name for name in RUN_OUTPUTS if os.path.exists(os.path.join(self.path, name))
-                and not (name == 'checkpoints' and not os.listdir(self.checkpoints))]
-
-    def _remove_outputs(self):
-        for name in RUN_OUTPUTS:
-            path = os.path.join(self.path, name)
-            if os.path.isdir(path):
-                shutil.rmtree(path)
-            elif os.path.exists(path):
-                os.remove(path)
-
-    def _recorded_task(self):
-        path = os.path.join(self.path, RUN_FILE)
-        if not os.path.isfile(path):
-            return None
-        try:
-            with open(path, encoding='utf-8') as f:
-                return json.load(f).get('task')
-        except (OSError, ValueError) as err:
-            raise ConfigError(f'{path}: unreadable ({err}); expected the JSON gluonbert '
-                              'writes for a run. Use --overwrite to start a new run') from None
-
-    def claim(self):
-        """Checks the directory against the config; returns the checkpoint to resume or None.
-
-        Outputs
-        -------
-        str or None
-            Path of the ``step-*`` checkpoint to continue from.
-        """
-        config = self.config
-        flag = '--resume' if config.resume else '--resume-if-possible'
-        if os.path.exists(self.path) and not os.path.isdir(self.path):
-            raise ConfigError(f'--out-dir {self.path}: is a file; expected a directory')
-        os.makedirs(self.path, exist_ok=True)
-        if self.is_main:
-            remove_stale_temporaries(self.checkpoints)
-        latest = find_latest(self.checkpoints)
-        if config.overwrite:
-            latest = None
-        if not self.is_main:        # rank 0 checks and cleans; the others follow its choice
-            return latest
-        existing = self._existing_outputs()
-        if config.overwrite:
-            self._remove_outputs()
-        elif config.resume or config.resume_if_possible:
-            if latest is None and config.resume:
-                raise ConfigError(
-                    f'{flag}: no valid checkpoint in {self.checkpoints}; expected the '
-                    f'--out-dir of an earlier {self.task_name} run. Run without --resume to '
-                    'start afresh, or use --resume-if-possible')
-            recorded = self._recorded_task()
-            if latest is not None and recorded not in (None, self.task_name):
-                raise ConfigError(f'{flag}: {self.path} holds a {recorded} run; this is a '
-                                  f'{self.task_name} run. Use another --out-dir')
-            if latest is None and existing:
-                self._remove_outputs()     # a run that never reached its first checkpoint
-        elif existing:
-            raise ConfigError(f'--out-dir {self.path} holds another run ({", ".join(existing)}); '
-                              'expected an empty or new directory. Use --resume to continue '
-                              'that run, --overwrite to replace it, or another --out-dir')
-        with atomic_write(os.path.join(self.path, RUN_FILE), newline='\n') as f:
-            json.dump({'task': self.task_name, 'config': dataclasses.asdict(config),
-                       'resumed_from': latest}, f, indent=2)
-        return latest
-
-
 class StopSignals:
     """SIGINT and SIGTERM ask the loop to stop after the current update (with a checkpoint).
 
@@ -328,27 +229,192 @@ class StopSignals:
         self._previous.clear()
 
 
-@dataclasses.dataclass
-class _Run:
-    """What a running task may use from the engine (contexts, cluster, progress, paths)."""
-    config: object
-    contexts: list
-    cluster: object
-    progress: object = None
-    directory: RunDirectory = None
+class Engine:
+    """Devices, workers, the optimiser and the one training step of every task.
+
+    Parameters
+    ----------
+    config : RunConfig
+        The seed, the optimiser (:class:`~gluonbert.train.config.OptimizerConfig`) and the
+        devices (:class:`~gluonbert.train.config.DeviceConfig`).
+    cluster : Cluster, optional
+        The workers; default: made from ``config.devices`` (:func:`make_cluster`).
+
+    Attributes
+    ----------
+    contexts : list of mx.Context
+        This worker's devices; each micro-batch is split over them.
+    cluster : Cluster
+        Rank, worker count, gradient reduction.
+    done : int
+        Updates made so far.
+    signals : StopSignals
+        Set by :func:`train`; its ``signum`` is shared with the other workers every step.
+    """
+
+    def __init__(self, config, cluster=None):
+        self.config = config
+        seed_everything(config.seed)
+        devices = config.devices
+        self.contexts = cluster.contexts if cluster else parse_devices(devices.gpus,
+                                                                       devices.cpus)
+        self.use_amp = setup_amp(self.contexts, devices.dtype)
+        self.cluster = cluster or make_cluster(self.contexts, devices.kvstore,
+                                               devices.comm_backend)
+        self.contexts = self.cluster.contexts    # Horovod: this process's one device of --gpus
+        self.signals = StopSignals()
+        self.progress = None
+        self.net = self.loss = self.trainer = self.schedule = None
+        self.done = 0
 
     @property
     def out_dir(self):
         return self.config.out_dir
 
+    def attach(self, net, loss, total_updates):
+        """Makes the optimiser of ``net`` and the learning-rate schedule of ``total_updates``.
 
-def _record(step, task, sums, lr, norm, seconds, rows, tokens, epoch):
+        Parameters
+        ----------
+        net : gluon.HybridBlock
+            Initialised on :attr:`contexts`.
+        loss
+            The task's loss (see :class:`Task`).
+        total_updates : int
+            Length of the run (warm-up and decay of the schedule).
+        """
+        optimizer = self.config.optimizer
+        self.net, self.loss = net, loss
+        self.params = [p for p in net.collect_params().values() if p.grad_req != 'null']
+        self.trainer = make_trainer(net, optimizer, self.cluster, self.use_amp)
+        self.schedule = WarmupLinearSchedule(optimizer.lr, total_updates, optimizer.warmup_ratio)
+        self.interval = DeviceSums(loss.names, self.contexts)   # statistics since the last log
+        self.epoch = {'sums': np.zeros(len(loss.names)), 'rows': 0, 'seconds': 0.0}
+        if optimizer.accumulate > 1:     # micro-batches add their gradients up
+            for p in self.params:
+                p.grad_req = 'add'
+                p.zero_grad()
+
+    def step(self, update):
+        """One optimiser update from the micro-batches of ``update``.
+
+        Parameters
+        ----------
+        update : Update
+
+        Outputs
+        -------
+        StepResult
+        """
+        optimizer = self.config.optimizer
+        # 1. The loss normalisers of the whole update (sentences, masked tokens), summed over
+        #    every micro-batch and worker: a shard's loss divided by them is its share of the
+        #    update's mean, so sharding and accumulation are exact. Beside them, whether any
+        #    worker was signalled, so that all stop after this same update.
+        local = np.zeros(len(self.loss.count_names))     # zeros: no rows on this worker
+        for batch in update.batches:
+            local += self.loss.counts(batch)
+        *totals, stop = self.cluster.sum_over_workers([*local, float(self.signals.signum)])
+        # 2. Forward and backward of every device's shard of every micro-batch. A batch with
+        #    fewer rows than devices runs on the first B devices.
+        used, rows, tokens = set(), 0, 0
+        for batch in update.batches:
+            shards = [type(batch)(*arrays) for arrays in split_batch(batch, self.contexts)]
+            with autograd.record():
+                results = [self.loss(self.net, shard, totals) for shard in shards]
+            losses = [loss for loss, _ in results]
+            if self.use_amp:
+                from mxnet.contrib import amp
+                with amp.scale_loss(losses, self.trainer) as scaled:
+                    autograd.backward(scaled)
+            else:
+                autograd.backward(losses)
+            for device, (_, stats) in enumerate(results):
+                self.interval.add(device, stats)
+            used.update(range(len(shards)))
+            rows += len(batch.valid_length)
+            tokens += int(np.sum(batch.valid_length))
+        # 3. All-reduce: every device of every worker ends with the sum of all gradients. A
+        #    device without rows in this update adds a zero gradient.
+        idle = [i for i in range(len(self.contexts)) if i not in used]
+        for p in self.params:
+            for i in idle:
+                p.list_grad()[i][:] = 0
+        self.trainer.allreduce_grads()
+        _mark_gradients_fresh(self.params, idle)
+        if self.use_amp:
+            from mxnet.contrib import amp
+            amp.unscale(self.trainer)
+        # 4. Clip the global L2 norm of the gradient to max_grad_norm: every device computes it
+        #    on its own (identical) copy; the factor is applied inside the fused Adam update of
+        #    step 5 (one pass over the weights instead of two).
+        norm = None
+        if optimizer.max_grad_norm > 0:
+            norm = clip_global_norm(self.params, optimizer.max_grad_norm,
+                                    self.trainer.optimizer)
+        # 5. The update, at the schedule's rate.
+        lr = self.schedule(self.done)
+        self.trainer.set_learning_rate(lr)
+        self.trainer.update(1)
+        if optimizer.accumulate > 1:
+            for p in self.params:
+                p.zero_grad()
+        self.done += 1
+        # MXNet cannot save its generators' state: seeding them from (seed, update) after
+        # every update gives a resumed run the dropout masks of an uninterrupted one.
+        reseed_mxnet(self.config.seed, self.done)
+        return StepResult(lr, norm, rows, tokens, bool(stop))
+
+    def read_interval(self):
+        """The statistics summed since the last call (one host synchronisation); they also
+        count towards the current epoch.
+
+        Outputs
+        -------
+        dict of str -> float
+        """
+        sums = self.interval.read()
+        self.epoch['sums'] += [sums[name] for name in self.loss.names]
+        return sums
+
+    def epoch_metrics(self, seconds):
+        """The task's metrics over every update of the epoch that just ended, with its
+        sequences, their count and speed; resets the epoch's sums.
+
+        Parameters
+        ----------
+        seconds : float
+            Time the epoch's updates took.
+        """
+        sums = dict(zip(self.loss.names, self.epoch['sums'].tolist()))
+        rows, seconds = self.epoch['rows'], self.epoch['seconds'] + seconds
+        self.epoch = {'sums': np.zeros(len(self.loss.names)), 'rows': 0, 'seconds': 0.0}
+        return {**self.loss.metrics(sums), 'count': rows, 'seconds': seconds,
+                'sequences_per_s': rows / max(seconds, 1e-9)}
+
+
+def _mark_gradients_fresh(params, devices):
+    """Tells ``Trainer.update`` that the gradients of ``devices`` are current.
+
+    A device that ran no backward pass in this update holds a gradient MXNet calls stale
+    (``Trainer.update`` raises, or with ``ignore_stale_grad`` skips the device, whose weights
+    would then drift from the others'); after the all-reduce it holds the same sum as every
+    other device. MXNet 1.9 has no public way to say so.
+    """
+    for p in params:
+        for i in devices:
+            p.list_data()[i]._fresh_grad = True
+
+
+def _record(step, epoch, metrics, result, seconds, rows, tokens, unit):
     record = {'step': step}
     if epoch is not None:
         record['epoch'] = epoch
-    record.update(task.metrics(sums))
-    record.update({'lr': lr, 'grad_norm': float(norm.asnumpy()[0]) if norm is not None else 0.0,
-                   f'{task.unit}_per_s': rows / max(seconds, 1e-9),
+    record.update(metrics)
+    norm = result.grad_norm
+    record.update({'lr': result.lr,
+                   'grad_norm': float(norm.asnumpy()[0]) if norm is not None else 0.0,
+                   f'{unit}_per_s': rows / max(seconds, 1e-9),
                    'tokens_per_s': tokens / max(seconds, 1e-9)})
     return record
 
@@ -368,100 +434,94 @@ def train(task, config):
         ``steps``, ``resumed_from``, ``seconds``, ``history`` (logged records), ``first`` and
         ``last`` records, ``finished``, ``out_dir``, plus what :meth:`Task.finish` adds.
     """
-    # 1. devices, cluster, output directory, seeds
-    seed_everything(config.seed)
-    contexts = parse_devices(config.devices.gpus, config.devices.cpus)
-    use_amp = setup_amp(contexts, config.devices.dtype)
-    cluster = make_cluster(contexts, config.devices.kvstore, config.devices.comm_backend)
+    # 1. seeds, devices, workers; the output directory
+    engine = Engine(config)
+    cluster = engine.cluster
     directory = RunDirectory(config, task.name, cluster.is_main)
     latest = directory.claim()
-    run = _Run(config, contexts, cluster, directory=directory)
-    # 2. model, trainer, step
-    net = task.build(run)
-    trainer = make_trainer(net, config.optimizer, cluster, use_amp)
-    step = ShardedStep(net.collect_params(), trainer, contexts, functools.partial(task.loss, net),
-                       config.optimizer.max_grad_norm, config.optimizer.accumulate, use_amp)
-    sums = DeviceSums(task.stats, contexts)
-    # 3. resume
-    done, history, resumed, stopped_early = 0, [], 'a fresh start', False
+    # 2. the model and its optimiser
+    net = task.build(engine)
+    total = task.batches.total_updates
+    engine.attach(net, task.loss, total)
+    # 3. resume: parameters, optimiser state, data position, generators, the task's state
+    history, resumed, stopped_early = [], 'a fresh start', False
     if latest is not None:
-        meta = ckpt.load_checkpoint(latest, net, trainer)
-        done, history, resumed = meta['step'], meta['history'], f'resumed from {latest}'
+        meta = load_checkpoint(latest, net, engine.trainer)
+        engine.done, history, resumed = meta['step'], meta['history'], f'resumed from {latest}'
         position = meta['data_position']
         stopped_early = position['stopped_early']
-        task.load_data_state(position['data'], cluster.rank, done)
+        task.batches.load_state_dict(position['data'])
         task.load_state_dict(position['task'])
-        sums.add(0, mx.nd.array([position['pending'][k] for k in task.stats], ctx=contexts[0]))
+        engine.interval.add(0, mx.nd.array([position['pending'][k] for k in task.loss.names],
+                                           ctx=engine.contexts[0]))
+        engine.epoch = {'sums': np.array(position['epoch']['sums']),
+                        'rows': position['epoch']['rows'],
+                        'seconds': position['epoch']['seconds']}
     # 4. every worker starts from rank 0's weights
-    cluster.sync_weights(trainer)
-    schedule = WarmupLinearSchedule(config.optimizer.lr, task.total_steps,
-                                    config.optimizer.warmup_ratio)
-    end = min(config.stop_at_step or task.total_steps, task.total_steps)
+    cluster.sync_weights(engine.trainer)
+    end = min(config.stop_at_step or total, total)
     log_name = 'train.log' if cluster.is_main else f'train.rank{cluster.rank}.log'
-    run.progress = progress = TrainProgress(
-        os.path.join(config.out_dir, log_name), task.total_steps, done, desc=task.name,
+    engine.progress = progress = TrainProgress(
+        os.path.join(config.out_dir, log_name), total, engine.done, desc=task.name,
         bar=config.progress and cluster.is_main, console=cluster.is_main)
-    progress.message(f'{task.name}: {task.describe()} on {contexts} (rank {cluster.rank} of '
-                     f'{cluster.num_workers}), updates {done}..{task.total_steps} ({resumed})')
+    progress.message(f'{task.name}: {task} on {engine.contexts} (rank {cluster.rank} of '
+                     f'{cluster.num_workers}), updates {engine.done}..{total} ({resumed}; '
+                     f'{amx_status()})')
     run_config = {task.name: dataclasses.asdict(config)}
 
-    def save(step_done):
+    def save(step_done, epoch_seconds):
         if not cluster.is_main:
             return os.path.join(directory.checkpoints, f'step-{step_done:08d}')
-        position = {'data': task.data_state(), 'task': task.state_dict(),
-                    'pending': sums.read(reset=False), 'stopped_early': stopped_early}
-        return ckpt.save_checkpoint(directory.checkpoints, net, trainer, step_done, position,
-                                    config.seed, run_config, history, config.keep_checkpoints)
+        position = {'data': task.batches.state_dict(), 'task': task.state_dict(),
+                    'pending': engine.interval.read(reset=False),
+                    'epoch': {'sums': engine.epoch['sums'].tolist(),
+                              'rows': engine.epoch['rows'],
+                              'seconds': engine.epoch['seconds'] + epoch_seconds},
+                    'stopped_early': stopped_early}
+        return save_checkpoint(directory.checkpoints, net, engine.trainer, step_done, position,
+                               config.seed, run_config, history, config.keep_checkpoints)
 
     # 5. the loop
-    begin = tick = time.time()
+    begin = tick = epoch_tick = time.time()
     rows = tokens = 0
-    with StopSignals() as stop:
-        while done < end and not stopped_early:
-            update = task.next_update()
-            local = np.sum([task.counts(b) for b in update.batches], axis=0) \
-                if update.batches else np.zeros(task.num_counts)
-            totals = cluster.sum_over_workers([*local, float(stop.signum)])
-            stop_requested = int(totals[-1])           # any worker was signalled
-            for batch in update.batches:
-                for device, values in step.forward_backward(batch, totals[:-1]):
-                    sums.add(device, values)
-                rows += len(batch[0])
-                tokens += int(np.sum(batch[2]))
-            lr = schedule(done)
-            norm = step.update(lr)
-            done += 1
-            # MXNet cannot save its generators' state: seeding them from (seed, update) after
-            # every update gives a resumed run the dropout masks of an uninterrupted one,
-            # wherever it was stopped.
-            ckpt.reseed_mxnet(config.seed, done)
+    with engine.signals:
+        while engine.done < end and not stopped_early:
+            update = task.batches.next_update()
+            result = engine.step(update)
+            done = engine.done
             progress.advance()
+            rows, tokens = rows + result.rows, tokens + result.tokens
+            engine.epoch['rows'] += result.rows
             if done % config.log_interval == 0 or done == end or update.epoch_end:
-                record = _record(done, task, sums.read(), lr, norm, time.time() - tick, rows,
-                                 tokens, update.epoch if task.log_epoch else None)
+                metrics = task.loss.metrics(engine.read_interval())
+                record = _record(done, update.epoch, metrics, result, time.time() - tick, rows,
+                                 tokens, task.batches.unit)
                 history.append(record)
                 progress.log(record)
                 tick, rows, tokens = time.time(), 0, 0
             if update.epoch_end:
-                stopped_early = task.end_epoch(net, update.epoch, run)
+                stopped_early = task.end_epoch(net, update.epoch,
+                                               engine.epoch_metrics(time.time() - epoch_tick),
+                                               engine)
+                epoch_tick = time.time()
             if (done % config.checkpoint_interval == 0 or done == end or update.epoch_end
-                    or stopped_early or stop_requested):
-                saved = save(done)
-            if stop_requested:
+                    or stopped_early or result.stop):
+                saved = save(done, time.time() - epoch_tick)
+            if result.stop:
                 progress.close()
-                name = signal.Signals(stop.signum or signal.SIGTERM).name
-                raise Interrupted(f'stopped by {name} after update {done} of '
-                                  f'{task.total_steps}; checkpoint {saved}. Continue with the '
-                                  'same command and --resume', stop.signum or signal.SIGTERM)
+                signum = engine.signals.signum or signal.SIGTERM
+                raise Interrupted(f'stopped by {signal.Signals(signum).name} after update '
+                                  f'{done} of {total}; checkpoint {saved}. Continue with the '
+                                  'same command and --resume', signum)
     # 6. outputs
     progress.close()
-    summary = {'steps': done, 'resumed_from': 0 if latest is None else int(
+    summary = {'steps': engine.done, 'resumed_from': 0 if latest is None else int(
         os.path.basename(latest).split('-')[1]), 'seconds': time.time() - begin,
         'first': history[0] if history else None, 'last': history[-1] if history else None,
-        'history': history, 'finished': done == task.total_steps or stopped_early,
+        'history': history, 'finished': engine.done == total or stopped_early,
         'out_dir': config.out_dir}
     if not summary['finished']:                 # --stop-at-step: continue with --resume
         return summary
     if config.save_all_ranks and not cluster.is_main:
         net.save_parameters(os.path.join(config.out_dir, f'model.rank{cluster.rank}.params'))
-    return task.finish(net, run, summary)
+    return task.finish(net, engine, summary)

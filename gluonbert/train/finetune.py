@@ -16,24 +16,24 @@ import dataclasses
 import json
 import math
 import os
-import time
+import typing
 
 import mxnet as mx
 import numpy as np
 
-from ..model.optimize import optimize
+from ..dist.cluster import on_cpu
 from ..data.fileio import atomic_write
 from ..errors import ConfigError
 from ..model import BERTClassifier
 from ..model.pretrained import FINETUNE_INFO, check_source, load_backbone
-from .engine import Task, Update, train
-from .losses import CLASSIFY_STATS, classification_counts, classification_loss
 from ..serve.metrics import accuracy, f1_score
+from .engine import Task, Update, train
 from .plot import plot_curves
 from ..serve.predict import predict_proba
 from ..data.tasks import load_task, task_spec
 
-__all__ = ['finetune', 'evaluate', 'FinetuningTask', 'ClassificationBatches']
+__all__ = ['finetune', 'evaluate', 'FinetuningTask', 'ClassificationBatch',
+           'ClassificationBatches', 'ClassificationLoss']
 
 
 def evaluate(net, samples, batch_size, contexts, pad_id):
@@ -52,6 +52,21 @@ def evaluate(net, samples, batch_size, contexts, pad_id):
             'loss': loss, 'count': len(labels)}
 
 
+class ClassificationBatch(typing.NamedTuple):
+    """One micro-batch of a classification task (host arrays, padded to its longest row).
+
+    Attributes
+    ----------
+    input_ids, segment_ids : int32, shape (B, T)
+    valid_length : int32, shape (B,)
+    label : int32, shape (B,)
+    """
+    input_ids: object
+    segment_ids: object
+    valid_length: object
+    label: object
+
+
 class ClassificationBatches:
     """Length-bucketed training batches, epoch after epoch, resumable at any update.
 
@@ -68,12 +83,16 @@ class ClassificationBatches:
     batch_size : int
     pad_id : int
     seed : int
+    epochs : int
+        Length of the run: :attr:`total_updates` is ``epochs x updates_per_epoch``.
     accumulate, rank, num_workers : int
     num_buckets : int
     """
+    #: What one row is, for the throughput column of the log.
+    unit = 'sequences'
 
-    def __init__(self, samples, batch_size, pad_id, seed, accumulate=1, rank=0, num_workers=1,
-                 num_buckets=10):
+    def __init__(self, samples, batch_size, pad_id, seed, epochs=1, accumulate=1, rank=0,
+                 num_workers=1, num_buckets=10):
         from gluonnlp.data import FixedBucketSampler
 
         from ..data import ClassificationBatchify
@@ -88,6 +107,7 @@ class ClassificationBatches:
         self._batchify = ClassificationBatchify(pad_id=pad_id, as_numpy=True)
         self.num_batches = len(self._sampler)
         self.updates_per_epoch = math.ceil(self.num_batches / self.group)
+        self.total_updates = epochs * self.updates_per_epoch
         self.epoch, self.index = 1, 0        # the next update: epoch, update within it
         self._order = None
 
@@ -105,7 +125,7 @@ class ClassificationBatches:
         if self._order is None:
             self._order = self._epoch_order(self.epoch)
         group = self._order[self.index * self.group:(self.index + 1) * self.group]
-        batches = [self._batchify([self.samples[i] for i in indices])
+        batches = [ClassificationBatch(*self._batchify([self.samples[i] for i in indices]))
                    for indices in group[self.rank::self.num_workers]]
         update = Update(batches, self.epoch, self.index + 1 == self.updates_per_epoch)
         self.index += 1
@@ -120,6 +140,36 @@ class ClassificationBatches:
         self.epoch, self.index, self._order = state['epoch'], state['index'], None
 
 
+class ClassificationLoss:
+    """Softmax cross-entropy of a classifier, averaged over every sentence of the update.
+
+    A shard's loss is its cross-entropy sum divided by the update's sentence count over every
+    micro-batch, device and worker (``totals[0]``), so the shards' gradients add up to the
+    gradient of the update's mean. Statistics: the loss sum, correct predictions, sentences.
+    """
+    names = ('loss_sum', 'correct', 'count')
+    count_names = ('sentences',)
+
+    def counts(self, batch):
+        return [float(len(batch.valid_length))]
+
+    def __call__(self, net, batch, totals):
+        """``(loss (1,), statistics (3,))`` of one device's shard (NDArrays on its device)."""
+        scores = net(batch.input_ids, batch.segment_ids, batch.valid_length)        # (b, K)
+        labels = batch.label.astype('float32', copy=False)
+        ce = -mx.nd.pick(mx.nd.log_softmax(scores, axis=-1), labels, axis=-1)       # (b,)
+        total = mx.nd.sum(ce)
+        with mx.autograd.pause():
+            correct = mx.nd.sum(mx.nd.argmax(scores, axis=-1) == labels)
+            stats = mx.nd.concat(total.reshape((1,)), correct.reshape((1,)),
+                                 mx.nd.array([len(ce)], ctx=ce.context), dim=0)
+        return (total / float(totals[0])).reshape((1,)), stats
+
+    def metrics(self, sums):
+        count = max(sums['count'], 1)
+        return {'loss': sums['loss_sum'] / count, 'accuracy': sums['correct'] / count}
+
+
 class FinetuningTask(Task):
     """A :class:`BERTClassifier` on a pretrained encoder, trained on a classification task.
 
@@ -128,24 +178,19 @@ class FinetuningTask(Task):
     config : FinetuneConfig
     """
     name = 'finetune'
-    stats = CLASSIFY_STATS
-    num_counts = 1
-    unit = 'sequences'
-    log_epoch = True
 
     def __init__(self, config):
         check_source(config)
         self.config = config
         self.spec = task_spec(config)
+        self.loss = ClassificationLoss()
         self.epochs, self.best, self.stale = [], None, 0
-        self._epoch_sums = np.zeros(len(CLASSIFY_STATS))
-        self._epoch_rows, self._epoch_seconds, self._tick = 0, 0.0, None
 
-    def build(self, run):
+    def build(self, engine):
         from ..data import BERTDatasetTransform, get_tokenizer
         config = self.config
         train_records, dev_records, self.split = load_task(config, self.spec)
-        self.backbone = load_backbone(config)
+        self.backbone = load_backbone(config, kernels=on_cpu(engine.contexts))
         positions = self.backbone.bert.config.max_length
         if config.max_seq_length > positions:
             raise ConfigError(f'--max-seq-length {config.max_seq_length}: the model '
@@ -157,91 +202,59 @@ class FinetuningTask(Task):
         self.train = [self.transform(r.example()) for r in train_records]
         self.dev = [self.transform(r.example()) for r in dev_records]
         self.batches = ClassificationBatches(
-            self.train, config.batch_size, self.transform.pad_id, config.seed,
-            config.optimizer.accumulate, run.cluster.rank, run.cluster.num_workers)
-        self.total_steps = config.epochs * self.batches.updates_per_epoch
+            self.train, config.batch_size, self.transform.pad_id, config.seed, config.epochs,
+            config.optimizer.accumulate, engine.cluster.rank, engine.cluster.num_workers)
         net = BERTClassifier(self.backbone.bert, num_classes=len(self.spec.labels),
                              dropout=config.dropout)
-        if run.cluster.is_main and not os.path.isfile(os.path.join(run.out_dir, FINETUNE_INFO)):
+        info_path = os.path.join(engine.out_dir, FINETUNE_INFO)
+        if engine.cluster.is_main and not os.path.isfile(info_path):
             # what predict needs beside a checkpoint, so that a run stopped before its first
             # epoch ended is usable; the best epoch rewrites it (with its record)
-            self._write_info(run.out_dir, net, None)
+            self._write_info(engine.out_dir, net, None)
         net.classifier.initialize(ctx=mx.cpu())
-        net.collect_params().reset_ctx(run.contexts)
-        # Not static_shape: bucketed batches change shape from one update to the next.
-        return optimize(net, training=True, static_shape=False)
+        net.collect_params().reset_ctx(engine.contexts)
+        # Static memory; not static_shape: bucketed batches change shape between updates.
+        net.hybridize(static_alloc=True)
+        return net
 
-    def describe(self):
+    def __str__(self):
         return (f'{self.backbone.source}, {self.split}; {len(self.train)} train / '
                 f'{len(self.dev)} dev, batch {self.config.batch_size} x '
                 f'{self.config.optimizer.accumulate}, {self.batches.updates_per_epoch} updates '
                 'per epoch')
 
-    def next_update(self):
-        if self._tick is None:
-            self._tick = time.time()
-        update = self.batches.next_update()
-        self._epoch_rows += sum(len(b[0]) for b in update.batches)
-        return update
-
-    counts = staticmethod(classification_counts)
-
-    def loss(self, net, *shard_and_totals):
-        return classification_loss(net, *shard_and_totals)
-
-    def metrics(self, sums):
-        self._epoch_sums += [sums[k] for k in CLASSIFY_STATS]
-        count = max(sums['count'], 1)
-        return {'loss': sums['loss_sum'] / count, 'accuracy': sums['correct'] / count}
-
-    def data_state(self):
-        return self.batches.state_dict()
-
-    def load_data_state(self, state, rank, step):
-        self.batches.load_state_dict(state)
-
     def state_dict(self):
-        return {'epochs': self.epochs, 'best': self.best, 'stale': self.stale,
-                'epoch_sums': self._epoch_sums.tolist(), 'epoch_rows': self._epoch_rows,
-                'epoch_seconds': self._epoch_seconds + self._elapsed()}
+        return {'epochs': self.epochs, 'best': self.best, 'stale': self.stale}
 
     def load_state_dict(self, state):
         self.epochs, self.best, self.stale = state['epochs'], state['best'], state['stale']
-        self._epoch_sums = np.array(state['epoch_sums'])
-        self._epoch_rows, self._epoch_seconds = state['epoch_rows'], state['epoch_seconds']
 
-    def _elapsed(self):
-        return time.time() - self._tick if self._tick is not None else 0.0
-
-    def end_epoch(self, net, epoch, run):
+    def end_epoch(self, net, epoch, train_metrics, engine):
         """Scores the dev set, keeps the best epoch's model, decides on early stopping."""
         config = self.config
-        seconds, self._tick = self._epoch_seconds + self._elapsed(), None
-        loss_sum, correct, count = self._epoch_sums
-        metrics = evaluate(net, self.dev, config.eval_batch_size, run.contexts,
+        metrics = evaluate(net, self.dev, config.eval_batch_size, engine.contexts,
                            self.transform.pad_id)
+        seconds = train_metrics['seconds']
         record = {'epoch': epoch, 'dev_accuracy': metrics['accuracy'], 'dev_f1': metrics['f1'],
-                  'dev_loss': metrics['loss'], 'train_loss': loss_sum / max(count, 1),
-                  'train_accuracy': correct / max(count, 1), 'train_count': int(count),
-                  'seconds': seconds,
-                  'sequences_per_s': self._epoch_rows / max(seconds, 1e-9)}
+                  'dev_loss': metrics['loss'], 'train_loss': train_metrics['loss'],
+                  'train_accuracy': train_metrics['accuracy'],
+                  'train_count': int(train_metrics['count']), 'seconds': seconds,
+                  'sequences_per_s': train_metrics['sequences_per_s']}
         self.epochs.append(record)
-        self._epoch_sums[:] = 0
-        self._epoch_rows, self._epoch_seconds = 0, 0.0
-        run.progress.message(
+        engine.progress.message(
             f'epoch {epoch}: dev accuracy {metrics["accuracy"]:.4f} F1 {metrics["f1"]:.4f} '
             f'(dev loss {metrics["loss"]:.4f}; train loss {record["train_loss"]:.4f} acc '
             f'{record["train_accuracy"]:.4f} over {record["train_count"]}; {seconds:.1f} s, '
             f'{record["sequences_per_s"]:.1f} seq/s)')
         if self.best is None or metrics['accuracy'] > self.best['dev_accuracy']:
             self.best, self.stale = record, 0
-            if run.cluster.is_main:
-                self._write_model(run.out_dir, net, record)
+            if engine.cluster.is_main:
+                self._write_model(engine.out_dir, net, record)
             return False
         self.stale += 1
         if config.early_stop and self.stale >= config.early_stop:
-            run.progress.message(f'early stop: {self.stale} epochs without a better dev '
-                                 'accuracy')
+            engine.progress.message(f'early stop: {self.stale} epochs without a better dev '
+                                    'accuracy')
             return True
         return False
 
@@ -260,14 +273,15 @@ class FinetuningTask(Task):
         with atomic_write(os.path.join(out, FINETUNE_INFO), newline='\n') as f:
             json.dump(info, f, indent=2)
 
-    def finish(self, net, run, summary):
-        out = run.out_dir
-        if run.cluster.is_main:         # the kept epoch (other ranks may not see rank 0's disk)
-            net.load_parameters(os.path.join(out, 'model.params'), ctx=run.contexts)
+    def finish(self, net, engine, summary):
+        out = engine.out_dir
+        is_main = engine.cluster.is_main
+        if is_main:         # the kept epoch (other ranks may not see rank 0's disk)
+            net.load_parameters(os.path.join(out, 'model.params'), ctx=engine.contexts)
         summary.update({'epochs': self.epochs, 'best': self.best, 'split': self.split,
                         'source': self.backbone.source, 'train_size': len(self.train),
                         'dev_size': len(self.dev)})
-        if run.cluster.is_main:
+        if is_main:
             plot_curves(summary['history'], os.path.join(out, 'loss_curve.png'),
                         ('loss', 'accuracy'), title='fine-tuning (train, per log interval)')
             with atomic_write(os.path.join(out, 'metrics.json'), newline='\n') as f:

@@ -26,10 +26,10 @@ class BERTAdamW(mx.optimizer.Optimizer):
     GluonNLP's ``bertadam``.
 
     Each parameter is updated by one fused ``adamw_update`` kernel (``mp_adamw_update`` for
-    float16 weights with a float32 master copy). With 2 OpenMP threads a BERT-base update
-    (110M parameters) takes ~0.30 s this way; grouping parameters into ``multi_adamw_update``
-    calls, as GluonNLP's ``bertadam`` does, takes 0.42-0.53 s
-    (``benchmarks/README.md``).
+    float16 weights with a float32 master copy): faster on CPU than grouping parameters into
+    ``multi_adamw_update`` calls as GluonNLP's ``bertadam`` does (``benchmarks/README.md``).
+    Global-norm clipping reaches the kernel as a factor of its ``rescale_grad``
+    (:meth:`scale_next_update`), so clipping costs no pass over the gradients.
 
     Parameters
     ----------
@@ -44,8 +44,8 @@ class BERTAdamW(mx.optimizer.Optimizer):
     def __init__(self, learning_rate=1e-4, beta1=0.9, beta2=0.999, epsilon=1e-6, **kwargs):
         super().__init__(learning_rate=learning_rate, **kwargs)
         self.beta1, self.beta2, self.epsilon = beta1, beta2, epsilon
-        self._rescale = {}        # context -> (rescale_grad, scale, (1,) NDArray of the product)
-        self._grad_scales = {}    # context -> (1,) NDArray set by scale_next_update
+        self._grad_scales = {}    # context -> (1,) NDArray: the next update's clipping factor
+        self._rescale = {}        # (context, rescale_grad) -> (1,) NDArray given to the kernel
 
     def create_state(self, index, weight):
         return (mx.nd.zeros(weight.shape, weight.context, dtype=weight.dtype),   # mean
@@ -58,9 +58,8 @@ class BERTAdamW(mx.optimizer.Optimizer):
         return self.create_state(index, weight)
 
     def scale_next_update(self, scales):
-        """Multiplies the gradients by ``scales[ctx]`` in the updates that follow.
-
-        How :func:`clip_global_norm` clips: the factor joins ``rescale_grad`` inside each fused
+        """Multiplies the gradients by ``scales[ctx]`` in the next update (global-norm clipping,
+        :func:`clip_global_norm`): the factor joins ``rescale_grad`` inside each fused
         ``adamw_update`` instead of a separate pass that rewrites every gradient.
 
         Parameters
@@ -68,18 +67,18 @@ class BERTAdamW(mx.optimizer.Optimizer):
         scales : dict of Context to (1,) NDArray
             One factor per device, on that device.
         """
-        self._grad_scales = scales
+        self._grad_scales = dict(scales)
+        self._rescale = {}
 
     def _rescale_on(self, ctx):
-        """``rescale_grad`` times this device's gradient scale, as a (1,) NDArray on ``ctx``."""
-        scale = self._grad_scales.get(ctx)
-        value, held, array = self._rescale.get(ctx, (None, None, None))
-        if value != self.rescale_grad or held is not scale:
+        """``rescale_grad`` times this device's clipping factor, as the (1,) NDArray the fused
+        kernel takes; made once per device and update (the kernel wants an array)."""
+        key = (ctx, self.rescale_grad)
+        if key not in self._rescale:
             array = mx.nd.full((1,), self.rescale_grad, ctx=ctx)
-            if scale is not None:
-                array = array * scale
-            self._rescale[ctx] = (self.rescale_grad, scale, array)
-        return array
+            scale = self._grad_scales.get(ctx)
+            self._rescale[key] = array if scale is None else array * scale
+        return self._rescale[key]
 
     def _kwargs(self, index):
         self._update_count(index)
@@ -105,20 +104,15 @@ class BERTAdamW(mx.optimizer.Optimizer):
         return None
 
 
-def create_optimizer(config, learning_rate=None):
-    """The MXNet optimiser named by ``config.name``.
-
-    Parameters
-    ----------
-    config : OptimizerConfig
-    learning_rate : float, optional
-        Initial rate (default ``config.lr``; the training loop sets it every step).
+def create_optimizer(config):
+    """The MXNet optimiser named by ``config.name``, at rate ``config.lr`` (the engine sets
+    the schedule's rate before every update).
 
     Outputs
     -------
     mx.optimizer.Optimizer
     """
-    lr = config.lr if learning_rate is None else learning_rate
+    lr = config.lr
     if config.name == 'bertadam':
         return BERTAdamW(learning_rate=lr, beta1=config.beta1, beta2=config.beta2,
                          epsilon=config.epsilon, wd=config.weight_decay)

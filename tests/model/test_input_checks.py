@@ -192,7 +192,7 @@ def test_overhead_benchmark_runs(tmp_path):
     assert result['meta']['cpu']['model_name'] and isinstance(result['meta']['cpu']['isa_flags'],
                                                               list)
     (row,) = result['rows']
-    assert row['model'] == 'bert_tiny_test' and row['check_us'] > 0
-    assert row['check_us_while_queued'] > 0
-    for key in ('sync', 'pipelined'):
-        assert row[key]['checked']['min_ms'] > 0 and row[key]['unchecked']['min_ms'] > 0
+    assert row['model'] == 'bert_tiny_test'
+    # the two timed paths compute the same thing, and the checked one does check
+    assert row['same_outputs'] and row['checked_refuses_bad_id']
+    assert set(row['sync']) >= {'checked', 'unchecked', 'overhead_median_pct'}

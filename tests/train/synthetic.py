@@ -102,3 +102,33 @@ def write_converted(directory):
     (directory / 'gluonbert_config.json').write_text(json.dumps(config.to_dict()))
     write_vocab(directory / 'vocab.txt')
     return str(directory)
+
+
+def make_batch(rng, batch=8, length=16, predictions=4, vocab=100, all_weights=False):
+    """A random :class:`~gluonbert.data.PretrainingBatch` (host arrays) for a tiny BERT."""
+    from gluonbert.data import PretrainingBatch
+    valid = rng.integers(8, length + 1, size=batch).astype('int32')
+    ids = rng.integers(5, vocab, size=(batch, length)).astype('int32')
+    segments = np.zeros((batch, length), 'int32')
+    segments[:, length // 2:] = 1
+    positions = rng.integers(1, 8, size=(batch, predictions)).astype('int32')
+    targets = rng.integers(5, vocab, size=(batch, predictions)).astype('int32')
+    weights = np.ones((batch, predictions), 'float32') if all_weights else \
+        (rng.random((batch, predictions)) < 0.7).astype('float32')
+    nsp = rng.integers(0, 2, size=batch).astype('int32')
+    return PretrainingBatch(ids, segments, valid, positions, targets, weights, nsp)
+
+
+def make_engine(net, num_devices=1, optimizer='bertadam', accumulate=1, lr=1e-3,
+                total_updates=100, seed=0, cluster=None):
+    """The training engine over ``num_devices`` CPU contexts with the pretraining loss, as
+    :func:`gluonbert.train.engine.train` makes it (no run directory)."""
+    from gluonbert.train.config import DeviceConfig, OptimizerConfig, RunConfig
+    from gluonbert.train.engine import Engine
+    from gluonbert.train.pretrain import PretrainingLoss
+    config = RunConfig(seed=seed, devices=DeviceConfig(cpus=num_devices),
+                       optimizer=OptimizerConfig(name=optimizer, lr=lr, accumulate=accumulate,
+                                                 warmup_ratio=0.0))
+    engine = Engine(config, cluster)
+    engine.attach(net, PretrainingLoss(), total_updates)
+    return engine

@@ -6,40 +6,29 @@ import random
 import mxnet as mx
 import numpy as np
 import pytest
-from mxnet import gluon
-
 from gluonbert import runs
 from gluonbert.errors import CheckpointError
 from gluonbert.model import BERTModel, get_config
 from gluonbert.model.init import TruncNorm
 from gluonbert.train import checkpoint as ckpt
-from gluonbert.train.config import OptimizerConfig
-from gluonbert.train.loop import ShardedStep
-from gluonbert.train.losses import pretraining_loss
-from gluonbert.train.optim import create_optimizer
+from gluonbert.train.engine import Update
 
-from .test_sharding import make_batch
+from .synthetic import make_batch, make_engine
 
 
 def build(contexts, optimizer='bertadam', seed=0):
     mx.random.seed(seed)
     net = BERTModel(get_config('bert_tiny_test', dropout=0.1))
     net.initialize(TruncNorm(0.02), ctx=contexts)
-    trainer = gluon.Trainer(net.collect_params(),
-                            create_optimizer(OptimizerConfig(name=optimizer)),
-                            kvstore=mx.kv.create('device') if len(contexts) > 1 else None,
-                            update_on_kvstore=False)
-    step = ShardedStep(net.collect_params(), trainer, contexts,
-                       lambda *a: pretraining_loss(net, *a))
-    return net, trainer, step
+    engine = make_engine(net, len(contexts), optimizer)
+    return net, engine.trainer, engine
 
 
-def run_steps(step, batches):
+def run_steps(engine, batches):
     losses = []
     for batch in batches:
-        stats = step.forward_backward(batch, [float(batch[5].sum()), len(batch[0])])
-        step.update(1e-3)
-        losses.append(sum(float(s.asnumpy()[0]) for _, s in stats))
+        engine.step(Update([batch]))
+        losses.append(engine.read_interval()['mlm_loss_sum'])
     return losses
 
 
@@ -66,6 +55,7 @@ def test_save_load_continues_exactly(tmp_path, optimizer):
     random.seed(0)
     np.random.seed(0)
     meta = ckpt.load_checkpoint(path, net2, trainer2)
+    step2.done = meta['step']                                     # as the engine's train does
     assert meta['step'] == 3 and meta['data_position'] == {'batch_index': 3}
     assert meta['history'] == [{'step': 3}] and meta['config'] == {'note': 'test'}
     assert (random.random(), np.random.random()) == (expected_py, expected_np)

@@ -16,6 +16,9 @@ from gluonbert.serve.predict import predict
 
 from .synthetic import NUM_TOPICS, TOPIC_WORDS, VOCAB, WORDS, write_converted
 
+#: Real processes or long runs: CI runs them; the fast tier (-m "not slow") skips them.
+pytestmark = pytest.mark.slow
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -69,14 +72,30 @@ def run_cli(*args, **kwargs):
                           text=True, cwd=ROOT, **kwargs)
 
 
-@pytest.mark.parametrize('mode,channel_wise', [(m, True) for m in deploy.CALIB_MODES] +
+VNNI = deploy.int8_isa()['vnni']
+
+
+def weight_params(directory):
+    """The int8 weight matrices stored in a deployment directory (tensor-wise weights)."""
+    params = mx.nd.load(os.path.join(directory, 'model-0000.params'))
+    return {k: v.asnumpy() for k, v in params.items() if k.endswith('_weight_quantize')}
+
+
+@pytest.mark.parametrize('mode,channel_wise', [(m, None) for m in deploy.CALIB_MODES] +
                          [('naive', False)])
 def test_int8_predictions_agree_with_fp32(tmp_path, finetuned, mode, channel_wise):
+    """With the weights this CPU needs: 8-bit (channel-wise unless asked otherwise) with VNNI,
+    7-bit without ('mixed' scales unless asked otherwise; docs/deploy.md, "INT8 on CPUs
+    without VNNI")."""
     out = tmp_path / f'int8-{mode}'
     result = deploy.quantize(finetuned['model_dir'], finetuned['train'], str(out),
                              calib_mode=mode, num_calib_batches=3, batch_size=32,
                              channel_wise=channel_wise)
     assert result['calib_samples'] == 96 and result['precision'] == 'int8'
+    bits = 8 if VNNI else 7
+    granularity = 'tensor-wise' if channel_wise is False else \
+        'channel-wise' if VNNI else 'mixed'
+    assert result['weight_bits'] == bits and result['granularity'] == granularity
     fp32 = predict(finetuned['model_dir'], finetuned['dev'], str(tmp_path / 'fp32.tsv'),
                    batch_size=16)
     int8 = predict(str(out), finetuned['dev'], str(tmp_path / 'int8.tsv'), batch_size=16)
@@ -90,13 +109,28 @@ def test_int8_predictions_agree_with_fp32(tmp_path, finetuned, mode, channel_wis
     assert np.abs(probs8 - probs32).mean() < 0.02
     assert not np.array_equal(probs8, probs32)          # the int8 graph ran, not the fp32 one
     info = json.load(open(out / 'deploy.json'))
+    nodes = json.load(open(out / 'model-symbol.json'))['nodes']
     assert info['precision'] == 'int8' and info['quantization']['calib_mode'] == mode
-    assert info['quantization']['granularity'] == ('channel-wise' if channel_wise else
-                                                   'tensor-wise')
+    assert info['quantization']['granularity'] == granularity
+    assert info['quantization']['weight_bits'] == bits
+    assert ('no VNNI' in info['quantization']['weight_bits_reason']) == (not VNNI)
+    weights = weight_params(out)
+    if bits == 7:       # every matrix stored in [-63, 63], using that range
+        assert len(weights) == 10 and all(np.abs(w).max() == 63 for w in weights.values())
+        # 'mixed': the 6 layers of fp32 output (projection and second feed-forward layer of
+        # both layers, pooler, classifier) use it in every row, rescaled after the product
+        rescaled = 6 if granularity == 'mixed' else 0
+        assert sum(np.all(np.abs(w).max(1) == 63) for w in weights.values()) == rescaled
+        assert len([n for n in nodes if n['op'] == 'broadcast_mul']) == rescaled
+        assert info['graph_rewrites'] == [
+            'constants folded', f'7-bit weights (10 matrices, {rescaled} of them with one '
+            'scale per output channel, restored after the product) and query/key/value '
+            '(2 attentions)']
+    elif granularity == 'tensor-wise':
+        assert max(np.abs(w).max() for w in weights.values()) == 127
     assert [x['name'] for x in info['inputs']] == ['data0', 'data1', 'data2']
     assert info['outputs'][0]['labels'] == ['0', '1']
     # the matrix products run in int8: every FullyConnected and attention product quantized
-    nodes = json.load(open(out / 'model-symbol.json'))['nodes']
     fused = [n for n in nodes if n['op'].startswith('_sg_mkldnn_')]
     assert {n['op'] for n in fused} == {'_sg_mkldnn_fully_connected', '_sg_mkldnn_selfatt_qk',
                                         '_sg_mkldnn_selfatt_valatt'}
@@ -112,7 +146,8 @@ def test_cli_quantize_export_and_predict(tmp_path, finetuned):
                    finetuned['train'], '--out-dir', str(out8), '--calib-mode', 'clip',
                    '--num-calib-batches', '2')
     assert done.returncode == 0, done.stderr
-    assert 'int8 model (clip calibration on 64 samples' in done.stdout
+    weights = '8-bit weights, channel-wise' if VNNI else '7-bit weights, mixed'
+    assert f'int8 model ({weights} scales, clip calibration on 64 samples' in done.stdout
     done = run_cli('quantize', '--model-dir', finetuned['model_dir'], '--out-dir', str(out32),
                    '--precision', 'float32')
     assert done.returncode == 0, done.stderr
@@ -252,9 +287,14 @@ def test_without_vnni_it_works_and_says_int8_is_slow(tmp_path, finetuned, monkey
         result = deploy.quantize(finetuned['model_dir'], finetuned['train'],
                                  str(tmp_path / 'int8'), num_calib_batches=1)
     assert 'INT8 will be slow here' in result['warning'] and 'Old CPU' in result['warning']
-    assert 'INT8 will be slow here' in caplog.text
+    assert 'INT8 will be slow here' in caplog.text and 'saturate' not in caplog.text
     assert os.path.isfile(tmp_path / 'int8' / 'model-symbol.json')
-    assert json.load(open(tmp_path / 'int8' / 'deploy.json'))['quantized_on']['vnni'] is False
+    info = json.load(open(tmp_path / 'int8' / 'deploy.json'))
+    assert info['quantized_on']['vnni'] is False
+    # without VNNI: 7-bit weights, whatever this machine has
+    assert (info['quantization']['weight_bits'], info['quantization']['granularity']) == (
+        7, 'mixed') and result['weight_bits'] == 7
+    assert all(np.abs(w).max() <= 63 for w in weight_params(tmp_path / 'int8').values())
     # the command says it too (the same code path, with the replaced cpuinfo)
     code = ('import sys, gluonbert.serve.deploy as d; d.CPUINFO = sys.argv[1]; '
             'from gluonbert.cli import main; sys.exit(main(sys.argv[2:]))')
@@ -264,6 +304,75 @@ def test_without_vnni_it_works_and_says_int8_is_slow(tmp_path, finetuned, monkey
                           capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert 'WARNING: this CPU (Old CPU) has no VNNI' in done.stderr
+    assert 'int8 model (7-bit weights, mixed scales' in done.stdout
+
+
+def test_weight_width_follows_the_cpu_and_the_request():
+    old, new = {'cpu': 'Old CPU', 'vnni': False}, {'cpu': 'New CPU', 'vnni': True}
+    assert deploy.weight_width(new)[:2] == ('channel-wise', 8)
+    assert deploy.weight_width(old)[:2] == ('mixed', 7)
+    assert 'no VNNI' in deploy.weight_width(old)[2]
+    assert deploy.weight_width(new, channel_wise=False)[:2] == ('tensor-wise', 8)
+    assert deploy.weight_width(old, channel_wise=False)[:2] == ('tensor-wise', 7)
+    assert deploy.weight_width(new, weight_bits=7)[:2] == ('mixed', 7)
+    # asked for channel-wise: 8 bits (MXNet quantizes those weights itself), even without VNNI
+    assert deploy.weight_width(old, channel_wise=True)[:2] == ('channel-wise', 8)
+    assert deploy.weight_width(old, weight_bits=8)[:2] == ('channel-wise', 8)
+    with pytest.raises(ConfigError, match='channel_wise=True with weight_bits=7'):
+        deploy.weight_width(new, channel_wise=True, weight_bits=7)
+    with pytest.raises(ConfigError, match='weight_bits=6'):
+        deploy.weight_width(new, weight_bits=6)
+    done = run_cli('quantize', '--model-dir', 'x', '--calib-data', 'y', '--out-dir', 'z',
+                   '--channel-wise', '--tensor-wise')
+    assert done.returncode == 2 and 'not allowed with argument' in done.stderr
+
+
+def test_int8_products_of_this_cpu():
+    """The reason for 7-bit weights, on one quantized FullyConnected: oneDNN adds two
+    neighbouring u8 x s8 products into a saturating int16 unless the CPU has VNNI (s8 inputs
+    are shifted to u8 by 128 first), so 127 * 127 twice comes out as 255 instead of 32258;
+    with weights in [-64, 64] every pair sum fits, on any CPU."""
+    def product(data, weight):
+        out, _, _ = mx.nd.contrib.quantized_fully_connected(
+            mx.nd.array([data], dtype='int8'), mx.nd.array([weight], dtype='int8'),
+            mx.nd.zeros((1,), dtype='int8'), *[mx.nd.array([v]) for v in (-127, 127, -127, 127,
+                                                                          -1, 1)],
+            num_hidden=1)
+        return int(out.asnumpy()[0, 0])
+    pad = [0] * 14
+    assert product([127, 127] + pad, [127, 127] + pad) == (2 * 127 * 127 if VNNI else 255)
+    assert product([127, 0, 127] + pad[1:], [127, 0, 127] + pad[1:]) == 2 * 127 * 127
+    for x, w in ((127, 64), (-128, -64), (127, -64), (-128, 64)):
+        assert product([x, x] + pad, [w, w] + pad) == 2 * x * w
+    rng = np.random.default_rng(0)
+    data = rng.integers(-128, 128, size=(64, 96))
+    weight = rng.integers(-64, 65, size=(32, 96))
+    out, _, _ = mx.nd.contrib.quantized_fully_connected(
+        mx.nd.array(data, dtype='int8'), mx.nd.array(weight, dtype='int8'),
+        mx.nd.zeros((32,), dtype='int8'), *[mx.nd.array([v]) for v in (-128, 127, -64, 64,
+                                                                       -1, 1)],
+        num_hidden=32)
+    np.testing.assert_array_equal(out.asnumpy(), data @ weight.T)
+
+
+@pytest.mark.skipif(VNNI, reason='8-bit weights are exact on a CPU with VNNI')
+def test_8bit_weights_are_wrong_without_vnni(tmp_path, finetuned, caplog):
+    """What the 7-bit weights avoid: the same model with 8-bit weights, on this CPU, is off by
+    more than the bounds the other tests hold 7-bit exports to; quantize and serving say so."""
+    with caplog.at_level(logging.WARNING, logger='gluonbert.serve.deploy'):
+        result = deploy.quantize(finetuned['model_dir'], finetuned['train'],
+                                 str(tmp_path / 'int8'), num_calib_batches=3, weight_bits=8)
+        assert 'saturate here' in result['warning'] and result['granularity'] == 'channel-wise'
+        assert json.load(open(tmp_path / 'int8' / 'deploy.json'))['quantization'][
+            'weight_bits'] == 8
+        fp32 = predict(finetuned['model_dir'], finetuned['dev'], str(tmp_path / 'fp32.tsv'),
+                       batch_size=16)
+        int8 = predict(str(tmp_path / 'int8'), finetuned['dev'], str(tmp_path / 'int8.tsv'),
+                       batch_size=16)
+    assert 'outputs are wrong' in caplog.text        # load_exported's warning
+    probs32, probs8 = (read_predictions(tmp_path / f'{n}.tsv')[2] for n in ('fp32', 'int8'))
+    assert np.abs(probs8 - probs32).mean() >= 0.02
+    assert fp32['count'] == int8['count'] == 64
 
 
 def test_this_machine_isa_is_read():

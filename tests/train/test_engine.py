@@ -13,6 +13,9 @@ import mxnet as mx
 import numpy as np
 import pytest
 
+#: Real processes or long runs: CI runs them; the fast tier (-m "not slow") skips them.
+pytestmark = pytest.mark.slow
+
 CLI = [sys.executable, '-m', 'gluonbert.cli']
 
 

@@ -17,6 +17,9 @@ from gluonbert.serve.evaluate_pretraining import EvaluationConfig, evaluate_pret
 
 from .synthetic import write_corpus
 
+#: Real processes or long runs: CI runs them; the fast tier (-m "not slow") skips them.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope='module')
 def held_out(tmp_path_factory):

@@ -20,6 +20,7 @@ def config(tmp_path, data_dir, source, name='run', **changes):
     return FinetuneConfig(**values)
 
 
+@pytest.mark.slow
 def test_reaches_high_train_accuracy_and_predicts(tmp_path, paraphrase_dir, pretrained_run):
     summary = finetune(config(tmp_path, paraphrase_dir, None, epochs=8, dropout=0.0,
                               pretrained_checkpoint=pretrained_run['out_dir']))
@@ -45,6 +46,7 @@ def test_reaches_high_train_accuracy_and_predicts(tmp_path, paraphrase_dir, pret
     assert os.listdir(tmp_path / 'pred') == ['dev_pred.tsv']     # no temporary left behind
 
 
+@pytest.mark.slow
 def test_deterministic_for_a_seed(tmp_path, paraphrase_dir, converted_dir):
     a = finetune(config(tmp_path, paraphrase_dir, converted_dir, 'a'))
     b = finetune(config(tmp_path, paraphrase_dir, converted_dir, 'b'))
@@ -55,6 +57,29 @@ def test_deterministic_for_a_seed(tmp_path, paraphrase_dir, converted_dir):
     assert [e['train_loss'] for e in a['epochs']] != [e['train_loss'] for e in c['epochs']]
     wa = a['net'].classifier[-1].weight.data().asnumpy()
     np.testing.assert_array_equal(wa, b['net'].classifier[-1].weight.data().asnumpy())
+
+
+def _graph_ops(net):
+    return {node['op'] for node in json.loads(net._cached_graph[1].tojson())['nodes']}
+
+
+def test_kernels_off_trains_on_mxnet_operators(tmp_path, paraphrase_dir, converted_dir,
+                                              monkeypatch):
+    """GLUONBERT_KERNELS=0 (or any failed build): the same run on MXNet's operators, end to
+    end, learning as on the kernels."""
+    from gluonbert import kernels
+    monkeypatch.setitem(kernels._state, 'loaded', None)
+    monkeypatch.setenv('GLUONBERT_KERNELS', '0')
+    summary = finetune(config(tmp_path, paraphrase_dir, converted_dir, epochs=3))
+    ops = _graph_ops(summary['net'])
+    assert 'FullyConnected' in ops and not [op for op in ops if op.startswith('gluonbert_')]
+    epochs = summary['epochs']
+    assert epochs[-1]['train_loss'] < epochs[0]['train_loss']
+    monkeypatch.setitem(kernels._state, 'loaded', None)
+    monkeypatch.delenv('GLUONBERT_KERNELS')
+    if kernels.load():             # and with them on, the graph holds them
+        on = finetune(config(tmp_path, paraphrase_dir, converted_dir, 'on', epochs=1))
+        assert 'gluonbert_self_attention' in _graph_ops(on['net'])
 
 
 def test_early_stop(tmp_path, paraphrase_dir, converted_dir):

@@ -3,8 +3,13 @@
 ends the command with exit code 2 and a message, instead of finite numbers."""
 import os
 
+import pytest
+
 from .synthetic import VOCAB, WORDS
 from .test_predict_errors import assert_named_error, cli, write_model_dir
+
+#: Real processes or long runs: CI runs them; the fast tier (-m "not slow") skips them.
+pytestmark = pytest.mark.slow
 
 # 40 + 40 words: 83 tokens with [CLS] and two [SEP], more than bert_tiny_test's 64 positions
 LONG_A = ' '.join(WORDS[i % len(WORDS)] for i in range(40))

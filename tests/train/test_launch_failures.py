@@ -19,6 +19,9 @@ import pytest
 from .synthetic import write_corpus, write_random_shards, write_vocab
 from .test_launcher import WORKER
 
+#: Real processes or long runs: CI runs them; the fast tier (-m "not slow") skips them.
+pytestmark = pytest.mark.slow
+
 CLI = [sys.executable, '-m', 'gluonbert.cli']
 
 

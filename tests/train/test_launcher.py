@@ -12,6 +12,9 @@ from gluonbert.errors import DataFormatError
 from gluonbert.platform import physical_cores
 from gluonbert.dist.launcher import read_hosts
 
+#: Real processes or long runs: CI runs them; the fast tier (-m "not slow") skips them.
+pytestmark = pytest.mark.slow
+
 WORKER = textwrap.dedent('''
     import os, sys, time
     import mxnet as mx

@@ -9,10 +9,13 @@ import numpy as np
 import pytest
 
 from gluonbert.errors import ConfigError
-from gluonbert.serve.predict import _batches_by_length
+from gluonbert.serve.predict import batches_by_length
 
 from .synthetic import WORDS
 from .test_predict_errors import assert_named_error, write_model_dir
+
+#: Real processes or long runs: CI runs them; the fast tier (-m "not slow") skips them.
+pytestmark = pytest.mark.slow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -44,7 +47,7 @@ def test_batches_hold_at_most_the_budget_and_cover_every_sample_once(batch_size,
     rng = np.random.default_rng(0)
     lengths = rng.integers(3, 30, size=57)
     samples = [(np.zeros(n, dtype=np.int32), None, n) for n in lengths]
-    batches = _batches_by_length(samples, batch_size, budget)
+    batches = batches_by_length(samples, batch_size, budget)
     covered = np.concatenate(batches)
     assert sorted(covered.tolist()) == list(range(57))
     assert np.all(np.diff(lengths[covered]) >= 0)           # cut from the length-sorted order
@@ -62,12 +65,12 @@ def test_batches_hold_at_most_the_budget_and_cover_every_sample_once(batch_size,
 def test_budget_errors_name_the_sample_and_the_limit():
     samples = [(np.zeros(n, dtype=np.int32), None, n) for n in (4, 9, 6)]
     with pytest.raises(ConfigError, match=r'sample 1: 9 tokens, more than max_batch_tokens=8'):
-        _batches_by_length(samples, None, 8)
+        batches_by_length(samples, None, 8)
     with pytest.raises(ConfigError, match=r'max_batch_tokens=0: expected >= 1'):
-        _batches_by_length(samples, None, 0)
+        batches_by_length(samples, None, 0)
     with pytest.raises(ConfigError, match='both None'):
-        _batches_by_length(samples, None, None)
-    assert [b.tolist() for b in _batches_by_length(samples, None, 9)] == [[0], [2], [1]]
+        batches_by_length(samples, None, None)
+    assert [b.tolist() for b in batches_by_length(samples, None, 9)] == [[0], [2], [1]]
 
 
 @pytest.fixture(scope='module')

@@ -117,6 +117,24 @@ def test_shard_ids_beyond_the_model_vocabulary_are_refused(tmp_path):
         pretrain(config)
 
 
+def test_max_seq_length_is_checked_before_data_and_kept_by_shards(tmp_path, corpus_txt,
+                                                                 vocab_txt, shards_dir):
+    """Raw text longer than the model's positions is refused before any data is prepared;
+    shards keep the length they were made with (16 here): another length is refused, none
+    given uses theirs."""
+    out = tmp_path / 'text'
+    with pytest.raises(ConfigError, match='--max-seq-length 128: the model has a position '
+                                          'table of 64 rows'):
+        pretrain(PretrainConfig(data=corpus_txt, vocab=vocab_txt, out_dir=str(out),
+                                model='bert_tiny_test', progress=False))
+    assert not (out / 'data').exists()
+    config = dict(data=shards_dir, model='bert_tiny_test', batch_size=8, num_steps=1,
+                  progress=False)
+    with pytest.raises(ConfigError, match='examples of 16 tokens; expected --max-seq-length 32'):
+        pretrain(PretrainConfig(out_dir=str(tmp_path / 'a'), max_seq_length=32, **config))
+    assert pretrain(PretrainConfig(out_dir=str(tmp_path / 'b'), **config))['finished']
+
+
 def test_raw_text_needs_a_vocabulary(tmp_path, corpus_txt):
     with pytest.raises(ConfigError, match='--vocab'):
         pretrain(PretrainConfig(data=corpus_txt, out_dir=str(tmp_path / 'run')))
@@ -130,6 +148,7 @@ def _cli(tmp_path, corpus, vocab, out, *extra):
             '--lr', '2e-3', '--no-progress', *extra]
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path, corpus_txt, vocab_txt):
     env = dict(os.environ, PYTHONWARNINGS='ignore')
     subprocess.run(_cli(tmp_path, corpus_txt, vocab_txt, 'straight'), check=True, env=env,

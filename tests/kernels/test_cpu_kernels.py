@@ -40,11 +40,11 @@ def _run(block, inputs, head, passes=1):
 
 def _layer_norm(cls, kernel, *args):
     rng = np.random.RandomState(0)
-    block = cls(1e-12, 24, *args)
+    block = cls(1e-12, 24, *args, kernels=kernel)
+    assert block._kernels == kernel
     block.initialize()
     block.gamma.set_data(mx.nd.array(rng.normal(size=24)))
     block.beta.set_data(mx.nd.array(rng.normal(size=24)))
-    block.kernel = kernel
     block.hybridize(static_alloc=True)
     return block
 
@@ -110,8 +110,7 @@ def test_residual_layer_norm_kernel_with_dropout_equals_its_mask():
 
 
 def test_dropout_kernel_mask_scale_and_gradient():
-    block = Dropout(0.1)
-    block.kernel = True
+    block = Dropout(0.1, kernels=True)
     block.hybridize(static_alloc=True)
     x = mx.nd.ones((1000, 1000))
     x.attach_grad()
@@ -128,8 +127,7 @@ def test_dropout_kernel_mask_scale_and_gradient():
 
 
 def test_dropout_kernel_follows_mxnet_seed():
-    block = Dropout(0.5)
-    block.kernel = True
+    block = Dropout(0.5, kernels=True)
     block.hybridize()
     x = mx.nd.ones((64, 64))
     with autograd.train_mode():
@@ -139,15 +137,6 @@ def test_dropout_kernel_follows_mxnet_seed():
         again = block(x).asnumpy()
     np.testing.assert_array_equal(first, again)
     assert not np.array_equal(first, second)
-
-
-def test_a_failed_build_falls_back_with_a_warning(monkeypatch, tmp_path):
-    monkeypatch.setitem(cpu_kernels._state, 'loaded', None)
-    monkeypatch.setenv('GLUONBERT_CACHE', str(tmp_path))
-    monkeypatch.setenv('CXX', 'false')                    # a "compiler" that always fails
-    with pytest.warns(UserWarning, match='CPU kernels unavailable'):
-        assert not cpu_kernels.available()
-    assert not list(tmp_path.rglob('*.so'))               # nothing half-built left behind
 
 
 def _attention_inputs(seed, t=7, b=3, c=24, h=4):
@@ -168,9 +157,8 @@ def test_attention_kernel_matches_operators():
     results = []
     for kernel in (False, True):
         mx.random.seed(0)
-        block = SelfAttention(24, 4, dropout=0.0)
+        block = SelfAttention(24, 4, dropout=0.0, kernels=kernel)
         block.initialize(mx.init.Normal(0.5))
-        block.kernel = kernel
         if kernel:           # (MXNet 1.9.1's static_alloc graph of this block alone gives wrong
             block.hybridize(static_alloc=True)   # input gradients: the reference runs eagerly)
         x.attach_grad()
@@ -196,19 +184,27 @@ def test_inference_attention_kernel_matches_operators_at_real_positions(width):
     through it is an error that says what to do."""
     from gluonbert.model.attention import SelfAttention
     rng, x, bias, lengths = _attention_inputs(5, t=70, c=width)
-    block = SelfAttention(width, 4, dropout=0.3)
-    block.initialize(mx.init.Normal(0.3 * (24 / width) ** 0.5))
-    context, weights = [a.asnumpy() for a in block(x, lengths, bias)]   # inference mode
-    block.kernel = block.inference = True
-    block.hybridize(static_alloc=True)
+    plain = SelfAttention(width, 4, dropout=0.3)
+    plain.initialize(mx.init.Normal(0.3 * (24 / width) ** 0.5))
+    context, weights = [a.asnumpy() for a in plain(x, lengths, bias)]   # inference mode
+
+    def served(return_weights):
+        block = SelfAttention(width, 4, 0.3, kernels=True, inference=True,
+                              return_weights=return_weights)
+        block.initialize()
+        for name, param in plain._collect_params_with_prefix().items():
+            block._collect_params_with_prefix()[name].set_data(param.data())
+        block.hybridize(static_alloc=True)
+        return block
+
+    block = served(True)
     got_context, got_weights = [a.asnumpy() for a in block(x, lengths, bias)]
     for b, n in enumerate([7, 4, 1]):
         np.testing.assert_allclose(got_context[:n, b], context[:n, b], rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(got_weights[b, :, :n], weights[b, :, :n], rtol=1e-5,
                                    atol=1e-6)
         assert not got_context[n:, b].any() and not got_weights[b, :, n:].any()
-    block.weights_needed = False
-    block.hybridize(static_alloc=True)                     # traced again
+    block = served(False)
     got = block(x, lengths, bias)
     np.testing.assert_allclose(got[0].asnumpy(), got_context, rtol=1e-6)
     assert got[1].shape == (3, 4, 1, 1)
@@ -290,5 +286,5 @@ def test_kernel_benchmark_runs_every_case(tmp_path):
         'layer_norm', 'residual_dropout_layer_norm', 'dropout (attention weights)',
         'self_attention', 'mlm_cross_entropy', 'residual_layer_norm, inference',
         'self_attention, inference'}
-    for r in rows:
-        assert r['mxnet']['median_ms'] > 0 and r['kernel']['median_ms'] > 0
+    for r in rows:   # each pair timed what it says: MXNet's operators, then the kernel
+        assert r['mxnet']['gluonbert_ops'] == [] and r['kernel']['gluonbert_ops'], r
