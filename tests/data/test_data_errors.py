@@ -65,7 +65,7 @@ def test_empty_raw_text_through_pretrain_cli(tmp_path, vocab_txt):
     empty.write_text('\n')
     proc = _cli('pretrain', '--data', str(empty), '--vocab', vocab_txt, '--out-dir',
                 str(tmp_path / 'run'), '--model', 'bert_tiny_test', '--num-steps', '1',
-                '--max-seq-length', '16', '--max-predictions', '3', '--no-progress')
+                '--max-seq-length', '16', '--max-predictions-per-seq', '3', '--no-progress')
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert f'{empty}: holds no sentences' in proc.stderr
     assert 'no .npz shards' not in proc.stderr and 'Traceback' not in proc.stderr
