@@ -62,6 +62,7 @@ def model(memorised_run):
     return PretrainedBERT(memorised_run)
 
 
+@pytest.mark.slow
 def test_fill_mask_returns_memorised_word_first(model):
     from gluonbert.serve.pipelines import FillMask, pipeline
     fill = FillMask(model, top_k=3)
@@ -77,6 +78,7 @@ def test_fill_mask_returns_memorised_word_first(model):
     assert [m[0]['token'] for m in two] == ['paris', 'seine']
 
 
+@pytest.mark.slow
 def test_fill_mask_needs_a_mask(model):
     from gluonbert.errors import InputError
     from gluonbert.serve.pipelines import FillMask
@@ -84,6 +86,7 @@ def test_fill_mask_needs_a_mask(model):
         FillMask(model)('the capital of france is paris .')
 
 
+@pytest.mark.slow
 def test_next_sentence_prefers_true_next(model):
     from gluonbert.serve.pipelines import NextSentence
     nsp = NextSentence(model)
@@ -100,6 +103,7 @@ def test_next_sentence_prefers_true_next(model):
     assert wins >= 10, f'the true next sentence was preferred in {wins} of 12 pairs'
 
 
+@pytest.mark.slow
 def test_encode_equals_bert_sequence_output(model, memorised_run):
     from gluonbert.model import BERTModel
     from gluonbert.serve.pipelines import encode
@@ -122,6 +126,7 @@ def test_encode_equals_bert_sequence_output(model, memorised_run):
                                rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_contextual_similarity_of_crane(model):
     from gluonbert.errors import InputError
     from gluonbert.serve.pipelines import contextual_similarity, encode
@@ -140,6 +145,7 @@ def test_wordpieces_join_into_words():
     assert _word_span(tokens, 2) == (1, 3) and _word_span(tokens, 3) == (3, 5)
 
 
+@pytest.mark.slow
 def test_checkpoint_directory_loads(memorised_run):
     from gluonbert.model.pretrained import locate
     from gluonbert.serve.pipelines import FillMask
@@ -165,6 +171,7 @@ def _cli(*args):
                           text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_cli_fill_mask_and_next_sentence(memorised_run):
     done = _cli('fill-mask', '--model-dir', memorised_run, '--top-k', '2',
                 'the capital of france is [MASK] .', '--next', 'paris lies on the seine river .')
@@ -179,6 +186,7 @@ def test_cli_fill_mask_and_next_sentence(memorised_run):
     assert bad.returncode == 2 and 'no [MASK]' in bad.stderr and 'Traceback' not in bad.stderr
 
 
+@pytest.mark.slow
 def test_cli_encode_writes_vectors(memorised_run, tmp_path):
     out = tmp_path / 'crane.npz'
     done = _cli('encode', '--model-dir', memorised_run, 'a crane is flying', '--output',
@@ -191,6 +199,7 @@ def test_cli_encode_writes_vectors(memorised_run, tmp_path):
     assert list(saved['tokens']) == report['tokens']
 
 
+@pytest.mark.slow
 def test_demo_ends_with_fill_mask_and_crane_similarity(memorised_run, capsys):
     """The demo's last step (gluonbert.cli.demo.show_learned) on the memorised model."""
     from gluonbert.cli.demo import AMBIGUOUS, show_learned

@@ -17,6 +17,7 @@ def cli(*args):
                           text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_encode_hf_bertmodel_and_its_conversion(tmp_path):
     directory, hf = hf_dir(tmp_path, 'BertModel', 'hf_base')
     done = cli('encode', '--model-dir', directory, '--json', 'a crane is flying', 'bird')

@@ -105,6 +105,7 @@ def test_unlabelled_input_with_columns_of_our_choosing(stopped_run):
     assert (tmp / 'bare_pred.tsv').read_text() == (tmp / 'named_pred.tsv').read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('args,message', [
     (['--text-a', 'sentence1'], '--text-a sentence1 alone: the model classifies sentence pairs'),
     (['--text-b', 'sentence2'], '--text-b given without --text-a'),

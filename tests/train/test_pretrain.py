@@ -40,6 +40,7 @@ def assert_same_run(a_dir, b_dir, a_history, b_history):
         np.testing.assert_allclose(b[name], a[name], rtol=1e-5, atol=1e-6, err_msg=name)
 
 
+@pytest.mark.slow
 def test_tiny_bert_learns_mlm_and_nsp(pretrained_run):
     summary = pretrained_run                 # 300 steps on 2 CPU contexts (see conftest)
     first, last = summary['first'], summary['last']
