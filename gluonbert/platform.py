@@ -26,7 +26,7 @@ import os
 import sys
 
 __all__ = ['CPUINFO', 'ISA_FLAGS', 'CPUInfo', 'cpu_info', 'physical_cores', 'default_threads',
-           'recommended_env', 'tune_allocator', 'ALLOCATOR_ENV']
+           'recommended_env', 'tune_allocator', 'ALLOCATOR_ENV', 'raise_on_signals']
 
 #: Where the CPU is described (a module attribute so that tests can point it elsewhere).
 CPUINFO = '/proc/cpuinfo'
@@ -192,6 +192,31 @@ def tune_allocator(force=False):
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     settings = ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 2 ** 31 - 1))
     return all(mallopt(option, value) == 1 for option, value in settings)
+
+
+def raise_on_signals():
+    """SIGINT and SIGTERM raise :class:`~gluonbert.errors.Interrupted` in the main thread.
+
+    What the ``gluonbert`` command applies to itself: a signal then stops whatever stage is
+    running (data preparation, conversion, evaluation) within moments, the stage's cleanup runs
+    (temporary files are removed, a run directory that a failed start created is taken back),
+    and the command ends with 130 / 143. Python's default is weaker: SIGTERM ends the process
+    without any cleanup, and a process started in the background by a shell ignores SIGINT.
+    The training loop replaces the handlers for a while with its own (finish the update, write
+    a checkpoint). A second signal while the first is being handled ends the process at once.
+    Call it from the main thread.
+    """
+    import signal
+
+    def handler(signum, frame):
+        from .errors import Interrupted
+        for sig in (signal.SIGINT, signal.SIGTERM):     # a second signal: the default action
+            signal.signal(sig, signal.SIG_DFL)
+        raise Interrupted(f'stopped by {signal.Signals(signum).name}', signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)
+    return handler
 
 
 def _main(argv=None):

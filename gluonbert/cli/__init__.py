@@ -40,7 +40,7 @@ def main(argv=None):
     tune_allocator()
     import os
     import traceback
-    from ..errors import GluonBERTError
+    from ..errors import FileSystemError, GluonBERTError
     # A worker of a kvstore job (gluonbert launch, or DMLC_* set by hand) that fails must end
     # at once: a normal exit would wait in the kvstore's shutdown barrier for the others.
     worker = os.environ.get('DMLC_ROLE') == 'worker' and args.command != 'launch'
@@ -48,13 +48,21 @@ def main(argv=None):
         from ..dist.launcher import end_process, stop_on_signals
         from ..train.checkpoint import save_checkpoint
         stop_on_signals(critical=(save_checkpoint,))
+    elif args.command != 'launch':      # Ctrl-C / SIGTERM stop every stage, with its cleanup
+        from ..platform import raise_on_signals
+        raise_on_signals()
     try:
-        result = args.run(args)
+        try:
+            result = args.run(args)
+        except OSError as err:          # a file-system error not named yet: name its path
+            if isinstance(err, GluonBERTError) or err.filename is None:
+                raise
+            raise FileSystemError.from_os_error(err) from None
     except GluonBERTError as err:
-        print(f'gluonbert {args.command}: error: {err}', file=sys.stderr)
-        # With an exit_code (130/143), every worker stops at the same update on a signal: a
-        # normal exit then passes the shutdown barrier and ends the servers too.
+        # With an exit_code (130/143: Interrupted), every worker stops at the same update on a
+        # signal: a normal exit then passes the shutdown barrier and ends the servers too.
         code = getattr(err, 'exit_code', None)
+        print(f'gluonbert {args.command}: {"" if code else "error: "}{err}', file=sys.stderr)
         if worker and code is None:
             end_process(2)
         return 2 if code is None else code
