@@ -20,7 +20,8 @@ import mxnet as mx
 
 from ..errors import CheckpointError, ConfigError, WeightsNotFoundError
 
-__all__ = ['Backbone', 'check_source', 'load_backbone', 'from_files', 'converted_hf_dir']
+__all__ = ['Backbone', 'check_source', 'source_config', 'load_backbone', 'from_files',
+           'converted_hf_dir']
 
 
 @dataclasses.dataclass
@@ -107,9 +108,9 @@ def _from_converted(directory, dropout, kernels):
                       True if lower is None else lower, dropout, directory, kernels)
 
 
-def _from_pretraining(path, dropout, kernels):
-    """A pretraining run directory or one of its ``step-*`` checkpoint directories."""
-    from .convert import read_config
+def _pretraining_files(path):
+    """``(params, gluonbert_config.json, vocab.txt, run directory)`` of a pretraining run
+    directory or one of its ``step-*`` checkpoints; a missing one is an error."""
     from ..runs import find_latest
     path = os.path.abspath(path)
     if os.path.isfile(os.path.join(path, 'meta.json')):           # a step-* checkpoint
@@ -129,10 +130,46 @@ def _from_pretraining(path, dropout, kernels):
         if not os.path.isfile(needed):
             raise WeightsNotFoundError(f'{needed}: not found; expected the pretraining run '
                                        'directory to hold its config and vocabulary')
+    return params, config_path, vocab_path, run_dir
+
+
+def _from_pretraining(path, dropout, kernels):
+    """A pretraining run directory or one of its ``step-*`` checkpoint directories."""
+    from .convert import read_config
+    params, config_path, vocab_path, run_dir = _pretraining_files(path)
     from ..data import infer_lower_case
     lower = infer_lower_case(run_dir)
     return from_files(params, read_config(config_path), vocab_path, lower is not False, dropout,
                       params, kernels)
+
+
+def source_config(config):
+    """The :class:`~gluonbert.model.BERTConfig` of the starting point a
+    :class:`~gluonbert.train.config.FinetuneConfig` names, read without loading or converting
+    any weights (fine-tuning checks its sizes before it writes anything); a missing directory
+    or file is an error naming it."""
+    from .convert import CONFIG_FILE, PARAMS_FILE, read_config
+    check_source(config)
+    if config.model:
+        from .config import get_config
+        return get_config(config.model)
+    if config.hf_dir:
+        from .config import BERTConfig
+        from .convert_hf import find_weights_file
+        if not os.path.isdir(config.hf_dir):
+            raise WeightsNotFoundError(f'--hf-dir {config.hf_dir}: no such directory; expected '
+                                       'a HuggingFace BERT directory (config.json and its '
+                                       'weights)')
+        find_weights_file(config.hf_dir)
+        return BERTConfig.from_hf_config(config.hf_dir)
+    if config.from_converted:
+        for name in (CONFIG_FILE, PARAMS_FILE):
+            path = os.path.join(config.from_converted, name)
+            if not os.path.isfile(path):
+                raise WeightsNotFoundError(f'--from-converted {path}: not found; expected a '
+                                           'directory written by gluonbert convert')
+        return read_config(os.path.join(config.from_converted, CONFIG_FILE))
+    return read_config(_pretraining_files(config.pretrained_checkpoint)[1])
 
 
 def check_source(config):

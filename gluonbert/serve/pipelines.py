@@ -455,6 +455,7 @@ def encode_report(model, text, text_b=None, output=None, ctx=None):
     from ..data.fileio import atomic_write
     encoding = TextEncoder(model, ctx)(text, text_b)
     if output:
+        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)   # as predict
         with atomic_write(output, 'wb') as f:
             np.savez(f, tokens=np.array(encoding.tokens), segment_ids=encoding.segment_ids,
                      sequence=encoding.sequence, pooled=encoding.pooled)
