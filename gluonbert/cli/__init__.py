@@ -496,6 +496,7 @@ def _add_evaluate_pretraining(sub):
     p.add_argument('--batch-size', type=int, default=d.batch_size)
     p.add_argument('--seed', type=int, default=d.seed, help='seed of the pairs and masks')
     p.add_argument('--output', default=None, help='JSON file for the result')
+    p.add_argument('--no-progress', action='store_true', help='no progress bars')
     p.set_defaults(run=_run_evaluate_pretraining)
 
 
@@ -504,7 +505,7 @@ def _run_evaluate_pretraining(args):
     r = evaluate_pretraining(EvaluationConfig(
         model_dir=args.model_dir, data=args.data, max_seq_length=args.max_seq_length,
         max_predictions_per_seq=args.max_predictions, batch_size=args.batch_size,
-        seed=args.seed, output=args.output))
+        seed=args.seed, output=args.output, progress=not args.no_progress))
     print(f'{r["num_examples"]} examples, {r["num_predictions"]} masked tokens of {r["data"]}\n'
           f'masked LM: accuracy {r["mlm_accuracy"]:.4f} (most frequent token '
           f'{r["baseline_token"]!r}: {r["baseline_accuracy"]:.4f}; '
