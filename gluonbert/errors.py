@@ -5,7 +5,8 @@ that a user can fix the input without reading a traceback from deep inside MXNet
 """
 
 __all__ = ['GluonBERTError', 'ConfigError', 'InputError', 'CheckpointError',
-           'WeightsNotFoundError', 'ChecksumError', 'DataFormatError']
+           'WeightsNotFoundError', 'ChecksumError', 'DataFormatError', 'FileSystemError',
+           'Interrupted']
 
 
 class GluonBERTError(Exception):
@@ -47,3 +48,30 @@ class DataFormatError(GluonBERTError, ValueError):
         self.path, self.line = path, line
         where = f'{path}:{line}' if line is not None else f'{path}'
         super().__init__(f'{where}: {message}')
+
+
+class FileSystemError(GluonBERTError, OSError):
+    """A file or directory cannot be read, created or written (missing, not a directory, no
+    permission, disk full); the message names the path, what was being done and why."""
+
+    def __init__(self, path, doing, reason):
+        self.path = path
+        super().__init__(f'{path}: cannot {doing} ({reason})')
+
+    @classmethod
+    def from_os_error(cls, err, doing='read or write it'):
+        """The named error of an ``OSError`` raised by the standard library."""
+        path = err.filename if err.filename is not None else '?'
+        if err.filename2 is not None:
+            path = f'{path} -> {err.filename2}'
+        return cls(path, doing, err.strerror or str(err))
+
+
+class Interrupted(GluonBERTError):
+    """SIGINT or SIGTERM stopped a command; ``exit_code`` is 128 + the signal number (130,
+    143). The message says what was kept (a checkpoint) and how to continue."""
+
+    def __init__(self, message, signum):
+        super().__init__(message)
+        self.signum = int(signum)
+        self.exit_code = 128 + int(signum)

@@ -27,7 +27,7 @@ import sys
 
 __all__ = ['CPUINFO', 'ISA_FLAGS', 'CPUInfo', 'cpu_info', 'physical_cores', 'default_threads',
            'recommended_env', 'tune_allocator', 'ALLOCATOR_ENV', 'AMXStatus', 'enable_amx',
-           'amx_status']
+           'amx_status', 'raise_on_signals']
 
 #: Where the CPU is described (a module attribute so that tests can point it elsewhere).
 CPUINFO = '/proc/cpuinfo'
@@ -269,6 +269,31 @@ def amx_status(environ=None):
     return enable_amx(environ=dict(environ), request=lambda: True) if 'DNNL_MAX_CPU_ISA' not \
         in environ else AMXStatus(environ['DNNL_MAX_CPU_ISA'].upper() == 'AVX512_CORE_AMX',
                                   f'DNNL_MAX_CPU_ISA={environ["DNNL_MAX_CPU_ISA"]}')
+
+
+def raise_on_signals():
+    """SIGINT and SIGTERM raise :class:`~gluonbert.errors.Interrupted` in the main thread.
+
+    What the ``gluonbert`` command applies to itself: a signal then stops whatever stage is
+    running (data preparation, conversion, evaluation) within moments, the stage's cleanup runs
+    (temporary files are removed, a run directory that a failed start created is taken back),
+    and the command ends with 130 / 143. Python's default is weaker: SIGTERM ends the process
+    without any cleanup, and a process started in the background by a shell ignores SIGINT.
+    The training loop replaces the handlers for a while with its own (finish the update, write
+    a checkpoint). A second signal while the first is being handled ends the process at once.
+    Call it from the main thread.
+    """
+    import signal
+
+    def handler(signum, frame):
+        from .errors import Interrupted
+        for sig in (signal.SIGINT, signal.SIGTERM):     # a second signal: the default action
+            signal.signal(sig, signal.SIG_DFL)
+        raise Interrupted(f'stopped by {signal.Signals(signum).name}', signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)
+    return handler
 
 
 def _main(argv=None):

@@ -217,7 +217,7 @@ def main(argv=None):
     tune_allocator()
     enable_amx()
     import traceback
-    from ..errors import ConfigError, GluonBERTError
+    from ..errors import ConfigError, FileSystemError, GluonBERTError
     # A worker of a kvstore job (gluonbert launch, or DMLC_* set by hand) that fails must end
     # at once: a normal exit would wait in the kvstore's shutdown barrier for the others.
     worker = os.environ.get('DMLC_ROLE') == 'worker' and args.command != 'launch'
@@ -225,15 +225,24 @@ def main(argv=None):
         from ..dist.launcher import end_process, stop_on_signals
         from ..train.checkpoint import save_checkpoint
         stop_on_signals(critical=(save_checkpoint,))
+    elif args.command != 'launch':      # Ctrl-C / SIGTERM stop every stage, with its cleanup
+        from ..platform import raise_on_signals
+        raise_on_signals()
     try:
-        result = args.run(args)
+        try:
+            result = args.run(args)
+        except OSError as err:          # a file-system error not named yet: name its path
+            if isinstance(err, GluonBERTError) or err.filename is None:
+                raise
+            raise FileSystemError.from_os_error(err) from None
     except GluonBERTError as err:
         message = _flag_error(parser, args.command, err) if isinstance(err, ConfigError) \
             else err
         print(f'gluonbert {args.command}: error: {message}', file=sys.stderr)
-        # With an exit_code (130/143), every worker stops at the same update on a signal: a
-        # normal exit then passes the shutdown barrier and ends the servers too.
+        # With an exit_code (130/143: Interrupted), every worker stops at the same update on a
+        # signal: a normal exit then passes the shutdown barrier and ends the servers too.
         code = getattr(err, 'exit_code', None)
+        print(f'gluonbert {args.command}: {"" if code else "error: "}{err}', file=sys.stderr)
         if worker and code is None:
             end_process(2)
         return 2 if code is None else code
@@ -684,6 +693,7 @@ def _add_evaluate_pretraining(sub):
     p.add_argument('--batch-size', type=int, default=d.batch_size)
     p.add_argument('--seed', type=int, default=d.seed, help='seed of the pairs and masks')
     p.add_argument('--output', default=None, help='JSON file for the result')
+    p.add_argument('--no-progress', action='store_true', help='no progress bars')
     p.set_defaults(run=_run_evaluate_pretraining)
 
 
@@ -692,7 +702,7 @@ def _run_evaluate_pretraining(args):
     r = evaluate_pretraining(EvaluationConfig(
         model_dir=args.model_dir, data=args.data, max_seq_length=args.max_seq_length,
         max_predictions_per_seq=args.max_predictions_per_seq, batch_size=args.batch_size,
-        seed=args.seed, output=args.output))
+        seed=args.seed, output=args.output, progress=not args.no_progress))
     print(f'{r["num_examples"]} examples, {r["num_predictions"]} masked tokens of {r["data"]}\n'
           f'masked LM: accuracy {r["mlm_accuracy"]:.4f} (most frequent token '
           f'{r["baseline_token"]!r}: {r["baseline_accuracy"]:.4f}; '

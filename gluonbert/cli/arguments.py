@@ -68,6 +68,10 @@ def _add_run_arguments(parser, defaults):
                         help='continue when OUT_DIR has a checkpoint, start afresh otherwise')
     resume.add_argument('--overwrite', action='store_true',
                         help="delete the previous run's checkpoints and outputs in OUT_DIR")
+    group.add_argument('--change-length', action='store_true',
+                       help='with --resume: allow another --num-steps/--epochs than the run was '
+                            'started with (the learning-rate schedule is recomputed over the '
+                            'new length); every other option must be the run\'s own')
     group.add_argument('--stop-at-step', type=int, default=None,
                        help='end this invocation after that update (resume later)')
     group.add_argument('--save-all-ranks', action='store_true',
@@ -83,6 +87,7 @@ def _run_config_values(args):
                 checkpoint_interval=args.checkpoint_interval,
                 keep_checkpoints=args.keep_checkpoints, resume=args.resume,
                 resume_if_possible=args.resume_if_possible, overwrite=args.overwrite,
+                change_length=args.change_length,
                 stop_at_step=args.stop_at_step, save_all_ranks=args.save_all_ranks,
                 progress=not args.no_progress, optimizer=_optimizer_config(args),
                 devices=device_config(args))

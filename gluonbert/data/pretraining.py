@@ -46,14 +46,15 @@ import warnings
 
 import numpy as np
 
-from ..errors import ConfigError, DataFormatError
+from ..errors import ConfigError, DataFormatError, Interrupted
 from .corpus import iter_documents
 from .fileio import atomic_write
 from .masking import Masker
-from .shards import FORMAT_VERSION, MANIFEST_NAME, ShardWriter
+from .shards import FORMAT_VERSION, LOG_NAME, MANIFEST_NAME, PARTIAL_SUFFIX, ShardWriter, \
+    publish_shards
 
 __all__ = ['PretrainingDataConfig', 'create_instances', 'prepare_pretraining_data',
-           'data_fingerprint', 'fingerprint_changes', 'ensure_prepared']
+           'data_fingerprint', 'fingerprint_changes', 'prepared_changes', 'ensure_prepared']
 
 _LOG = logging.getLogger(__name__)
 
@@ -317,7 +318,7 @@ def _run_worker(inputs, vocab, lower, output_dir, config, worker, num_workers, r
 def _worker_main(queue, *args):
     """Entry point of a worker process: sends progress, then ('done', stats) or ('error', ...)."""
     worker = args[5]
-    handler = logging.FileHandler(os.path.join(args[3], 'prepare_pretraining.log'))
+    handler = logging.FileHandler(os.path.join(args[3], LOG_NAME))
     handler.setFormatter(logging.Formatter(f'%(asctime)s %(levelname)s [worker {worker}] '
                                            '%(message)s'))
     _LOG.addHandler(handler)
@@ -335,15 +336,34 @@ def _worker_main(queue, *args):
         queue.put(('error', worker, traceback.format_exc()))
 
 
+def _is_shard(name):
+    return name.startswith('part-') and (name.endswith('.npz')
+                                         or name.endswith('.npz' + PARTIAL_SUFFIX))
+
+
 def _check_output_dir(output_dir, overwrite):
-    os.makedirs(output_dir, exist_ok=True)
-    old = sorted(n for n in os.listdir(output_dir)
-                 if (n.startswith('part-') and n.endswith('.npz')) or n == MANIFEST_NAME)
+    """Refuses (or with ``overwrite`` removes) the data of an earlier preparation; the
+    manifest goes first, so that the directory is never complete while it is rebuilt."""
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise ConfigError(f'--output-dir {output_dir}: is a file; expected a directory')
+    old = sorted(n for n in os.listdir(output_dir) if _is_shard(n) or n == MANIFEST_NAME) \
+        if os.path.isdir(output_dir) else []
     if old and not overwrite:
         raise ConfigError(f'{output_dir} already holds pretraining data ({old[0]}, ... '
                           f'{len(old)} files); expected an empty directory, or pass overwrite')
-    for name in old:
+    os.makedirs(output_dir, exist_ok=True)
+    for name in sorted(old, key=lambda n: n != MANIFEST_NAME):
         os.remove(os.path.join(output_dir, name))
+
+
+def _remove_shards(output_dir):
+    """What a preparation that failed wrote: its shards, under either name."""
+    for name in os.listdir(output_dir):
+        if _is_shard(name):
+            try:
+                os.remove(os.path.join(output_dir, name))
+            except OSError:
+                pass
 
 
 def _vocab_description(vocab):
@@ -390,8 +410,11 @@ def prepare_pretraining_data(inputs, vocab, output_dir, config=None, num_workers
             raise DataFormatError(path, None, 'input file not found')
     if num_workers < 1:
         raise ConfigError(f'num_workers={num_workers}: expected >= 1')
+    if isinstance(vocab, (str, os.PathLike)):      # before the output directory is made
+        from .tokenizer import resolve_vocab_path
+        resolve_vocab_path(os.fspath(vocab))
     _check_output_dir(output_dir, overwrite)
-    handler = logging.FileHandler(os.path.join(output_dir, 'prepare_pretraining.log'))
+    handler = logging.FileHandler(os.path.join(output_dir, LOG_NAME))
     handler.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(message)s'))
     _LOG.addHandler(handler)
     _LOG.setLevel(logging.INFO)
@@ -420,11 +443,20 @@ def prepare_pretraining_data(inputs, vocab, output_dir, config=None, num_workers
             raise DataFormatError(', '.join(inputs), None, 'gave no examples: a single '
                                   'sentence has no next sentence and there is no other document '
                                   'to pair it with; expected at least two sentences')
+        publish_shards(output_dir, [name for r in results for name, _ in r['shards']])
         manifest = _write_manifest(output_dir, inputs, vocab, config, num_workers, lower,
                                    results, seconds, fingerprint)
         _LOG.info('%d examples from %d documents in %.1f s (%.0f examples/s)',
                   manifest['num_examples'], manifest['num_documents'], seconds,
                   manifest['examples_per_second'])
+    except BaseException as err:    # an error, Ctrl-C: no shard a later command would read
+        _LOG.error('preparation failed (%s: %s); its shards were removed',
+                   type(err).__name__, err)
+        _remove_shards(output_dir)
+        if isinstance(err, Interrupted):
+            raise Interrupted(f'{err} while preparing {output_dir}; no shard was kept',
+                              err.signum) from None
+        raise
     finally:
         _LOG.removeHandler(handler)
         handler.close()
@@ -612,8 +644,7 @@ def fingerprint_changes(recorded, inputs, vocab, config, lower):
 
 
 def _has_shards(output_dir):
-    return os.path.isdir(output_dir) and any(
-        n.startswith('part-') and n.endswith('.npz') for n in os.listdir(output_dir))
+    return os.path.isdir(output_dir) and any(_is_shard(n) for n in os.listdir(output_dir))
 
 
 def ensure_prepared(inputs, vocab, output_dir, config=None, lower=True, progress=True,
@@ -656,17 +687,16 @@ def ensure_prepared(inputs, vocab, output_dir, config=None, lower=True, progress
     manifest_path = os.path.join(output_dir, MANIFEST_NAME)
     reasons = []
     if os.path.isfile(manifest_path):
-        try:
-            with open(manifest_path, encoding='utf-8') as f:
-                manifest = json.load(f)
-            recorded = manifest['fingerprint']
-        except (ValueError, KeyError, TypeError):
-            recorded, manifest = None, None
-        if recorded is None:
+        manifest = _read_manifest(output_dir)
+        if manifest is None:
             reasons.append(f'{manifest_path} has no fingerprint of its inputs (unreadable, or '
                            'written by an older gluonbert)')
         else:
-            reasons = fingerprint_changes(recorded, inputs, vocab, config, lower)
+            reasons = fingerprint_changes(manifest['fingerprint'], inputs, vocab, config, lower)
+            missing = [s['file'] for s in manifest['shards']
+                       if not os.path.isfile(os.path.join(output_dir, s['file']))]
+            if missing and not reasons:
+                reasons.append(f'{output_dir} lacks {missing[0]} of its manifest')
             if not reasons:
                 _LOG.info('reusing the pretraining data in %s (inputs unchanged)', output_dir)
                 return dict(manifest, action='reused', reasons=[])
@@ -680,3 +710,35 @@ def ensure_prepared(inputs, vocab, output_dir, config=None, lower=True, progress
                                         num_workers=num_workers, lower=lower, overwrite=True,
                                         progress=progress)
     return dict(manifest, action='rebuilt' if reasons else 'prepared', reasons=reasons)
+
+
+def _read_manifest(output_dir):
+    """The manifest of ``output_dir`` if it is readable and has a fingerprint, else None."""
+    try:
+        with open(os.path.join(output_dir, MANIFEST_NAME), encoding='utf-8') as f:
+            manifest = json.load(f)
+        if isinstance(manifest['fingerprint'], dict) and isinstance(manifest['shards'], list):
+            return manifest
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
+
+
+def prepared_changes(inputs, vocab, output_dir, config=None, lower=True):
+    """How the inputs differ from those the data in ``output_dir`` was prepared from, without
+    touching it (a resumed run is refused on this, before :func:`ensure_prepared` would
+    rebuild the data).
+
+    Outputs
+    -------
+    list of str or None
+        The changes (:func:`fingerprint_changes`; empty when the data still fits); None when
+        ``output_dir`` holds no manifest with a fingerprint (nothing to compare: the data
+        will be prepared from the inputs).
+    """
+    manifest = _read_manifest(output_dir)
+    if manifest is None:
+        return None
+    inputs = [inputs] if isinstance(inputs, str) else list(inputs)
+    return fingerprint_changes(manifest['fingerprint'], inputs, vocab,
+                               config or PretrainingDataConfig(), lower)

@@ -15,8 +15,11 @@ masked_weights      (N, P)    float32  1.0 for a real prediction, 0.0 for paddin
 nsp_label           (N,)      int32    0 = IsNext (B follows A), 1 = NotNext (B is random)
 ==================  ========  =======  =================================================
 
-``nsp_label`` uses Google's and GluonNLP's convention. Every shard is written atomically; a
-``pretraining_data.json`` manifest (config, shards, counts) is written last.
+``nsp_label`` uses Google's and GluonNLP's convention. Every shard is written under a
+temporary name (``<name>.partial``) and renamed when the whole preparation has succeeded; the
+``pretraining_data.json`` manifest (config, shards, counts) is written last. A directory that a
+preparation was writing into (its ``prepare_pretraining.log`` or ``.partial`` files are there)
+is refused without its manifest: an interrupted preparation is never read as complete.
 
 Shards are written by :class:`ShardWriter` (atomically, one at a time) and read with
 :func:`load_shard`, which checks keys, dtypes and shapes.
@@ -31,8 +34,9 @@ import numpy as np
 from ..errors import DataFormatError
 from .fileio import atomic_write
 
-__all__ = ['SHARD_KEYS', 'MANIFEST_NAME', 'FORMAT_VERSION', 'ShardWriter', 'write_shard',
-           'load_shard', 'list_shards', 'shard_size']
+__all__ = ['SHARD_KEYS', 'MANIFEST_NAME', 'FORMAT_VERSION', 'PARTIAL_SUFFIX', 'LOG_NAME',
+           'ShardWriter', 'write_shard', 'publish_shards', 'load_shard', 'list_shards',
+           'shard_size']
 
 _LOG = logging.getLogger('gluonbert.data.pretraining')
 
@@ -41,6 +45,10 @@ SHARD_KEYS = ('input_ids', 'segment_ids', 'valid_length', 'masked_positions', 'm
               'masked_weights', 'nsp_label')
 MANIFEST_NAME = 'pretraining_data.json'
 FORMAT_VERSION = 'gluonbert-pretraining-npz-v1'
+#: Suffix of a shard written by a preparation that has not finished.
+PARTIAL_SUFFIX = '.partial'
+#: The log a preparation writes into its output directory.
+LOG_NAME = 'prepare_pretraining.log'
 
 
 def write_shard(path, arrays):
@@ -106,15 +114,23 @@ class ShardWriter:
             self.flush()
 
     def flush(self):
-        """Writes the examples collected so far (if any) as the next shard."""
+        """Writes the examples collected so far (if any) as the next shard, under its
+        temporary name (:func:`publish_shards` gives it its own)."""
         if self._count == 0:
             return
         name = f'{self.prefix}-{len(self.shards):05d}.npz'
         arrays = {key: value[:self._count] for key, value in self._arrays.items()}
-        write_shard(os.path.join(self.output_dir, name), arrays)
+        write_shard(os.path.join(self.output_dir, name + PARTIAL_SUFFIX), arrays)
         self.shards.append((name, self._count))
         _LOG.info('wrote %s (%d examples)', name, self._count)
         self._reset()
+
+
+def publish_shards(output_dir, names):
+    """Renames the ``.partial`` shards ``names`` of a finished preparation to their names."""
+    for name in names:
+        os.replace(os.path.join(output_dir, name + PARTIAL_SUFFIX),
+                   os.path.join(output_dir, name))
 
 
 _DTYPES = {'input_ids': np.int32, 'segment_ids': np.int32, 'valid_length': np.int32,
@@ -139,9 +155,9 @@ def list_shards(source):
         if os.path.isdir(source):
             manifest = os.path.join(source, MANIFEST_NAME)
             if os.path.isfile(manifest):
-                with open(manifest, encoding='utf-8') as fobj:
-                    names = [s['file'] for s in json.load(fobj)['shards']]
+                names = _manifest_shards(manifest)
             else:
+                _refuse_interrupted(source)
                 names = sorted(n for n in os.listdir(source) if n.endswith('.npz'))
             files = [os.path.join(source, n) for n in names]
         else:
@@ -155,6 +171,32 @@ def list_shards(source):
         if not os.path.isfile(path):
             raise DataFormatError(path, None, 'shard not found')
     return files
+
+
+def _manifest_shards(manifest):
+    """The shard names a manifest lists; a manifest that is not complete JSON is refused."""
+    try:
+        with open(manifest, encoding='utf-8') as fobj:
+            names = [s['file'] for s in json.load(fobj)['shards']]
+    except (ValueError, KeyError, TypeError) as err:
+        raise DataFormatError(manifest, None, f'unreadable manifest ({err}); expected the '
+                              'JSON gluonbert prepare-pretraining writes. Prepare the data '
+                              'again') from None
+    if not all(isinstance(n, str) for n in names):
+        raise DataFormatError(manifest, None, 'shard names are not strings; expected the '
+                              'JSON gluonbert prepare-pretraining writes')
+    return names
+
+
+def _refuse_interrupted(directory):
+    """A directory a preparation wrote into, without its manifest, is incomplete."""
+    traces = sorted(n for n in os.listdir(directory)
+                    if n == LOG_NAME or n.endswith(PARTIAL_SUFFIX))
+    if traces:
+        raise DataFormatError(directory, None, f'no {MANIFEST_NAME}, but {traces[0]} is there: '
+                              'a preparation that did not finish (interrupted, or failed). '
+                              'Expected complete shards: run gluonbert prepare-pretraining '
+                              'again (with --overwrite)')
 
 
 def load_shard(path):

@@ -53,7 +53,7 @@ from ..errors import ConfigError, DataFormatError
 from ..platform import default_threads
 
 __all__ = ['LaunchConfig', 'launch', 'free_port', 'read_hosts', 'stop_on_signals',
-           'end_process']
+           'end_process', 'check_worker_command']
 
 _RANK_LINE = re.compile(r'kvstore rank (\d+) of (\d+)')
 # A line worth quoting when a process fails: gluonbert's "error:" line, the last line of a
@@ -212,8 +212,11 @@ def _process_guard():
     launcher ends in any way, even SIGKILL, or when the ssh connection is lost; the command
     then gets SIGTERM and, ``sys.argv[1]`` seconds later, the whole process group SIGKILL.
     SIGINT, SIGTERM and SIGHUP sent to the guard are passed on to the command. The guard ends
-    like the command: same exit code, or killed by the same signal. Uses the standard library
-    only (it is sent as source text, also to hosts where only Python is known to exist).
+    like the command: same exit code, or killed by the same signal; and the command ends with
+    the guard: on Linux it gets SIGKILL when the guard dies (``PR_SET_PDEATHSIG``), so killing
+    the guard, even with SIGKILL, leaves no orphan. The command's PID is reported to the
+    launcher in a line of its own (:data:`_GUARD_LINE`). Uses the standard library only (it is
+    sent as source text, also to hosts where only Python is known to exist).
     """
     import os
     import signal
@@ -224,12 +227,24 @@ def _process_guard():
     grace, command = float(sys.argv[1]), sys.argv[2:]
     if os.getpgid(0) != os.getpid():
         os.setpgid(0, 0)
+    guard = os.getpid()
+
+    def die_with_the_guard():       # in the child, before exec
+        try:
+            import ctypes
+            ctypes.CDLL(None).prctl(1, int(signal.SIGKILL))      # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            return
+        if os.getppid() != guard:   # the guard died before prctl took effect
+            os._exit(1)
     try:
-        child = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+        child = subprocess.Popen(command, stdin=subprocess.DEVNULL, preexec_fn=(
+            die_with_the_guard if sys.platform.startswith('linux') else None))
     except OSError as err:
         print(f'gluonbert launch: error: cannot start {command[0]!r}: {err.strerror}',
               flush=True)
         os._exit(127)
+    print(f'gluonbert-launch-guard: pid {child.pid}', flush=True)
 
     def forward(signum, frame):
         try:
@@ -250,6 +265,7 @@ def _process_guard():
     threading.Thread(target=watch_stdin, daemon=True).start()
     code = child.wait()
     finished.set()
+    print(f'gluonbert-launch-guard: ended {code}', flush=True)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         os.killpg(0, signal.SIGTERM)     # what the command left behind in its group
@@ -267,6 +283,8 @@ def _process_guard():
 
 
 _GUARD_SOURCE = inspect.getsource(_process_guard) + '\n_process_guard()\n'
+#: The guard's report of its command's PID (read by the launcher, not shown).
+_GUARD_LINE = re.compile(r'^gluonbert-launch-guard: (pid|ended) (-?\d+)$')
 
 
 def _guarded(command, grace):
@@ -276,40 +294,80 @@ def _guarded(command, grace):
 # ----------------------------------------------------------------------------------------------
 # The launcher
 
+def _group_alive(pgid):
+    """Whether a process group still has a live (not zombie) member."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    if not os.path.isdir('/proc'):
+        return True
+    for entry in os.listdir('/proc'):       # zombies count for killpg: look at each member
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f'/proc/{entry}/stat', encoding='utf-8', errors='replace') as f:
+                fields = f.read().rsplit(')', 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != 'Z':
+            return True
+    return False
+
+
 @dataclasses.dataclass
 class _Process:
+    """One process of the job: its guard (``popen``, the leader of the process group the
+    process runs in, locally) and the process itself (``pid``, reported by the guard)."""
     name: str
     role: str
     popen: subprocess.Popen
     remote: bool
+    host: str = None
+    pid: int = None
+    ended: int = None
     rank: int = None
     error_line: str = None
     stream: threading.Thread = None
     exited_at: float = None
 
     def alive(self):
-        return self.popen.poll() is None
+        """The guard runs, or (locally) something of its process group still does."""
+        if self.popen.poll() is None:
+            return True
+        return not self.remote and _group_alive(self.popen.pid)
 
     def send(self, sig):
-        """Passes ``sig`` on (local) or closes the guard's pipe (remote: it sends SIGTERM)."""
+        """Passes ``sig`` on: to the guard, which forwards it to the process (local), or to the
+        process group when the guard is gone; on another host the guard's pipe is closed (it
+        then sends SIGTERM)."""
         if self.remote:
             try:
                 self.popen.stdin.close()
             except OSError:
                 pass
-        elif self.alive():
-            try:
+            return
+        try:
+            if self.popen.poll() is None:
                 os.kill(self.popen.pid, sig)
-            except ProcessLookupError:
-                pass
+            else:
+                os.killpg(self.popen.pid, sig)
+        except ProcessLookupError:
+            pass
 
     def kill(self):
-        """SIGKILL to the guard's process group (on another host: to the ssh client)."""
-        if self.alive():
-            try:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        """SIGKILL to the guard's process group, also when the guard itself is gone (on
+        another host: to the ssh client; the remote guard then ends its process)."""
+        try:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def describe_pid(self):
+        where = f' on {self.host.partition(":")[0]}' if self.remote else ''
+        return f'pid {self.pid}{where}' if self.pid else f'guard pid {self.popen.pid}'
 
 
 def _spawn(name, role, command, env, host, workdir, grace):
@@ -328,12 +386,19 @@ def _spawn(name, role, command, env, host, workdir, grace):
         popen = subprocess.Popen(ssh + [address, remote], stdin=subprocess.PIPE,
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                  start_new_session=True)
-    return _Process(name, role, popen, remote=host is not None)
+    return _Process(name, role, popen, remote=host is not None, host=host)
 
 
 def _stream(proc, out, lock):
     for raw in iter(proc.popen.stdout.readline, b''):
         line = raw.decode('utf-8', 'replace').rstrip('\n')
+        guard = _GUARD_LINE.match(line)
+        if guard:
+            if guard.group(1) == 'pid':
+                proc.pid = int(guard.group(2))
+            else:
+                proc.ended = int(guard.group(2))
+            continue
         match = _RANK_LINE.search(line)
         if match and proc.role == 'worker':
             proc.rank = int(match.group(1))
@@ -345,15 +410,19 @@ def _stream(proc, out, lock):
 
 def _describe(proc):
     code = proc.popen.returncode
+    rank = f' (kvstore rank {proc.rank})' if proc.rank is not None else ''
+    if code < 0 and proc.ended is None and not proc.remote:
+        # the guard was killed, not the process (which the guard's death ends too)
+        return (f'{proc.name}{rank}: its guard (pid {proc.popen.pid}) was killed by '
+                f'{signal.Signals(-code).name}; its process ({proc.describe_pid()}) was ended')
     if code < 0:
         how = f'was killed by {signal.Signals(-code).name}'
     elif code == 0:
         how = 'exited with code 0 while workers were still running'
     else:
         how = f'exited with code {code}'
-    rank = f' (kvstore rank {proc.rank})' if proc.rank is not None else ''
     line = f': {proc.error_line}' if code > 0 and proc.error_line else ''
-    return f'{proc.name}{rank}, pid {proc.popen.pid}, {how}{line}'
+    return f'{proc.name}{rank}, {proc.describe_pid()}, {how}{line}'
 
 
 class _Signals:
@@ -439,6 +508,64 @@ def _environment(config, role, host, base):
     return env
 
 
+def _option(args, name):
+    """The value of ``--name`` (or an abbreviation argparse accepts) in ``args``, else None."""
+    value = None
+    for index, arg in enumerate(args):
+        flag, has_value, inline = arg.partition('=')
+        if len(flag) > 3 and flag.startswith('--') and name.startswith(flag):
+            value = inline if has_value else (args[index + 1] if index + 1 < len(args)
+                                              else None)
+    return value
+
+
+def check_worker_command(command):
+    """Refuses a ``gluonbert pretrain|finetune`` worker command that would not train as one
+    job: without a ``dist_*`` kvstore every worker would be an independent run writing the
+    same ``--out-dir``, and Horovod jobs are started by ``horovodrun``. Other commands are
+    not inspected (their workers refuse a non-distributed kvstore themselves when they are
+    gluonbert's)."""
+    names = [os.path.basename(arg) for arg in command]
+    start = None
+    if names and names[0] == 'gluonbert':
+        start = 1
+    elif '-m' in command[:-1]:
+        module = command[command.index('-m') + 1]
+        if module in ('gluonbert', 'gluonbert.cli'):
+            start = command.index('-m') + 2
+    if start is None:
+        return
+    rest = command[start:]
+    sub = next((arg for arg in rest if not arg.startswith('-')), None)
+    if sub not in ('pretrain', 'finetune'):
+        return
+    args = rest[rest.index(sub) + 1:]
+    if _option(args, '--comm-backend') == 'horovod':
+        raise ConfigError(f'launch: gluonbert {sub} --comm-backend horovod; expected --kvstore '
+                          'dist_sync under gluonbert launch (Horovod jobs are started by '
+                          'horovodrun: docs/distributed.md)')
+    kvstore = _option(args, '--kvstore')
+    if not str(kvstore).startswith('dist'):
+        given = f'--kvstore {kvstore}' if kvstore else 'no --kvstore (device: one process)'
+        raise ConfigError(f'launch: gluonbert {sub} with {given}; expected --kvstore '
+                          'dist_sync (or dist_sync_device, dist_async): without a distributed '
+                          'kvstore every worker would train on its own, as independent runs '
+                          'into the same --out-dir. Add --kvstore dist_sync, or run the '
+                          'command without gluonbert launch as one process')
+
+
+def _check_port(host, port):
+    """Refuses a scheduler port that a running program listens on (this machine only)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as ps-lite binds
+        try:
+            sock.bind((host, port))
+        except OSError as err:
+            raise ConfigError(f'launch: --port {port}: cannot listen on {host}:{port} '
+                              f'({err.strerror}); expected a free port for the scheduler, '
+                              'or omit --port to take one') from None
+
+
 def launch(command, config, out=sys.stdout, workdir=None, extra_env=None):
     """Runs ``command`` as every worker of a parameter-server job; returns an exit code.
 
@@ -465,7 +592,10 @@ def launch(command, config, out=sys.stdout, workdir=None, extra_env=None):
     if not config.hosts and shutil.which(command[0]) is None:
         raise ConfigError(f'launch: cannot start worker 0: {command[0]!r} is not an executable '
                           'program; expected an executable command after --')
+    check_worker_command(command)
     hosts = config.hosts
+    if config.port and not hosts:
+        _check_port(config.interface_host, config.port)
     root = hosts[0].partition(':')[0] if hosts else config.interface_host
     port = config.port or free_port(config.interface_host if not hosts else '0.0.0.0')
     base = {'DMLC_PS_ROOT_URI': root, 'DMLC_PS_ROOT_PORT': str(port),
@@ -496,9 +626,13 @@ def launch(command, config, out=sys.stdout, workdir=None, extra_env=None):
                 proc.stream = threading.Thread(target=_stream, args=(proc, out, lock),
                                                daemon=True)
                 proc.stream.start()
+            deadline = time.monotonic() + 10      # the guards report their processes' PIDs
+            while (time.monotonic() < deadline and not signals.received
+                   and any(p.pid is None and p.popen.poll() is None for p in procs)):
+                time.sleep(0.02)
             with lock:
                 print('gluonbert launch: started ' + ', '.join(
-                    f'{p.name} (pid {p.popen.pid})' for p in procs), file=out, flush=True)
+                    f'{p.name} ({p.describe_pid()})' for p in procs), file=out, flush=True)
             return _supervise(procs, config, out, lock, signals)
         except BaseException:
             _stop(procs, config.stop_grace_s, signal.SIGTERM, signals, failed=True)

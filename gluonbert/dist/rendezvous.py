@@ -143,6 +143,11 @@ def serve(role, timeout=None):
         raise ConfigError(f'--role {role} but DMLC_ROLE={os.environ["DMLC_ROLE"]} in the '
                           'environment; unset DMLC_ROLE (--role sets it)')
     seconds = start_timeout(timeout)
+    if role == 'scheduler':
+        port = os.environ['DMLC_PS_ROOT_PORT']
+        if not port.strip().isdigit():
+            raise ConfigError(f'DMLC_PS_ROOT_PORT={port!r}: expected a port number')
+        _check_port(int(port))
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.environ.pop('DMLC_ROLE', None)       # or the import below would run the server itself
@@ -169,6 +174,20 @@ def serve(role, timeout=None):
         sys.stderr.flush()
         os.dup2(original, 2)      # the pipe's last writer is gone: the reader sees its end
         reader.join(timeout=5)
+
+
+def _check_port(port):
+    """The scheduler's port must be free: ps-lite would abort with "bind failed" and no port
+    number when another program listens on it."""
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as ps-lite binds
+        try:
+            sock.bind(('', port))
+        except OSError as err:
+            raise ConfigError(f'DMLC_PS_ROOT_PORT={port}: the scheduler cannot listen on port '
+                              f'{port} ({err.strerror}); expected a free port (gluonbert '
+                              'launch --port, or omit it to take a free one)') from None
 
 
 def _watch_stderr(read_end, original, deadline, quiet):

@@ -35,7 +35,8 @@ from ..errors import CheckpointError, ConfigError, WeightsNotFoundError
 from .config import BERTConfig
 
 __all__ = ['Backbone', 'Checkpoint', 'FINETUNE_INFO', 'read_finetune_info', 'locate', 'build',
-           'load_pretrained', 'check_source', 'load_backbone', 'converted_hf_dir']
+           'load_pretrained', 'check_source', 'source_config', 'load_backbone',
+           'converted_hf_dir']
 
 #: The description file of a fine-tuned run (written by ``gluonbert finetune``).
 FINETUNE_INFO = 'finetune.json'
@@ -386,6 +387,18 @@ def check_source(config):
             or config.pretrained_checkpoint):
         raise ConfigError('fine-tuning needs a starting point: --model NAME (--dataset NAME), '
                           '--hf-dir DIR, --from-converted DIR or --pretrained-checkpoint PATH')
+
+
+def source_config(config):
+    """The :class:`~gluonbert.model.BERTConfig` of the starting point a
+    :class:`~gluonbert.train.config.FinetuneConfig` names, read without loading or converting
+    any weights (fine-tuning checks its sizes before it writes anything); a missing directory
+    or file is an error naming it."""
+    check_source(config)
+    if config.model:
+        from .config import get_config
+        return get_config(config.model)
+    return locate(config.hf_dir or config.from_converted or config.pretrained_checkpoint).config
 
 
 def load_backbone(config, kernels=False):

@@ -23,6 +23,7 @@ into ``[``, ``mask``, ``]``). Next-sentence label 0 is IsNext and 1 NotNext, as 
 :mod:`gluonbert.data.pretraining`.
 """
 import dataclasses
+import os
 from typing import List, Optional
 
 import mxnet as mx
@@ -445,6 +446,7 @@ def encode_report(model, text, text_b=None, output=None, ctx=None):
     from ..data.fileio import atomic_write
     encoding = TextEncoder(model, ctx)(text, text_b)
     if output:
+        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)   # as predict
         arrays = {'tokens': np.array(encoding.tokens), 'segment_ids': encoding.segment_ids,
                   'sequence': encoding.sequence}
         if encoding.pooled is not None:

@@ -11,7 +11,7 @@ import mxnet as mx
 import numpy as np
 
 from ..data.fileio import atomic_write
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError, DataFormatError, FileSystemError, InputError
 from .classifier import finetuned_transform, load_finetuned
 from ..dist.cluster import split_batch
 
@@ -109,11 +109,34 @@ def predict_proba(net, samples, batch_size, contexts, pad_id=0, max_batch_tokens
     return out if out is not None else np.zeros((0, 0), dtype=np.float32)
 
 
-def _check_output_path(path):
+def _check_output_path(path, input_path=None):
+    """``--output`` must be a new file or one that may be replaced, never the input, in a
+    directory that exists or can be made and is writable (checked before any work)."""
     if os.path.isdir(path):
         example = os.path.join(path, 'predictions.tsv')
         raise ConfigError(f'--output {path} is a directory; expected the path of the '
                           f'predictions file to write (e.g. {example})')
+    if input_path is not None and os.path.exists(path) and os.path.exists(input_path) \
+            and os.path.samefile(path, input_path):
+        raise ConfigError(f'--output {path} is the --input file; expected another path (the '
+                          'predictions would replace the data they were made from)')
+    existing = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise FileSystemError(path, 'write the predictions', f'{existing} is a file, not a '
+                              'directory')
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise FileSystemError(path, 'write the predictions', f'{existing} is not writable')
+
+
+def _check_input_path(path):
+    if os.path.isdir(path):
+        raise DataFormatError(path, None, 'is a directory; expected a TSV file in the task\'s '
+                              'format')
+    if not os.path.isfile(path):
+        raise DataFormatError(path, None, 'no such input file; expected a TSV file in the '
+                              'task\'s format')
 
 
 def load_classifier(model_dir, contexts):
@@ -182,7 +205,8 @@ def predict(model_dir, input_path, output_path, batch_size=None, gpus=None, cpus
     for name, value in (('batch_size', batch_size), ('max_batch_tokens', max_batch_tokens)):
         if value is not None and value < 1:
             raise ConfigError(f'{name}={value}: expected >= 1')
-    _check_output_path(output_path)      # before any work
+    _check_input_path(input_path)        # before any work
+    _check_output_path(output_path, input_path)
     contexts = parse_devices(gpus, cpus)
     net, transform, spec = load_classifier(model_dir, contexts)
     if text_a is None and text_b is None:

@@ -130,6 +130,11 @@ class RunConfig:
         files of a run that never wrote a checkpoint). For jobs restarted by a scheduler.
     overwrite : bool
         Delete the previous run's checkpoints and outputs in ``out_dir`` first.
+    change_length : bool
+        With ``resume``: allow another length (``num_steps``, ``epochs``) than the run was
+        started with, not below the updates it has made; the learning-rate schedule is then
+        recomputed over the new length (the start says how the rate changes). Every other
+        option that defines the run must be the one in ``run.json``.
     stop_at_step : int or None
         End this invocation after that update, with a checkpoint (the schedule still spans
         the whole run; continue with ``resume``). For time-sliced jobs and tests.
@@ -149,6 +154,7 @@ class RunConfig:
     resume: bool = False
     resume_if_possible: bool = False
     overwrite: bool = False
+    change_length: bool = False
     stop_at_step: Optional[int] = None
     save_all_ranks: bool = False
     progress: bool = True
@@ -165,6 +171,8 @@ class RunConfig:
         _check(self.stop_at_step is None or (isinstance(self.stop_at_step, int)
                                              and self.stop_at_step >= 1), r, 'stop_at_step',
                self.stop_at_step, 'None or an integer >= 1')
+        _check(not self.change_length or self.resume or self.resume_if_possible, r,
+               'change_length', self.change_length, 'only with resume or resume_if_possible')
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -267,7 +275,8 @@ class FinetuneConfig(RunConfig):
     early_stop : int or None
         Stop after this many epochs without a better dev accuracy.
     dev_fraction, split_seed : float, int
-        Dev share and seed of the split when only the MSR training file is there.
+        Dev share (0 < fraction < 1: the best epoch is chosen on the dev set) and seed of the
+        split when only the MSR training file is there.
 
     The engine's settings are :class:`RunConfig`'s (defaults here: ``out_dir``
     ``runs/finetune``, ``seed`` 2, learning rate 5e-5, a checkpoint every 100 updates and at
@@ -307,6 +316,10 @@ class FinetuneConfig(RunConfig):
         _check(0.0 <= self.dropout < 1.0, f, 'dropout', self.dropout, '0 <= dropout < 1')
         _check(self.early_stop is None or self.early_stop >= 1, f, 'early_stop',
                self.early_stop, 'None or an integer >= 1')
+        # The best epoch is chosen on the dev set: a split without one cannot be fine-tuned.
+        _check(0.0 < self.dev_fraction < 1.0, f, 'dev_fraction', self.dev_fraction,
+               '0 < fraction < 1 (fine-tuning keeps the epoch with the best dev accuracy, so '
+               'it needs a dev set)')
         sources = [n for n in ('model', 'hf_dir', 'from_converted', 'pretrained_checkpoint')
                    if getattr(self, n)]
         _check(len(sources) <= 1, f, 'model/hf_dir/from_converted/pretrained_checkpoint',

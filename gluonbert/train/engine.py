@@ -33,7 +33,7 @@ import numpy as np
 from mxnet import autograd
 
 from ..dist.cluster import make_cluster, parse_devices, split_batch
-from ..errors import ConfigError, GluonBERTError
+from ..errors import ConfigError, Interrupted
 from ..platform import amx_status
 from .checkpoint import load_checkpoint, reseed_mxnet, save_checkpoint
 from .metrics import DeviceSums
@@ -44,14 +44,6 @@ from .run_directory import RunDirectory
 
 __all__ = ['Task', 'Update', 'StepResult', 'Engine', 'train', 'make_trainer', 'setup_amp',
            'seed_everything', 'StopSignals', 'Interrupted']
-
-
-class Interrupted(GluonBERTError):
-    """SIGINT or SIGTERM stopped a run after a checkpoint; ``exit_code`` is 128 + signal."""
-
-    def __init__(self, message, signum):
-        super().__init__(message)
-        self.exit_code = 128 + int(signum)
 
 
 @dataclasses.dataclass
@@ -119,9 +111,15 @@ class Task:
     batches = None
     loss = None
 
+    def check(self, engine):
+        """Validates everything that can be validated without writing anything (data files,
+        the model's configuration and sizes); called before the run directory is touched, so
+        that a start refused here leaves no trace. Raises a ``GluonBERTError``."""
+
     def build(self, engine):
         """Loads the data of this worker (``engine.cluster.rank``), sets :attr:`batches` and
-        returns the model, initialised on ``engine.contexts`` and hybridized."""
+        returns the model, initialised on ``engine.contexts`` and hybridized. May write into
+        ``engine.out_dir`` (prepared data, converted weights): a failure takes it back."""
         raise NotImplementedError
 
     def end_epoch(self, net, epoch, train_metrics, engine):
@@ -256,6 +254,8 @@ class Engine:
         self.config = config
         seed_everything(config.seed)
         devices = config.devices
+        if cluster is None:
+            check_job(devices)
         self.contexts = cluster.contexts if cluster else parse_devices(devices.gpus,
                                                                        devices.cpus)
         self.use_amp = setup_amp(self.contexts, devices.dtype)
@@ -393,6 +393,20 @@ class Engine:
                 'sequences_per_s': rows / max(seconds, 1e-9)}
 
 
+def check_job(devices):
+    """Refuses a worker of a multi-process kvstore job (``DMLC_ROLE=worker``, as ``gluonbert
+    launch`` starts it) without a distributed kvstore: it would train on its own, one of N
+    independent runs writing the same output directory."""
+    if os.environ.get('DMLC_ROLE') != 'worker' or devices.comm_backend != 'kvstore':
+        return
+    if not str(devices.kvstore).startswith('dist'):
+        raise ConfigError(f'--kvstore {devices.kvstore}: this process is a worker of a kvstore '
+                          f'job (DMLC_ROLE=worker, DMLC_NUM_WORKER='
+                          f'{os.environ.get("DMLC_NUM_WORKER")}); expected --kvstore dist_sync '
+                          '(or dist_sync_device, dist_async), or run it without gluonbert '
+                          'launch as one process')
+
+
 def _mark_gradients_fresh(params, devices):
     """Tells ``Trainer.update`` that the gradients of ``devices`` are current.
 
@@ -422,6 +436,12 @@ def _record(step, epoch, metrics, result, seconds, rows, tokens, unit):
 def train(task, config):
     """Runs (or resumes) ``task`` with the settings of ``config``; see the module docstring.
 
+    The start is checked before anything is written (the run directory and a resumed run's
+    options by :class:`~gluonbert.train.run_directory.RunDirectory`, the data and the model by
+    :meth:`Task.check`); a start that fails anyway before its first update takes back what it
+    wrote. SIGINT/SIGTERM: every worker stops after the same update, rank 0 writes the
+    checkpoint of that update while the others wait for it, and every worker names it.
+
     Parameters
     ----------
     task : Task
@@ -434,39 +454,85 @@ def train(task, config):
         ``steps``, ``resumed_from``, ``seconds``, ``history`` (logged records), ``first`` and
         ``last`` records, ``finished``, ``out_dir``, plus what :meth:`Task.finish` adds.
     """
-    # 1. seeds, devices, workers; the output directory
+    # 1. seeds, devices, workers; checks of the directory, the data and the model (reads only)
     engine = Engine(config)
     cluster = engine.cluster
-    directory = RunDirectory(config, task.name, cluster.is_main)
-    latest = directory.claim()
-    # 2. the model and its optimiser
-    net = task.build(engine)
-    total = task.batches.total_updates
-    engine.attach(net, task.loss, total)
-    # 3. resume: parameters, optimiser state, data position, generators, the task's state
-    history, resumed, stopped_early = [], 'a fresh start', False
-    if latest is not None:
-        meta = load_checkpoint(latest, net, engine.trainer)
-        engine.done, history, resumed = meta['step'], meta['history'], f'resumed from {latest}'
-        position = meta['data_position']
-        stopped_early = position['stopped_early']
-        task.batches.load_state_dict(position['data'])
-        task.load_state_dict(position['task'])
-        engine.interval.add(0, mx.nd.array([position['pending'][k] for k in task.loss.names],
-                                           ctx=engine.contexts[0]))
-        engine.epoch = {'sums': np.array(position['epoch']['sums']),
-                        'rows': position['epoch']['rows'],
-                        'seconds': position['epoch']['seconds']}
-    # 4. every worker starts from rank 0's weights
-    cluster.sync_weights(engine.trainer)
-    end = min(config.stop_at_step or total, total)
-    log_name = 'train.log' if cluster.is_main else f'train.rank{cluster.rank}.log'
-    engine.progress = progress = TrainProgress(
-        os.path.join(config.out_dir, log_name), total, engine.done, desc=task.name,
-        bar=config.progress and cluster.is_main, console=cluster.is_main)
-    progress.message(f'{task.name}: {task} on {engine.contexts} (rank {cluster.rank} of '
-                     f'{cluster.num_workers}), updates {engine.done}..{total} ({resumed}; '
-                     f'{amx_status()})')
+    directory = RunDirectory(config, task.name, cluster.is_main, cluster.num_workers)
+    latest = directory.inspect()
+    task.check(engine)
+    try:
+        # 2. the directory, the model and its data; the optimiser; the checkpoint to resume
+        directory.claim()
+        net = task.build(engine)
+        total = task.batches.total_updates
+        engine.attach(net, task.loss, total)
+        history, resumed, stopped_early = [], 'a fresh start', False
+        if latest is not None:
+            meta = load_checkpoint(latest, net, engine.trainer)
+            engine.done, history, resumed = meta['step'], meta['history'], f'resumed from {latest}'
+            if directory.length_changes:
+                resumed += _length_change(directory.length_changes, engine, total)
+            position = meta['data_position']
+            stopped_early = position['stopped_early']
+            task.batches.load_state_dict(position['data'])
+            task.load_state_dict(position['task'])
+            engine.interval.add(0, mx.nd.array([position['pending'][k] for k in task.loss.names],
+                                               ctx=engine.contexts[0]))
+            engine.epoch = {'sums': np.array(position['epoch']['sums']),
+                            'rows': position['epoch']['rows'],
+                            'seconds': position['epoch']['seconds']}
+        directory.commit(latest)
+        # 3. every worker starts from rank 0's weights
+        cluster.sync_weights(engine.trainer)
+        end = min(config.stop_at_step or total, total)
+        log_name = 'train.log' if cluster.is_main else f'train.rank{cluster.rank}.log'
+        engine.progress = progress = TrainProgress(
+            os.path.join(config.out_dir, log_name), total, engine.done, desc=task.name,
+            bar=config.progress and cluster.is_main, console=cluster.is_main)
+    except BaseException as err:
+        directory.rollback()
+        directory.release()
+        if isinstance(err, Interrupted):
+            raise Interrupted(f'{err} while the run was starting, before its first update; '
+                              f'{config.out_dir} was left as it was', err.signum) from None
+        raise
+    directory.started()
+    try:
+        finished_before = engine.done >= total or stopped_early
+        if finished_before:
+            progress.message(f'{task.name}: the run in {config.out_dir} is finished (update '
+                             f'{engine.done} of {total}{", stopped early" if stopped_early else ""}'
+                             '); nothing to train, its outputs are written again')
+        else:
+            progress.message(f'{task.name}: {task} on {engine.contexts} (rank {cluster.rank} of '
+                             f'{cluster.num_workers}), updates {engine.done}..{total} '
+                             f'({resumed}; {amx_status()})')
+        return _loop(task, config, engine, directory, net, total, end, history, latest,
+                     stopped_early)
+    finally:
+        directory.release()
+
+
+def _length_change(changes, engine, total):
+    """The note a resumed run with another length prints: the schedule's rate before and
+    after at the update it continues from."""
+    optimizer = engine.config.optimizer
+    (name, old, new), = changes
+    before = WarmupLinearSchedule(optimizer.lr, max(1, round(total * old / new)),
+                                  optimizer.warmup_ratio)(engine.done)
+    if total < engine.done:
+        raise ConfigError(f'--change-length: --{name.replace("_", "-")} {new} gives {total} '
+                          f'updates, fewer than the {engine.done} the run has made; expected '
+                          f'at least {engine.done}')
+    after = engine.schedule(engine.done)
+    return (f'; --change-length: {name} {old} -> {new}, the learning-rate schedule now spans '
+            f'{total} updates: the rate at update {engine.done} is {after:.3g} instead of '
+            f'{before:.3g}')
+
+
+def _loop(task, config, engine, directory, net, total, end, history, latest, stopped_early):
+    """The updates of :func:`train`, its checkpoints and its end (see there)."""
+    cluster, progress = engine.cluster, engine.progress
     run_config = {task.name: dataclasses.asdict(config)}
 
     def save(step_done, epoch_seconds):
@@ -481,9 +547,26 @@ def train(task, config):
         return save_checkpoint(directory.checkpoints, net, engine.trainer, step_done, position,
                                config.seed, run_config, history, config.keep_checkpoints)
 
-    # 5. the loop
+    def save_agreed(step_done, epoch_seconds):
+        """The last checkpoint of this invocation, as a collective step: every worker waits
+        for its own updates to complete (its gradients are with the servers), rank 0 saves,
+        and the others wait until it has. Returns (path or None, rank 0's error or None)."""
+        mx.nd.waitall()
+        path, error = None, None
+        try:
+            path = save(step_done, epoch_seconds)
+        except Exception as err:        # noqa: BLE001 -- told to every worker, then raised
+            error = err
+        if cluster.num_workers > 1:
+            flags = np.zeros(len(task.loss.count_names) + 1)   # the shape of the step's sums
+            flags[0] = 1.0 if cluster.is_main and error is None else 0.0
+            if cluster.sum_over_workers(flags)[0] < 0.5:
+                path = None
+        return path, error
+
     begin = tick = epoch_tick = time.time()
     rows = tokens = 0
+    saved = None
     with engine.signals:
         while engine.done < end and not stopped_early:
             update = task.batches.next_update()
@@ -504,16 +587,22 @@ def train(task, config):
                                                engine.epoch_metrics(time.time() - epoch_tick),
                                                engine)
                 epoch_tick = time.time()
-            if (done % config.checkpoint_interval == 0 or done == end or update.epoch_end
-                    or stopped_early or result.stop):
-                saved = save(done, time.time() - epoch_tick)
+            last = done == end or stopped_early or result.stop
+            if last:
+                saved, error = save_agreed(done, time.time() - epoch_tick)
+                if error is not None:
+                    raise error
+            elif done % config.checkpoint_interval == 0 or update.epoch_end:
+                save(done, time.time() - epoch_tick)
             if result.stop:
                 progress.close()
                 signum = engine.signals.signum or signal.SIGTERM
+                kept = (f'checkpoint {saved}' if saved else
+                        f'no checkpoint of update {done} was written (rank 0 failed to save)')
                 raise Interrupted(f'stopped by {signal.Signals(signum).name} after update '
-                                  f'{done} of {total}; checkpoint {saved}. Continue with the '
-                                  'same command and --resume', signum)
-    # 6. outputs
+                                  f'{done} of {total}; {kept}. Continue with the same command '
+                                  'and --resume', signum)
+    # 4. outputs
     progress.close()
     summary = {'steps': engine.done, 'resumed_from': 0 if latest is None else int(
         os.path.basename(latest).split('-')[1]), 'seconds': time.time() - begin,

@@ -23,9 +23,9 @@ import numpy as np
 
 from ..dist.cluster import on_cpu
 from ..data.fileio import atomic_write
-from ..errors import ConfigError
+from ..errors import ConfigError, DataFormatError
 from ..model import BERTClassifier
-from ..model.pretrained import FINETUNE_INFO, check_source, load_backbone
+from ..model.pretrained import FINETUNE_INFO, check_source, load_backbone, source_config
 from ..serve.metrics import accuracy, f1_score
 from .engine import Task, Update, train
 from .plot import plot_curves
@@ -186,16 +186,35 @@ class FinetuningTask(Task):
         self.loss = ClassificationLoss()
         self.epochs, self.best, self.stale = [], None, 0
 
+    def check(self, engine):
+        """The task's files and the starting point's sizes, read before anything is written:
+        both TSV files parse, the dev set is not empty, ``--max-seq-length`` fits the
+        model's position table and leaves room for text."""
+        config = self.config
+        self._records = load_task(config, self.spec)
+        train_records, dev_records, split = self._records
+        for name, records in (('training', train_records), ('dev', dev_records)):
+            if not records:
+                raise DataFormatError(split.split(':')[0], None, f'no {name} examples ({split}); '
+                                      f'expected a {name} set of at least one labelled pair')
+        positions = source_config(config).max_length
+        if config.max_seq_length > positions:
+            raise ConfigError(f'--max-seq-length {config.max_seq_length}: the model has a '
+                              f'position table of {positions} rows; expected at most '
+                              f'{positions}')
+        shortest = 5 if self.spec.pair else 3       # [CLS] A [SEP] B [SEP]: a token of each
+        if config.max_seq_length < shortest:
+            raise ConfigError(f'--max-seq-length {config.max_seq_length}: leaves no room for '
+                              f'text beside the {shortest - 2 if self.spec.pair else 2} special '
+                              f'tokens; expected at least {shortest}')
+
     def build(self, engine):
         from ..data import BERTDatasetTransform, get_tokenizer
         config = self.config
-        train_records, dev_records, self.split = load_task(config, self.spec)
+        if not hasattr(self, '_records'):
+            self.check(engine)
+        train_records, dev_records, self.split = self._records
         self.backbone = load_backbone(config, kernels=on_cpu(engine.contexts))
-        positions = self.backbone.bert.config.max_length
-        if config.max_seq_length > positions:
-            raise ConfigError(f'--max-seq-length {config.max_seq_length}: the model '
-                              f'({self.backbone.source}) has a position table of {positions} '
-                              f'rows; expected at most {positions}')
         self.transform = BERTDatasetTransform(
             get_tokenizer(self.backbone.vocab, lower=self.backbone.lower),
             config.max_seq_length, class_labels=self.spec.labels, pad=False, pair=self.spec.pair)

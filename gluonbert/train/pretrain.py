@@ -25,7 +25,8 @@ from .engine import Task, Update, train
 from .plot import plot_curves
 
 __all__ = ['pretrain', 'PretrainingTask', 'PretrainingLoss', 'PretrainingSums', 'PretrainingUpdates',
-           'pretraining_config', 'load_pretraining_data', 'build_pretraining_model']
+           'pretraining_config', 'check_pretraining_data', 'load_pretraining_data',
+           'prepare_text', 'build_pretraining_model']
 
 
 #: Length of the examples made from raw text when ``--max-seq-length`` is not given.
@@ -36,23 +37,33 @@ def _is_text(data):
     return all(p.endswith('.txt') or p.endswith('.raw') for p in data.split(','))
 
 
-def load_pretraining_data(config, bert_config, rank=0, num_workers=1):
-    """The batch stream and vocabulary of a run (raw text is prepared into shards first).
+def _text_options(config):
+    from ..data import PretrainingDataConfig
+    return PretrainingDataConfig(
+        max_seq_length=config.max_seq_length or DEFAULT_SEQ_LENGTH, seed=config.seed,
+        max_predictions_per_seq=config.max_predictions_per_seq)
 
-    Raw text is turned into shards under ``out_dir/data`` by
-    :func:`~gluonbert.data.pretraining.ensure_prepared`: prepared once, reused while the
-    text, the vocabulary and the options are unchanged, rebuilt (with a message) otherwise.
-    ``config.max_seq_length`` (default 128) is the examples' length for raw text; shards keep
-    the length they were made with, and a different ``max_seq_length`` is refused. Either
-    must fit the model's position table (``bert_config.max_length``), checked before any data
-    is prepared.
+
+def check_pretraining_data(config, bert_config, rank=0, num_workers=1):
+    """Checks the data of a run before anything is written; returns what it read.
+
+    The example length must fit the model's position table (``bert_config.max_length``); raw
+    text needs a vocabulary and existing files, and a run resumed from a checkpoint needs
+    the text it was trained on: text edited since its data was prepared is refused here,
+    before the prepared data is touched (so restoring the text makes the resume work).
+    Shards must be complete (:func:`~gluonbert.data.list_shards`), hold at least one batch
+    for this worker, have the given length and ids the model can embed.
 
     Outputs
     -------
-    (PretrainingBatches, gluonnlp.vocab.BERTVocab or None)
+    (PretrainingBatches or None, gluonnlp.vocab.BERTVocab or None)
+        The batches of shard input (None for raw text, prepared later by
+        :func:`load_pretraining_data`) and the vocabulary.
     """
-    from ..data import Masker, PretrainingBatches, PretrainingDataConfig, load_vocab
-    from ..data.pretraining import MANIFEST_NAME, ensure_prepared
+    from ..data import load_vocab
+    from ..data.pretraining import MANIFEST_NAME, prepared_changes
+    from ..errors import DataFormatError
+    from ..runs import find_latest
     text = _is_text(config.data)
     seq_length = config.max_seq_length or (DEFAULT_SEQ_LENGTH if text else None)
     if seq_length and seq_length > bert_config.max_length:
@@ -60,36 +71,41 @@ def load_pretraining_data(config, bert_config, rank=0, num_workers=1):
                           f'{bert_config.max_length} rows; expected at most '
                           f'{bert_config.max_length}')
     vocab = load_vocab(config.vocab) if config.vocab else None
-    shards = config.data
-    if vocab is None and os.path.isfile(os.path.join(shards, MANIFEST_NAME)):
-        with open(os.path.join(shards, MANIFEST_NAME), encoding='utf-8') as f:
-            recorded = json.load(f).get('vocab')       # the vocabulary the shards were made with
-        if recorded and os.path.exists(recorded):
-            vocab = load_vocab(recorded)
-    if text:
-        if vocab is None:
-            raise ConfigError(f'pretraining on raw text {config.data}: pass --vocab (a '
-                              'vocab.txt, GluonNLP .vocab or HuggingFace model directory)')
-        shards = os.path.join(config.out_dir, 'data')
-        data_config = PretrainingDataConfig(
-            max_seq_length=seq_length, seed=config.seed,
-            max_predictions_per_seq=config.max_predictions_per_seq)
-        if rank == 0:
-            prepared = ensure_prepared(config.data.split(','), config.vocab, shards,
-                                       data_config, lower=config.lower,
-                                       progress=config.progress)
-            resuming = config.resume or config.resume_if_possible
-            checkpoints = os.path.join(config.out_dir, 'checkpoints')
-            if prepared['action'] == 'rebuilt' and resuming and os.path.isdir(checkpoints) \
-                    and os.listdir(checkpoints):
-                raise ConfigError(f'{shards}: rebuilt because {"; ".join(prepared["reasons"])}; '
-                                  f'the checkpoints in {checkpoints} were trained on the old '
-                                  'data, so the run cannot resume. Use --overwrite to start '
-                                  'again on the new data, or restore the old input')
-        elif not os.path.isfile(os.path.join(shards, MANIFEST_NAME)):
-            raise ConfigError(f'{os.path.join(shards, MANIFEST_NAME)}: not found; with several '
-                              'workers, prepare the shards first (gluonbert '
-                              'prepare-pretraining) and pass them')
+    if not text:
+        if vocab is None and os.path.isfile(os.path.join(config.data, MANIFEST_NAME)):
+            with open(os.path.join(config.data, MANIFEST_NAME), encoding='utf-8') as f:
+                recorded = json.load(f).get('vocab')   # the vocabulary of the shards
+            if recorded and os.path.exists(recorded):
+                vocab = load_vocab(recorded)
+        return _shard_batches(config, config.data, bert_config, vocab, rank, num_workers), vocab
+    if vocab is None:
+        raise ConfigError(f'pretraining on raw text {config.data}: pass --vocab (a '
+                          'vocab.txt, GluonNLP .vocab or HuggingFace model directory)')
+    inputs = config.data.split(',')
+    for path in inputs:
+        if not os.path.isfile(path):
+            raise DataFormatError(path, None, 'input text file not found')
+    shards = os.path.join(config.out_dir, 'data')
+    resuming = config.resume or config.resume_if_possible
+    checkpoints = os.path.join(config.out_dir, 'checkpoints')
+    if rank == 0 and resuming and find_latest(checkpoints) is not None:
+        reasons = prepared_changes(inputs, config.vocab, shards, _text_options(config),
+                                   config.lower)
+        if reasons:
+            raise ConfigError(f'{config.data}: {"; ".join(reasons)} since {shards} was '
+                              f'prepared; the checkpoints in {checkpoints} were trained on the '
+                              'old data, so the run cannot resume. Restore the old input, or '
+                              'use --overwrite to start again on the new data')
+    if rank != 0 and not os.path.isfile(os.path.join(shards, MANIFEST_NAME)):
+        raise ConfigError(f'{os.path.join(shards, MANIFEST_NAME)}: not found; with several '
+                          'workers, prepare the shards first (gluonbert '
+                          'prepare-pretraining) and pass them')
+    return None, vocab
+
+
+def _shard_batches(config, shards, bert_config, vocab, rank, num_workers):
+    """The batch stream of ``shards``, checked: a full batch, the length, the ids."""
+    from ..data import Masker, PretrainingBatches, load_shard
     masker = None
     if config.dynamic_masking and vocab is not None:
         masker = Masker.from_vocab(vocab, max_predictions_per_seq=config.max_predictions_per_seq)
@@ -99,7 +115,7 @@ def load_pretraining_data(config, bert_config, rank=0, num_workers=1):
         raise ConfigError(f'{config.data}: {batches.num_examples} examples for this worker, '
                           f'fewer than batch_size={config.batch_size}; expected at least one '
                           'full batch')
-    from ..data import load_shard
+    text = _is_text(config.data)
     width = load_shard(batches.files[0])['input_ids'].shape[1]
     if width > bert_config.max_length or (config.max_seq_length and not text
                                           and width != config.max_seq_length):
@@ -108,7 +124,39 @@ def load_pretraining_data(config, bert_config, rank=0, num_workers=1):
                              'length they were made with: omit --max-seq-length, or prepare '
                              'them again)' if width <= bert_config.max_length else
                              f'at most the model\'s {bert_config.max_length} positions'))
+    check_ids_fit(batches, len(vocab) if vocab is not None else bert_config.vocab_size)
+    return batches
+
+
+def load_pretraining_data(config, bert_config, rank=0, num_workers=1):
+    """The batch stream and vocabulary of a run (raw text is prepared into shards first).
+
+    :func:`check_pretraining_data` first; then raw text is turned into shards under
+    ``out_dir/data`` by :func:`~gluonbert.data.pretraining.ensure_prepared`: prepared once,
+    reused while the text, the vocabulary and the options are unchanged, rebuilt (with a
+    message) otherwise. ``config.max_seq_length`` (default 128) is the examples' length for
+    raw text; shards keep the length they were made with, and a different
+    ``max_seq_length`` is refused.
+
+    Outputs
+    -------
+    (PretrainingBatches, gluonnlp.vocab.BERTVocab or None)
+    """
+    batches, vocab = check_pretraining_data(config, bert_config, rank, num_workers)
+    if batches is None:
+        batches = prepare_text(config, bert_config, vocab, rank, num_workers)
     return batches, vocab
+
+
+def prepare_text(config, bert_config, vocab, rank=0, num_workers=1):
+    """Raw text into ``out_dir/data`` (rank 0; see :func:`load_pretraining_data`), and its
+    checked batch stream."""
+    from ..data.pretraining import ensure_prepared
+    shards = os.path.join(config.out_dir, 'data')
+    if rank == 0:
+        ensure_prepared(config.data.split(','), config.vocab, shards, _text_options(config),
+                        lower=config.lower, progress=config.progress)
+    return _shard_batches(config, shards, bert_config, vocab, rank, num_workers)
 
 
 def check_ids_fit(batches, vocab_size):
@@ -314,16 +362,24 @@ class PretrainingTask(Task):
         return (f'{self.net.config} from {self.batches.batches.num_examples} examples, batch '
                 f'{self.config.batch_size} x {self.config.optimizer.accumulate}')
 
+    def check(self, engine):
+        self.bert_config = pretraining_config(self.config)
+        self._checked = check_pretraining_data(self.config, self.bert_config,
+                                               engine.cluster.rank, engine.cluster.num_workers)
+
     def build(self, engine):
         config = self.config
-        bert_config = pretraining_config(config)          # before any data is prepared
-        batches, self.vocab = load_pretraining_data(config, bert_config, engine.cluster.rank,
-                                                    engine.cluster.num_workers)
+        if not hasattr(self, '_checked'):
+            self.check(engine)
+        batches, self.vocab = self._checked
+        bert_config = self.bert_config
+        if batches is None:                 # raw text: prepared (or reused) now
+            batches = prepare_text(config, bert_config, self.vocab, engine.cluster.rank,
+                                   engine.cluster.num_workers)
         self.batches = PretrainingUpdates(batches, config.optimizer.accumulate, config.num_steps)
         if self.vocab is not None:
             bert_config = bert_config.replace(vocab_size=len(self.vocab))
         self.net = build_pretraining_model(bert_config, engine.contexts)
-        check_ids_fit(batches, bert_config.vocab_size)
         if engine.cluster.is_main:  # beside the checkpoints: fine-tuning can start from them
             _write_run_files(engine.out_dir, bert_config, self.vocab, config.lower)
         return self.net

@@ -131,7 +131,9 @@ def test_an_out_dir_belongs_to_one_run(tmp_path, shards_dir):
     assert code == 0, log
     steps = sorted(p.name for p in pathlib.Path(out, 'checkpoints').iterdir())
     assert steps == ['step-00000001', 'step-00000002'], steps
-    code, log = _run(_pretrain_args(shards_dir, out, 4, 2, '--resume'))
+    code, log = _run(_pretrain_args(shards_dir, out, 4, 2, '--resume'))    # 4 steps, not 2
+    assert code == 2 and '(--num-steps 2 -> 4)' in log and '--change-length' in log, log
+    code, log = _run(_pretrain_args(shards_dir, out, 4, 2, '--resume', '--change-length'))
     assert code == 0 and 'resumed from' in log and 'step-00000002' in log, log
     assert json.load(open(os.path.join(out, 'run.json')))['task'] == 'pretrain'
 
@@ -155,8 +157,10 @@ def test_sigterm_stops_with_a_checkpoint_and_resume_finishes(tmp_path, shards_di
     # a stale temporary from a killed save is removed at the next start
     (out / 'checkpoints' / '.tmp-step-00000009-12345').mkdir()
     stopped_at = int(saved[0].split('-')[1])
-    code, log = _run(_pretrain_args(shards_dir, out, stopped_at + 2, 100000, '--resume'))
+    code, log = _run(_pretrain_args(shards_dir, out, stopped_at + 2, 100000, '--resume',
+                                    '--change-length'))
     assert code == 0 and f'resumed from {out / "checkpoints" / saved[0]}' in log, log
+    assert f'--change-length: num_steps 100000 -> {stopped_at + 2}' in log, log
     assert not list((out / 'checkpoints').glob('.tmp-*'))
     assert (out / 'model.params').exists()
 

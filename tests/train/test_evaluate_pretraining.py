@@ -80,6 +80,9 @@ def test_pretrained_model_beats_baseline_on_unseen_text(pretrained_run, held_out
     assert done.returncode == 0, done.stderr
     result = json.loads(out.read_text())
     assert 'masked LM: accuracy' in done.stdout and 'next sentence: accuracy' in done.stdout
+    # progress of both stages, on standard error
+    assert 'pretraining data' in done.stderr and 'evaluating' in done.stderr, done.stderr
+    assert f'{result["num_examples"]}/{result["num_examples"]}' in done.stderr, done.stderr
     assert result['mlm_accuracy'] >= 1.4 * result['baseline_accuracy']
     assert result['accuracy_over_baseline'] == pytest.approx(
         result['mlm_accuracy'] / result['baseline_accuracy'])

@@ -168,7 +168,7 @@ def test_a_worker_error_ends_the_job(tmp_path, jobs):
     text = write_corpus(tmp_path / 'corpus.txt', num_docs=3000)
     vocab = write_vocab(tmp_path / 'vocab.txt')
     job = jobs(CLI + ['launch', '-n', '2', '-s', '1', '--grace', '20', '--'] +
-               _pretrain(text, tmp_path / 'run', 30, '--vocab', vocab))
+               _pretrain(text, tmp_path / 'run', 30, '--vocab', vocab, '--max-seq-length', '32'))
     failed_at = job.wait_for(r'\[worker \d\] gluonbert pretrain: error: .*not found; with '
                              r'several workers')
     code, ended = job.finish(timeout=40)
@@ -508,3 +508,72 @@ def test_a_stopped_worker_finishes_its_checkpoint_first(tmp_path, jobs, mode):
         assert ended - sent > 1.0          # it waited for the save
     else:
         assert ended - sent < 3
+
+
+def _guard_of(job, name):
+    """The PID of the guard of the job's process ``name`` (``worker 1``, ``server 0``): the
+    guard's child is the PID the launcher reports for it."""
+    line = next(line for _, line in job.lines if 'gluonbert launch: started' in line)
+    child = int(re.search(rf'{name} \(pid (\d+)\)', line).group(1))
+    with open(f'/proc/{child}/stat') as f:
+        return int(f.read().rsplit(')', 1)[1].split()[1]), child
+
+
+@pytest.mark.parametrize('name', ['worker 1', 'server 0'])
+def test_a_killed_guard_takes_its_process_and_the_job_with_it(tmp_path, jobs, name):
+    """The launcher reports the real PIDs, not its guards'. SIGKILL to a guard (what a user
+    who kills a PID found in ps may hit) ends its process at once and the whole job within
+    the grace period: nothing is left under PID 1."""
+    job = jobs(CLI + ['launch', '-n', '2', '-s', '1', '--grace', '3', '--'] +
+               _worker_script(tmp_path, 100_000, 0.05))
+    job.wait_for(r'kvstore rank 1 of 2')
+    guard, child = _guard_of(job, name)
+    with open(f'/proc/{child}/cmdline', 'rb') as f:
+        assert b'_process_guard' not in f.read()          # the started line names the process
+    killed_at = time.monotonic()
+    os.kill(guard, signal.SIGKILL)
+    code, ended = job.finish(timeout=30)
+    print(f'job ended {ended - killed_at:.1f} s after its guard was killed')
+    assert code == 1, job.output
+    assert re.search(rf'gluonbert launch: {name}.*: its guard \(pid {guard}\) was killed by '
+                     rf'SIGKILL; its process \(pid {child}\) was ended', job.output), job.output
+    assert not _alive(child)
+    job.assert_nothing_left(timeout=5)
+
+
+#: A model whose gradient is large (a 30,000-token embedding) and whose step is quick: a
+#: worker's last push is then still in flight when it would leave.
+LARGE_GRADIENT = '{"vocab_size": 30000, "units": 32, "hidden_size": 64, "num_layers": 1, ' \
+                 '"num_heads": 2, "max_length": 64, "dropout": 0.0}'
+
+
+@pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGINT], ids=['SIGTERM', 'SIGINT'])
+def test_a_stopped_job_writes_the_checkpoint_every_worker_names(tmp_path, jobs, sig):
+    """SIGTERM/SIGINT to the launcher of a 2-worker pretraining: both workers stop after the
+    same update; rank 0 writes its checkpoint while rank 1 waits for it (rank 1 leaving at
+    once took its last gradient with it and rank 0 hung in the save until the grace period
+    killed it); both name that checkpoint, it is complete, and the job ends well within the
+    grace period."""
+    from gluonbert.runs import read_checkpoint_meta
+    shards = write_random_shards(tmp_path / 'shards', num_shards=4, per_shard=24, seed=3)
+    config = tmp_path / 'model.json'
+    config.write_text(LARGE_GRADIENT)
+    out = tmp_path / 'run'
+    job = jobs(CLI + ['launch', '-n', '2', '-s', '1', '--grace', '20', '--'] +
+               _pretrain(shards, out, 100_000, '--config', str(config),   # instead of --model
+                         '--checkpoint-interval', '1000', '--log-interval', '5'))
+    job.wait_for(r'\[worker \d\] step 5 ')
+    sent = time.monotonic()
+    job.proc.send_signal(sig)
+    code, ended = job.finish(timeout=60)
+    print(f'job ended {ended - sent:.1f} s after {sig.name}')
+    assert code == 128 + sig, job.output
+    named = re.findall(rf'\[worker \d\] gluonbert pretrain: stopped by {sig.name} after update '
+                       r'(\d+) of 100000; checkpoint (\S+)\. Continue', job.output)
+    assert len(named) == 2 and named[0] == named[1], job.output
+    step, path = named[0]
+    assert path == str(out / 'checkpoints' / f'step-{int(step):08d}')
+    assert read_checkpoint_meta(path)['step'] == int(step)           # complete, sha1-checked
+    assert not list((out / 'checkpoints').glob('.tmp-*'))
+    assert ended - sent < 15, job.output                  # nobody waited for the 20 s grace
+    job.assert_nothing_left()

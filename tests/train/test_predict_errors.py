@@ -98,6 +98,29 @@ def test_output_is_a_directory(tmp_path, model_dir, input_tsv):
     assert os.listdir(out) == []
 
 
+def test_predict_refuses_to_write_over_its_input(tmp_path, model_dir, input_tsv):
+    before = open(input_tsv, 'rb').read()
+    for output in (input_tsv, os.path.join(os.path.dirname(input_tsv), '.', 'dev.tsv')):
+        proc = cli('predict', '--model-dir', model_dir, '--input', input_tsv, '--output',
+                   output, '--cpus', '1')
+        assert_named_error(proc, f'--output {output} is the --input file')
+    assert open(input_tsv, 'rb').read() == before
+
+
+def test_file_system_errors_are_named(tmp_path, model_dir, input_tsv):
+    """A missing --input, an --output or --out-dir below a file: exit 2, the path named."""
+    missing = str(tmp_path / 'no-such.tsv')
+    assert_named_error(cli('predict', '--model-dir', model_dir, '--input', missing,
+                           '--output', str(tmp_path / 'out.tsv')),
+                       f'{missing}: no such input file')
+    below_a_file = os.path.join(input_tsv, 'out.tsv')
+    assert_named_error(cli('predict', '--model-dir', model_dir, '--input', input_tsv,
+                           '--output', below_a_file),
+                       f'{below_a_file}: cannot write the predictions', 'is a file')
+    assert_named_error(cli('finetune', '--from-converted', model_dir, '--out-dir', below_a_file),
+                       f'{below_a_file}: cannot create the run directory', 'is a file')
+
+
 def _truncate(path):
     data = open(path, 'rb').read()
     with open(path, 'wb') as f:
@@ -109,8 +132,9 @@ def test_truncated_params_from_converted(tmp_path, converted_dir, paraphrase_dir
     _truncate(params)
     proc = cli('finetune', '--data-dir', paraphrase_dir, '--from-converted', converted_dir,
                '--out-dir', str(tmp_path / 'run'), '--epochs', '1', '--cpus', '1',
-               '--no-progress')
+               '--max-seq-length', '32', '--no-progress')
     assert_named_error(proc, f'{params}: not a readable MXNet .params file')
+    assert not (tmp_path / 'run').exists()       # the failed start took its directory back
 
 
 def test_truncated_params_pretrained_checkpoint(tmp_path, converted_dir, paraphrase_dir):
@@ -124,7 +148,7 @@ def test_truncated_params_pretrained_checkpoint(tmp_path, converted_dir, paraphr
     _truncate(run / 'model.params')
     proc = cli('finetune', '--data-dir', paraphrase_dir, '--pretrained-checkpoint', str(run),
                '--out-dir', str(tmp_path / 'run'), '--epochs', '1', '--cpus', '1',
-               '--no-progress')
+               '--max-seq-length', '32', '--no-progress')
     assert_named_error(proc, f'{run / "model.params"}: not a readable MXNet .params file')
 
 

@@ -49,8 +49,9 @@ def test_minilm_features_separate_real_mrpc_paraphrases(tmp_path, minilm):
     import mxnet as mx
 
     from gluonbert.data import get_tokenizer, load_mrpc
-    from gluonbert.model.pretrained import _from_converted, converted_hf_dir
-    backbone = _from_converted(converted_hf_dir(minilm, str(tmp_path / 'converted')), 0.0)
+    from gluonbert.model.pretrained import build, converted_hf_dir
+    backbone = build(converted_hf_dir(minilm, str(tmp_path / 'converted')), use_pooler=True,
+                     use_decoder=False, use_classifier=False, dropout=0.0, fresh_pooler=True)
     tokenizer = get_tokenizer(backbone.vocab, lower=True)
     vocab = backbone.vocab
     dev = load_mrpc(mrpc).dev[:200]
