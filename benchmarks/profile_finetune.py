@@ -53,6 +53,7 @@ def _setup(mrpc, tmp, quick):
                                  None)
     engine = Engine(config)
     task = FinetuningTask(config)
+    os.makedirs(config.out_dir)            # the run directory train() would claim
     net = task.build(engine)
     engine.attach(net, task.loss, task.batches.total_updates)
     engine.cluster.sync_weights(engine.trainer)

@@ -186,10 +186,8 @@ def test_profile_finetune_quick(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads(out.read_text())
     assert len(result['natural']['wall_s']) == 2 and min(result['natural']['wall_s']) > 0
-    phases = result['phases']
-    assert len(phases) == 2
-    for key in ('split_and_load', 'forward_backward', 'allreduce_clip_update'):
-        assert all(p[key] > 0 for p in phases), key
+    assert len(result['natural']['cpu_s']) == 2 and result['data_next_update_s']['max'] > 0
+    assert result['warmup_walls_s'] and all(w > 0 for w in result['warmup_walls_s'])
     names = {o['name'] for o in result['profiler_ops'] if o['section'] == 'operator'}
     assert {'FullyConnected', '_backward_FullyConnected'} <= names
     assert set(result['modes']) == {'plain hybridize()', 'static_alloc, bucketed (engine)',

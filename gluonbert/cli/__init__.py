@@ -238,11 +238,10 @@ def main(argv=None):
     except GluonBERTError as err:
         message = _flag_error(parser, args.command, err) if isinstance(err, ConfigError) \
             else err
-        print(f'gluonbert {args.command}: error: {message}', file=sys.stderr)
         # With an exit_code (130/143: Interrupted), every worker stops at the same update on a
         # signal: a normal exit then passes the shutdown barrier and ends the servers too.
         code = getattr(err, 'exit_code', None)
-        print(f'gluonbert {args.command}: {"" if code else "error: "}{err}', file=sys.stderr)
+        print(f'gluonbert {args.command}: {"" if code else "error: "}{message}', file=sys.stderr)
         if worker and code is None:
             end_process(2)
         return 2 if code is None else code

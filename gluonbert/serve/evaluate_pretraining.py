@@ -112,7 +112,7 @@ def _sums_block(net, kernel):
                            masked_ids, masked_weights, nsp_label):
             encoded = self.net.encoder(input_ids, segment_ids, valid_length)
             sequence = encoded[0] if isinstance(encoded, (list, tuple)) else encoded
-            nsp, _ = self.net.nsp(sequence)                                         # (b, 2)
+            _, nsp = self.net.nsp(sequence)                                         # (b, 2)
             scores = F.gather_nd(sequence, masked_index)                            # (N, C)
             for block in self.net.decoder._children.values():
                 scores = block(scores)                                              # (N, V)

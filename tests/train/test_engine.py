@@ -190,11 +190,11 @@ def test_two_finetuning_workers_equal_one_process_accumulating_two(tmp_path, par
     assert _epoch_metrics(one)[0]['train_count'] == 160
 
 
-def test_resume_refuses_data_rebuilt_from_edited_text(tmp_path, corpus_txt, vocab_txt):
+def test_resume_refuses_data_rebuilt_from_edited_text(tmp_path, corpus_txt, corpus_vocab_txt):
     """Raw text prepared into OUT_DIR/data is rebuilt when the text changes; the checkpoints
     were trained on the old shards, so --resume is refused, naming what changed."""
     out = str(tmp_path / 'run')
-    args = CLI + ['pretrain', '--data', corpus_txt, '--vocab', vocab_txt, '--model',
+    args = CLI + ['pretrain', '--data', corpus_txt, '--vocab', corpus_vocab_txt, '--model',
                   'bert_tiny_test', '--max-seq-length', '32', '--batch-size', '8',
                   '--num-steps', '4', '--checkpoint-interval', '2', '--out-dir', out,
                   '--no-progress']

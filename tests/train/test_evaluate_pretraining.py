@@ -90,12 +90,12 @@ def test_pretrained_model_beats_baseline_on_unseen_text(pretrained_run, held_out
     assert 0.3 < result['not_next_fraction'] < 0.7
 
 
-def test_an_untrained_model_stays_near_the_baseline(tmp_path, held_out, vocab_txt):
+def test_an_untrained_model_stays_near_the_baseline(tmp_path, held_out, corpus_vocab_txt):
     """The same measurement on a freshly initialised run: no better than chance."""
     from gluonbert.train.config import DeviceConfig, OptimizerConfig, PretrainConfig
     from gluonbert.train.pretrain import pretrain
     run = pretrain(PretrainConfig(
-        data=held_out, vocab=vocab_txt, out_dir=str(tmp_path / 'run'), model='bert_tiny_test',
+        data=held_out, vocab=corpus_vocab_txt, out_dir=str(tmp_path / 'run'), model='bert_tiny_test',
         max_seq_length=32, max_predictions_per_seq=5, batch_size=8, num_steps=1,
         progress=False, optimizer=OptimizerConfig(lr=1e-9), devices=DeviceConfig(cpus=1)))
     result = evaluate_pretraining(EvaluationConfig(model_dir=run['out_dir'], data=held_out,

@@ -88,10 +88,10 @@ def test_early_stop(tmp_path, paraphrase_dir, converted_dir):
     assert len(summary['epochs']) == 2 and summary['best']['epoch'] == 1
 
 
-def test_starting_from_a_pretraining_run(tmp_path, paraphrase_dir, corpus_txt, vocab_txt):
+def test_starting_from_a_pretraining_run(tmp_path, paraphrase_dir, corpus_txt, corpus_vocab_txt):
     from gluonbert.train.config import PretrainConfig
     from gluonbert.train.pretrain import pretrain
-    pretrain(PretrainConfig(data=corpus_txt, vocab=vocab_txt, out_dir=str(tmp_path / 'pt'),
+    pretrain(PretrainConfig(data=corpus_txt, vocab=corpus_vocab_txt, out_dir=str(tmp_path / 'pt'),
                             model='bert_tiny_test', max_seq_length=32, max_predictions_per_seq=5,
                             batch_size=16, num_steps=4, checkpoint_interval=2, progress=False))
     import mxnet as mx

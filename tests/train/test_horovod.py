@@ -35,13 +35,17 @@ from gluonbert.train.config import DeviceConfig, FinetuneConfig, OptimizerConfig
 from gluonbert.train.finetune import finetune
 
 from .synthetic import write_converted, write_paraphrase_tsv, write_random_shards
-from .test_distributed import BATCH, _params, _single_process_reference
+from .test_distributed import BATCH, _params
 
 #: Real processes (horovodrun): CI runs them; the fast tier (-m "not slow") skips them.
 pytestmark = pytest.mark.slow
 
 STEPS, INTERVAL = 20, 4          # pretraining updates, checkpoint interval
 HOROVODRUN = pathlib.Path(sys.executable).with_name('horovodrun')
+#: OpenMP threads of every process compared bit for bit: MXNet's reductions (the embeddings'
+#: gradients) split their sums by thread, so another thread count rounds differently.
+THREADS = '1'
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _horovod_missing():
@@ -76,7 +80,7 @@ def _horovodrun(command, out_dir):
            sys.executable, '-m', 'gluonbert.cli', *command, '--out-dir', out_dir,
            '--comm-backend', 'horovod', '--cpus', '1', '--no-progress', '--save-all-ranks']
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+                            start_new_session=True, env={**os.environ, 'OMP_NUM_THREADS': THREADS})
     proc.log_path = out_dir + '.log'
     log.close()
     return proc
@@ -133,6 +137,23 @@ def _pretrain_command(shards, extra=()):
             '--log-interval', '5', *extra]
 
 
+def _reference(shards, tmp, run_steps=None):
+    """``test_distributed``'s one-process reference (both ranks' batches on two devices),
+    computed in a process of its own with the ranks' OpenMP thread count."""
+    out = tmp / f'reference-{run_steps}.npz'
+    code = ('import sys, numpy as np\n'
+            'from tests.train.test_distributed import _single_process_reference\n'
+            'run = None if sys.argv[3] == "None" else int(sys.argv[3])\n'
+            'np.savez(sys.argv[2], **_single_process_reference(sys.argv[1], int(sys.argv[4]), '
+            'workers=2, run_steps=run))\n')
+    done = subprocess.run([sys.executable, '-c', code, shards, str(out), str(run_steps),
+                           str(STEPS)], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, 'OMP_NUM_THREADS': THREADS})
+    assert done.returncode == 0, done.stderr[-3000:]
+    with np.load(out) as arrays:
+        return {name: arrays[name] for name in arrays.files}
+
+
 @pytest.fixture(scope='module')
 def pretraining(horovod, tmp_path_factory):
     """The shards and one uninterrupted 2-process Horovod pretraining run."""
@@ -154,12 +175,12 @@ def test_pretraining_ranks_agree_and_equal_one_process_with_the_global_batch(pre
         assert np.array_equal(rank0[name], rank1[name]), name
     assert '(rank 0 of 2)' in pretraining['log']
     assert '(rank 1 of 2)' in pathlib.Path(out, 'train.rank1.log').read_text()
-    reference = _single_process_reference(pretraining['shards'], STEPS, workers=2)
+    reference = _reference(pretraining['shards'], pretraining['tmp'])
     assert reference.keys() == rank0.keys()
     for name, value in reference.items():
         assert np.array_equal(rank0[name], value), name
     # the comparison is of trained parameters, not of two initialisations
-    initial = _single_process_reference(pretraining['shards'], STEPS, workers=2, run_steps=0)
+    initial = _reference(pretraining['shards'], pretraining['tmp'], run_steps=0)
     moved = sum(not np.allclose(initial[n], rank0[n], rtol=1e-4, atol=1e-5) for n in rank0)
     assert moved > len(rank0) // 2
 

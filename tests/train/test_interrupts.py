@@ -58,10 +58,10 @@ def big_corpus(tmp_path_factory):
 
 
 @pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM], ids=['SIGINT', 'SIGTERM'])
-def test_prepare_pretraining_stops_and_keeps_no_partial_shards(tmp_path, big_corpus, vocab_txt,
+def test_prepare_pretraining_stops_and_keeps_no_partial_shards(tmp_path, big_corpus, corpus_vocab_txt,
                                                                sig):
     out = tmp_path / 'shards'
-    proc = _start(CLI + ['prepare-pretraining', '--input', big_corpus, '--vocab', vocab_txt,
+    proc = _start(CLI + ['prepare-pretraining', '--input', big_corpus, '--vocab', corpus_vocab_txt,
                          '--output-dir', str(out), '--max-seq-length', '32',
                          '--examples-per-shard', '500', '--shuffle-buffer', '1'])
     code, output, seconds = _stop_while(
@@ -80,11 +80,11 @@ def test_prepare_pretraining_stops_and_keeps_no_partial_shards(tmp_path, big_cor
     assert not (tmp_path / 'run').exists()
 
 
-def test_partial_shards_without_a_manifest_are_refused(tmp_path, big_corpus, vocab_txt):
+def test_partial_shards_without_a_manifest_are_refused(tmp_path, big_corpus, corpus_vocab_txt):
     """Shards a preparation had finished when it was stopped (killed: no cleanup at all)
     are never read as a data set: they carry their temporary name until the end."""
     out = tmp_path / 'shards'
-    proc = _start(CLI + ['prepare-pretraining', '--input', big_corpus, '--vocab', vocab_txt,
+    proc = _start(CLI + ['prepare-pretraining', '--input', big_corpus, '--vocab', corpus_vocab_txt,
                          '--output-dir', str(out), '--max-seq-length', '32',
                          '--examples-per-shard', '500', '--shuffle-buffer', '1'])
     code, _, _ = _stop_while(proc, lambda: any(n.startswith('part-') for n in os.listdir(out))
@@ -98,9 +98,9 @@ def test_partial_shards_without_a_manifest_are_refused(tmp_path, big_corpus, voc
                                 model='bert_tiny_test', progress=False))
 
 
-def test_ctrl_c_in_the_raw_text_stage_of_pretrain(tmp_path, big_corpus, vocab_txt):
+def test_ctrl_c_in_the_raw_text_stage_of_pretrain(tmp_path, big_corpus, corpus_vocab_txt):
     out = tmp_path / 'run'
-    proc = _start(CLI + ['pretrain', '--data', big_corpus, '--vocab', vocab_txt, '--model',
+    proc = _start(CLI + ['pretrain', '--data', big_corpus, '--vocab', corpus_vocab_txt, '--model',
                          'bert_tiny_test', '--max-seq-length', '32', '--batch-size', '8',
                          '--num-steps', '5', '--out-dir', str(out), '--no-progress'])
     code, output, seconds = _stop_while(

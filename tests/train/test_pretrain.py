@@ -57,12 +57,12 @@ def test_tiny_bert_learns_mlm_and_nsp(pretrained_run):
     assert 'step 300 | mlm_loss' in log and 'pairs_per_s' in log
 
 
-def test_resume_is_exact(tmp_path, corpus_txt, vocab_txt):
-    straight = pretrain(tiny(tmp_path, corpus_txt, vocab_txt, 'straight'))
-    half = pretrain(tiny(tmp_path, corpus_txt, vocab_txt, 'halves', stop_at_step=6))
+def test_resume_is_exact(tmp_path, corpus_txt, corpus_vocab_txt):
+    straight = pretrain(tiny(tmp_path, corpus_txt, corpus_vocab_txt, 'straight'))
+    half = pretrain(tiny(tmp_path, corpus_txt, corpus_vocab_txt, 'halves', stop_at_step=6))
     assert not half['finished'] and not os.path.exists(os.path.join(half['out_dir'],
                                                                     'model.params'))
-    resumed = pretrain(tiny(tmp_path, corpus_txt, vocab_txt, 'halves', resume=True))
+    resumed = pretrain(tiny(tmp_path, corpus_txt, corpus_vocab_txt, 'halves', resume=True))
     assert resumed['resumed_from'] == 6
     assert_same_run(straight['out_dir'], resumed['out_dir'], straight['history'],
                     resumed['history'])
@@ -78,7 +78,7 @@ def test_npz_shards_static_masking_one_device(tmp_path, shards_dir):
 
 
 def test_untied_embeddings_run_writes_its_config_and_is_queried_back(tmp_path, corpus_txt,
-                                                                     vocab_txt):
+                                                                     corpus_vocab_txt):
     """``gluonbert pretrain --untie-embeddings`` with recipe 2's ``bert_4_128_4``: the run's
     config says so, the head's own output weight is saved, and the fill-mask pipeline rebuilds
     the same model from it."""
@@ -86,7 +86,7 @@ def test_untied_embeddings_run_writes_its_config_and_is_queried_back(tmp_path, c
     from gluonbert.cli import main
     from gluonbert.serve.pipelines import PretrainedBERT
     out = tmp_path / 'untied'
-    assert main(['pretrain', '--data', corpus_txt, '--vocab', vocab_txt, '--out-dir', str(out),
+    assert main(['pretrain', '--data', corpus_txt, '--vocab', corpus_vocab_txt, '--out-dir', str(out),
                  '--model', 'bert_4_128_4', '--max-seq-length', '32', '--max-predictions-per-seq',
                  '5', '--batch-size', '8', '--num-steps', '4', '--log-interval', '2',
                  '--no-progress', '--untie-embeddings']) == 0
@@ -119,14 +119,14 @@ def test_shard_ids_beyond_the_model_vocabulary_are_refused(tmp_path):
 
 
 def test_max_seq_length_is_checked_before_data_and_kept_by_shards(tmp_path, corpus_txt,
-                                                                 vocab_txt, shards_dir):
+                                                                 corpus_vocab_txt, shards_dir):
     """Raw text longer than the model's positions is refused before any data is prepared;
     shards keep the length they were made with (16 here): another length is refused, none
     given uses theirs."""
     out = tmp_path / 'text'
     with pytest.raises(ConfigError, match='--max-seq-length 128: the model has a position '
                                           'table of 64 rows'):
-        pretrain(PretrainConfig(data=corpus_txt, vocab=vocab_txt, out_dir=str(out),
+        pretrain(PretrainConfig(data=corpus_txt, vocab=corpus_vocab_txt, out_dir=str(out),
                                 model='bert_tiny_test', progress=False))
     assert not (out / 'data').exists()
     config = dict(data=shards_dir, model='bert_tiny_test', batch_size=8, num_steps=1,
@@ -150,11 +150,11 @@ def _cli(tmp_path, corpus, vocab, out, *extra):
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path, corpus_txt, vocab_txt):
+def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path, corpus_txt, corpus_vocab_txt):
     env = dict(os.environ, PYTHONWARNINGS='ignore')
-    subprocess.run(_cli(tmp_path, corpus_txt, vocab_txt, 'straight'), check=True, env=env,
+    subprocess.run(_cli(tmp_path, corpus_txt, corpus_vocab_txt, 'straight'), check=True, env=env,
                    capture_output=True, timeout=300)
-    proc = subprocess.Popen(_cli(tmp_path, corpus_txt, vocab_txt, 'killed'), env=env,
+    proc = subprocess.Popen(_cli(tmp_path, corpus_txt, corpus_vocab_txt, 'killed'), env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoints = tmp_path / 'killed' / 'checkpoints'
     deadline = time.time() + 120
@@ -166,7 +166,7 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path, corpus_txt, voca
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, 'the run ended before it could be killed'
     assert not (tmp_path / 'killed' / 'model.params').exists()
-    done = subprocess.run(_cli(tmp_path, corpus_txt, vocab_txt, 'killed', '--resume'),
+    done = subprocess.run(_cli(tmp_path, corpus_txt, corpus_vocab_txt, 'killed', '--resume'),
                           env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert 'pretrained 40 steps' in done.stdout

@@ -123,10 +123,10 @@ def _write(path, text):
 @pytest.mark.parametrize('existing', [False, True], ids=['new out-dir', 'existing out-dir'])
 @pytest.mark.parametrize('case', list(FAILED_STARTS))
 def test_a_failed_start_leaves_the_directory_as_it_was(tmp_path, paraphrase_dir, converted_dir,
-                                                       shards_dir, corpus_txt, vocab_txt, case,
+                                                       shards_dir, corpus_txt, corpus_vocab_txt, case,
                                                        existing):
     make, error, message = FAILED_STARTS[case]
-    config = make(tmp_path, paraphrase_dir, converted_dir, shards_dir, corpus_txt, vocab_txt)
+    config = make(tmp_path, paraphrase_dir, converted_dir, shards_dir, corpus_txt, corpus_vocab_txt)
     out = pathlib.Path(config.out_dir)
     if existing and case != 'out-dir under a file':
         out.mkdir()
@@ -139,28 +139,28 @@ def test_a_failed_start_leaves_the_directory_as_it_was(tmp_path, paraphrase_dir,
 
 
 @pytest.mark.slow
-def test_the_corrected_command_runs_where_a_start_failed(tmp_path, corpus_txt, vocab_txt):
+def test_the_corrected_command_runs_where_a_start_failed(tmp_path, corpus_txt, corpus_vocab_txt):
     """A start that failed after it had made its directory and prepared nothing usable (a
     corpus without sentences is found out while preparing) takes it all back: the same
     --out-dir then takes the corrected command without --overwrite."""
     out = tmp_path / 'run'
     empty = _write(tmp_path / 'empty.txt', '\n\n\n')
     with pytest.raises(DataFormatError, match='holds no sentences'):
-        pretrain(_pretrain_config(empty, out, vocab=vocab_txt, max_seq_length=32))
+        pretrain(_pretrain_config(empty, out, vocab=corpus_vocab_txt, max_seq_length=32))
     assert not out.exists()
-    summary = pretrain(_pretrain_config(corpus_txt, out, vocab=vocab_txt, max_seq_length=32,
+    summary = pretrain(_pretrain_config(corpus_txt, out, vocab=corpus_vocab_txt, max_seq_length=32,
                                         num_steps=2))
     assert summary['finished'] and (out / 'model.params').exists()
 
 
 @pytest.mark.slow
-def test_restoring_the_edited_corpus_makes_the_resume_work(tmp_path, vocab_txt):
+def test_restoring_the_edited_corpus_makes_the_resume_work(tmp_path, corpus_vocab_txt):
     """An edited corpus refuses the resume before the prepared data is touched; putting the
     original text back (same content, new modification time) resumes the run."""
     corpus = pathlib.Path(write_corpus(tmp_path / 'corpus.txt', num_docs=60))
     original = corpus.read_bytes()
     out = tmp_path / 'run'
-    config = dict(vocab=vocab_txt, max_seq_length=32)
+    config = dict(vocab=corpus_vocab_txt, max_seq_length=32)
     pretrain(_pretrain_config(corpus, out, stop_at_step=2, **config))
     manifest = (out / 'data' / 'pretraining_data.json').read_bytes()
     corpus.write_bytes(original + b'w0x1 w0x2 w0x3 .\nw0x4 w0x5 .\n\n')

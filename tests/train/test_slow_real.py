@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from .conftest import SHARED_DATA
+from ..conftest import SHARED_DATA
 
 #: Real processes or long runs: CI runs them; the fast tier (-m "not slow") skips them.
 pytestmark = pytest.mark.slow
