@@ -252,7 +252,8 @@ class FinetuningTask(Task):
                   'sequences_per_s': train_metrics['sequences_per_s']}
         self.epochs.append(record)
         engine.progress.message(
-            f'epoch {epoch}: dev accuracy {metrics["accuracy"]:.4f} F1 {metrics["f1"]:.4f} '
+            f'epoch {epoch}: dev accuracy {metrics["accuracy"]:.4f} (majority class '
+            f'{self.dev_majority:.4f}) F1 {metrics["f1"]:.4f} '
             f'(dev loss {metrics["loss"]:.4f}; train loss {record["train_loss"]:.4f} acc '
             f'{record["train_accuracy"]:.4f} over {record["train_count"]}; {seconds:.1f} s, '
             f'{record["sequences_per_s"]:.1f} seq/s)')
