@@ -86,7 +86,8 @@ def test_old_spellings_still_work_hidden(command, old, new):
     others = {'download': ['mrpc'], 'prepare-pretraining': ['--input', 'a', '--vocab', 'v'],
               'convert': ['--from-hf', 'h'], 'quantize': ['--model-dir', 'm'],
               'pretrain': ['--data', 'd'], 'evaluate-pretraining': ['--model-dir', 'm',
-                                                                     '--data', 'd']}[command]
+                                                                     '--data', 'd'],
+              'demo': []}[command]
     args = parser.parse_args([command, old, '7'] + others)      # build_parser() users too
     assert getattr(args, action.dest) == (7 if action.type is int else '7')
 

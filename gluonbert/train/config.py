@@ -15,7 +15,7 @@ from ..errors import ConfigError
 
 __all__ = ['OptimizerConfig', 'DeviceConfig', 'RunConfig', 'PretrainConfig', 'FinetuneConfig']
 
-OPTIMIZERS = ('bertadam', 'lamb')
+OPTIMIZERS = ('bertadam', 'adamw', 'lamb')
 #: The model-zoo dataset of ``FinetuneConfig.model`` when none is given (as GluonNLP's scripts).
 DEFAULT_DATASET = 'book_corpus_wiki_en_uncased'
 
@@ -32,9 +32,12 @@ class OptimizerConfig:
 
     Parameters
     ----------
-    name : {'bertadam', 'lamb'}
+    name : {'bertadam', 'adamw', 'lamb'}
         ``bertadam``: Adam with decoupled weight decay and no bias correction (BERT's
-        ``AdamWeightDecay``). ``lamb``: MXNet's LAMB (layer-wise adaptive rates, large batches).
+        ``AdamWeightDecay``, GluonNLP's ``bertadam``; the pretraining default). ``adamw``: the
+        same with bias-corrected moments (``torch.optim.AdamW``; the fine-tuning default, see
+        ``docs/finetuning.md``). ``lamb``: MXNet's LAMB (layer-wise adaptive rates, large
+        batches).
     lr : float
         Peak learning rate, reached at the end of the warm-up.
     weight_decay : float

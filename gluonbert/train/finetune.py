@@ -8,7 +8,9 @@ epoch the dev set is scored (accuracy, F1 of class 1); the best epoch's paramete
 ``out_dir/model.params`` (with ``finetune.json`` and ``vocab.txt``: what ``gluonbert predict``
 needs; those two are also written when the run starts, so that ``predict`` reads a checkpoint
 of a run stopped earlier); ``--early-stop N`` ends the run after N epochs without a better dev
-accuracy.
+accuracy. Past half of the schedule, an epoch whose train accuracy is within
+:data:`DEGENERATE_MARGIN` of the majority class's share is logged as a warning: the classifier
+has collapsed to one class.
 Checkpoints, ``--resume`` and every device and cluster flag are the engine's, as for
 pretraining. A run is deterministic for a seed.
 """
@@ -32,8 +34,21 @@ from .plot import plot_curves
 from ..serve.predict import predict_proba
 from ..data.tasks import load_task, task_spec
 
-__all__ = ['finetune', 'evaluate', 'FinetuningTask', 'ClassificationBatch',
-           'ClassificationBatches', 'ClassificationLoss']
+__all__ = ['finetune', 'evaluate', 'majority_share', 'FinetuningTask', 'ClassificationBatch',
+           'ClassificationBatches', 'ClassificationLoss', 'DEGENERATE_MARGIN']
+
+#: A run whose train accuracy stays within this of the majority-class share has learned nothing
+#: a constant prediction would not (the criterion of ``benchmarks/finetune_seeds.py``).
+DEGENERATE_MARGIN = 0.02
+
+
+def majority_share(samples):
+    """Share of the most frequent label among transformed samples (0.0 for none): the accuracy
+    of always predicting it."""
+    if not samples:
+        return 0.0
+    counts = np.bincount([int(s[3][0]) for s in samples])
+    return float(counts.max() / len(samples))
 
 
 def evaluate(net, samples, batch_size, contexts, pad_id):
@@ -220,6 +235,8 @@ class FinetuningTask(Task):
             config.max_seq_length, class_labels=self.spec.labels, pad=False, pair=self.spec.pair)
         self.train = [self.transform(r.example()) for r in train_records]
         self.dev = [self.transform(r.example()) for r in dev_records]
+        self.train_majority = majority_share(self.train)
+        self.dev_majority = majority_share(self.dev)
         self.batches = ClassificationBatches(
             self.train, config.batch_size, self.transform.pad_id, config.seed, config.epochs,
             config.optimizer.accumulate, engine.cluster.rank, engine.cluster.num_workers)
@@ -261,10 +278,18 @@ class FinetuningTask(Task):
                   'sequences_per_s': train_metrics['sequences_per_s']}
         self.epochs.append(record)
         engine.progress.message(
-            f'epoch {epoch}: dev accuracy {metrics["accuracy"]:.4f} F1 {metrics["f1"]:.4f} '
+            f'epoch {epoch}: dev accuracy {metrics["accuracy"]:.4f} (majority class '
+            f'{self.dev_majority:.4f}) F1 {metrics["f1"]:.4f} '
             f'(dev loss {metrics["loss"]:.4f}; train loss {record["train_loss"]:.4f} acc '
             f'{record["train_accuracy"]:.4f} over {record["train_count"]}; {seconds:.1f} s, '
             f'{record["sequences_per_s"]:.1f} seq/s)')
+        if (2 * epoch > config.epochs
+                and record['train_accuracy'] <= self.train_majority + DEGENERATE_MARGIN):
+            engine.progress.message(
+                f'WARNING: epoch {epoch} of {config.epochs}: train accuracy '
+                f'{record["train_accuracy"]:.4f} is still the majority class\'s share '
+                f'({self.train_majority:.4f}): the classifier predicts one class. Try another '
+                '--seed, --optimizer adamw or a lower --lr (docs/finetuning.md)')
         if self.best is None or metrics['accuracy'] > self.best['dev_accuracy']:
             self.best, self.stale = record, 0
             if engine.cluster.is_main:
@@ -299,7 +324,8 @@ class FinetuningTask(Task):
             net.load_parameters(os.path.join(out, 'model.params'), ctx=engine.contexts)
         summary.update({'epochs': self.epochs, 'best': self.best, 'split': self.split,
                         'source': self.backbone.source, 'train_size': len(self.train),
-                        'dev_size': len(self.dev)})
+                        'dev_size': len(self.dev), 'train_majority': self.train_majority,
+                        'dev_majority': self.dev_majority})
         if is_main:
             plot_curves(summary['history'], os.path.join(out, 'loss_curve.png'),
                         ('loss', 'accuracy'), title='fine-tuning (train, per log interval)')
@@ -321,6 +347,7 @@ def finetune(config):
     dict
         ``epochs`` (per-epoch dev metrics, train loss/accuracy over every training example,
         seconds, sequences/s), ``best`` (the kept epoch), ``split``, ``source``, ``out_dir``,
+        ``train_majority``/``dev_majority`` (accuracy of predicting the most frequent label),
         ``net`` (on rank 0 the best epoch's classifier, elsewhere the last one) and the
         engine's summary (``history``...).
     """

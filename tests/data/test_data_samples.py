@@ -14,7 +14,7 @@ def test_paraphrase_sample():
         records = read_mrpc_tsv(os.path.join(DATA, 'paraphrase_sample', f'{name}.tsv'))
         counts[name] = collections.Counter(r.label for r in records)
         assert all(r.text_a != r.text_b for r in records)
-    assert counts == {'train': {'1': 160, '0': 80}, 'dev': {'1': 40, '0': 20}}
+    assert counts == {'train': {'1': 600, '0': 300}, 'dev': {'1': 160, '0': 80}}
     data = load_mrpc(os.path.join(DATA, 'paraphrase_sample'))
     assert data.split.startswith('GLUE train.tsv/dev.tsv') and data.test is None
     pairs = {(r.text_a, r.text_b) for r in data.train}

@@ -36,7 +36,7 @@ def params_of(net):
     return {k: v.data().asnumpy() for k, v in net._collect_params_with_prefix().items()}
 
 
-@pytest.mark.parametrize('optimizer', ['bertadam', 'lamb'])
+@pytest.mark.parametrize('optimizer', ['bertadam', 'adamw', 'lamb'])
 def test_save_load_continues_exactly(tmp_path, optimizer):
     contexts = [mx.cpu(0), mx.cpu(1)]
     rng = np.random.default_rng(0)

@@ -44,6 +44,30 @@ def test_reaches_high_train_accuracy_and_predicts(tmp_path, paraphrase_dir, pret
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     assert [r[1] for r in rows[1:]] == [str(int(p[1] > p[0])) for p in probs]
     assert os.listdir(tmp_path / 'pred') == ['dev_pred.tsv']     # no temporary left behind
+    assert 'WARNING' not in open(os.path.join(out, 'train.log')).read()
+
+
+def test_warns_when_the_classifier_stays_at_the_majority_class(tmp_path, converted_dir):
+    """With a rate too small to move anything, a 3:1 task ends at (or below) the majority
+    class's train accuracy: the log says so after half of the schedule, not before."""
+    from .synthetic import write_paraphrase_tsv
+    data = tmp_path / 'skewed'
+    data.mkdir()
+    for name, count in (('train', 96), ('dev', 32)):
+        rows = open(write_paraphrase_tsv(data / f'{name}.tsv', count, seed=4)).read().split('\n')
+        rows = [rows[0]] + [('1' + r[1:]) if i % 4 else r
+                            for i, r in enumerate(rows[1:]) if r]   # 3 of 4 labelled 1
+        (data / f'{name}.tsv').write_text('\n'.join(rows) + '\n')
+    summary = finetune(config(tmp_path, str(data), converted_dir, epochs=3,
+                              optimizer=OptimizerConfig(name='adamw', lr=1e-9)))
+    share = summary['train_majority']
+    assert share >= 0.74 and summary['dev_majority'] >= 0.74
+    assert all(e['train_accuracy'] <= share + 0.02 for e in summary['epochs'])
+    log = open(os.path.join(summary['out_dir'], 'train.log')).read()
+    warnings = [line for line in log.splitlines() if 'WARNING' in line]
+    assert [w.split('WARNING: ')[1][:16] for w in warnings] == ['epoch 2 of 3: tr',
+                                                                  'epoch 3 of 3: tr']
+    assert f'({share:.4f})' in warnings[0] and 'predicts one class' in warnings[0]
 
 
 @pytest.mark.slow

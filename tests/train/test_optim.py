@@ -9,8 +9,94 @@ from mxnet import autograd, gluon
 from gluonbert.errors import ConfigError
 from gluonbert.model import BERTClassifier, BERTModel, get_config
 from gluonbert.train.config import OptimizerConfig
-from gluonbert.train.optim import (BERTAdamW, WarmupLinearSchedule, clip_global_norm,
+from gluonbert.train.optim import (AdamW, BERTAdamW, WarmupLinearSchedule, clip_global_norm,
                                    create_optimizer, exclude_from_weight_decay)
+
+
+def _torch_adamw_run(weights, grads, lrs, wd, eps, rescale, clip_scales):
+    """torch.optim.AdamW over ``grads`` (one list per step), lr changed every step."""
+    torch = pytest.importorskip('torch')
+    params = [torch.nn.Parameter(torch.tensor(w)) for w in weights]
+    opt = torch.optim.AdamW(params, lr=lrs[0], betas=(0.9, 0.999), eps=eps, weight_decay=wd,
+                            foreach=False)
+    for step, lr, scale in zip(grads, lrs, clip_scales):
+        for group in opt.param_groups:
+            group['lr'] = lr
+        for p, g in zip(params, step):
+            p.grad = torch.tensor(g * rescale * scale)
+        opt.step()
+    return [p.detach().numpy() for p in params]
+
+
+class _Pair(mx.gluon.Block):
+    """Two parameters, so that the checkpoint module can name them."""
+
+    def __init__(self, weights):
+        super().__init__()
+        with self.name_scope():
+            self.a = self.params.get('a', shape=weights[0].shape)
+            self.b = self.params.get('b', shape=weights[1].shape)
+        self.initialize(ctx=[mx.cpu(0), mx.cpu(1)])
+        self.a.set_data(mx.nd.array(weights[0]))
+        self.b.set_data(mx.nd.array(weights[1]))
+
+
+@pytest.mark.parametrize('resume_at', [None, 2])
+def test_adamw_equals_torch_adamw(tmp_path, resume_at):
+    """``adamw`` on the same gradients moves the weights as ``torch.optim.AdamW`` (epsilon,
+    decoupled weight decay, per-step bias correction), after 1 and 5 updates with a changing
+    learning rate, on two devices, with clipping folded in, and across a checkpoint: a fresh
+    trainer loading the state saved after ``resume_at`` updates continues exactly."""
+    from gluonbert.train import checkpoint as ckpt
+    rng = np.random.default_rng(3)
+    weights = [rng.normal(size=(4, 3)).astype('float32'), rng.normal(size=(6,)).astype('float32')]
+    grads = [[rng.normal(size=w.shape).astype('float32') for w in weights] for _ in range(5)]
+    lrs = [1e-2, 3e-2, 2e-2, 1e-2, 5e-3]
+    wd, eps, rescale = 0.05, 1e-6, 0.5
+
+    def make(start):
+        net = _Pair(start)
+        opt = create_optimizer(OptimizerConfig(name='adamw', lr=lrs[0], weight_decay=wd,
+                                               epsilon=eps))
+        opt.rescale_grad = rescale
+        trainer = mx.gluon.Trainer(net.collect_params(), opt, kvstore=None,
+                                   update_on_kvstore=False)
+        return net, trainer
+
+    def steps(net, trainer, first, last):
+        params, scales = [net.a, net.b], []
+        for step in range(first, last):
+            for p, g in zip(params, grads[step]):
+                for d in p.list_grad():
+                    d[:] = g
+                for w in p.list_data():
+                    w._fresh_grad = True
+            trainer.set_learning_rate(lrs[step])
+            norm = clip_global_norm(params, 2.0, trainer.optimizer)
+            scales.append(min(1.0, 2.0 / (float(norm.asnumpy()[0]) + 1e-6)))
+            trainer.update(1)
+        return scales
+
+    net, trainer = make(weights)
+    assert isinstance(trainer.optimizer, AdamW)
+    scales = steps(net, trainer, 0, 1)
+    for got, want in zip((net.a, net.b), _torch_adamw_run(weights, grads[:1], lrs, wd, eps,
+                                                          rescale, scales)):
+        for data in got.list_data():
+            np.testing.assert_allclose(data.asnumpy(), want, rtol=1e-6, atol=1e-6)
+    if resume_at is None:
+        scales += steps(net, trainer, 1, 5)
+    else:
+        scales += steps(net, trainer, 1, resume_at)
+        path = ckpt.save_checkpoint(str(tmp_path), net, trainer, resume_at, {}, 0, {})
+        net, trainer = make([np.zeros_like(w) for w in weights])
+        ckpt.load_checkpoint(path, net, trainer)
+        scales += steps(net, trainer, resume_at, 5)
+    assert min(scales) < 1.0                                  # clipping was exercised
+    expected = _torch_adamw_run(weights, grads, lrs, wd, eps, rescale, scales)
+    for got, want in zip((net.a, net.b), expected):
+        for data in got.list_data():                          # both devices
+            np.testing.assert_allclose(data.asnumpy(), want, rtol=1e-6, atol=1e-6)
 
 
 def test_weight_decay_excludes_bias_and_layernorm():
@@ -97,6 +183,8 @@ def test_clipping_inside_bertadamw_equals_clipped_gradients():
 
 def test_create_optimizer_and_config_errors():
     assert isinstance(create_optimizer(OptimizerConfig()), BERTAdamW)
+    adamw = create_optimizer(OptimizerConfig(name='adamw', lr=3e-5, epsilon=1e-8))
+    assert type(adamw) is AdamW and adamw.lr == 3e-5 and adamw.epsilon == 1e-8
     lamb = create_optimizer(OptimizerConfig(name='lamb', lr=2e-3, weight_decay=0.1))
     assert isinstance(lamb, mx.optimizer.LAMB) and lamb.wd == 0.1 and lamb.lr == 2e-3
     with pytest.raises(ConfigError, match="name='sgd'"):

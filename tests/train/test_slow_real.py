@@ -20,20 +20,22 @@ def minilm():
 
 
 def test_demo_finetunes_minilm_and_pretrains(tmp_path, minilm):
-    """The demo's two parts run and learn. Fine-tuning learning is checked on the training
-    loss and accuracy over all 240 pairs. The 60-pair dev split is too small to show it: the
-    best dev accuracy was 0.800 (seed 2) and 0.667, the majority class (seed 3), with the
-    pre-engine loop, and 0.667 for seeds 1-3 with the engine, whose training loss falls as
-    far (0.47-0.63 after 4 epochs, 0.43-0.54 before)."""
+    """The demo's two parts run and learn. Its fine-tuning recipe (adamw, lr 5e-5, 4 epochs of
+    batch 16 on the 900-pair sample) must beat always answering "paraphrase" (0.667 on the
+    240-pair dev file) by 8 points: it did so by 12.9-17.9 points for seeds 0-4
+    (docs/finetuning.md), while a classifier stuck at the majority class scores exactly 0.667.
+    """
     from gluonbert.cli.demo import DemoConfig, demo
     config = DemoConfig(out_dir=str(tmp_path / 'demo'), progress=False)
     summary = demo(config)
-    epochs = summary['finetune']['epochs']
+    finetuned = summary['finetune']
+    epochs = finetuned['epochs']
     assert len(epochs) == config.epochs
-    assert all(e['train_count'] == summary['finetune']['train_size'] for e in epochs)
-    assert epochs[-1]['train_loss'] < epochs[0]['train_loss'] - 0.02
-    assert epochs[-1]['train_accuracy'] > epochs[0]['train_accuracy']
-    assert summary['finetune']['best']['dev_accuracy'] >= 0.6
+    assert all(e['train_count'] == finetuned['train_size'] for e in epochs)
+    assert epochs[-1]['train_loss'] < epochs[0]['train_loss'] - 0.1
+    assert epochs[-1]['train_accuracy'] > finetuned['train_majority'] + 0.1
+    assert finetuned['dev_majority'] == pytest.approx(160 / 240)
+    assert finetuned['best']['dev_accuracy'] >= finetuned['dev_majority'] + 0.08
     pretrain = summary['pretrain']
     assert pretrain['last']['mlm_loss'] < pretrain['first']['mlm_loss'] - 1.0
     assert os.path.isfile(tmp_path / 'demo' / 'pretrain' / 'loss_curve.png')
