@@ -44,6 +44,7 @@ def test_encode_hf_bertmodel_and_its_conversion(tmp_path):
                                rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_fill_mask_on_hf_bertforpretraining(tmp_path):
     directory, hf = hf_dir(tmp_path, 'BertForPreTraining', 'hf_pre')
     done = cli('fill-mask', '--model-dir', directory, '--top-k', '3', '--json',

@@ -79,6 +79,7 @@ def test_unwritable_cache(tmp_path):
     _fallback(lines, str(blocker), 'GLUONBERT_CACHE')
 
 
+@pytest.mark.slow
 @needs_compiler
 def test_failed_and_timed_out_builds_leave_nothing(tmp_path):
     failing = _wrapper(tmp_path, 'failing-g++', 'echo "error: out of luck" >&2; exit 1')

@@ -271,6 +271,7 @@ def test_softmax_cross_entropy_kernel_and_both_gradients():
     assert top.asnumpy()[0, 0] == 7 and top.asnumpy()[1, 2] == 49
 
 
+@pytest.mark.slow
 def test_kernel_benchmark_runs_every_case(tmp_path):
     """benchmarks/cpu_kernels.py --quick: every block timed with MXNet's operators and kernels."""
     import json

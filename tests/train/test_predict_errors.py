@@ -98,6 +98,7 @@ def test_output_is_a_directory(tmp_path, model_dir, input_tsv):
     assert os.listdir(out) == []
 
 
+@pytest.mark.slow
 def test_predict_refuses_to_write_over_its_input(tmp_path, model_dir, input_tsv):
     before = open(input_tsv, 'rb').read()
     for output in (input_tsv, os.path.join(os.path.dirname(input_tsv), '.', 'dev.tsv')):
@@ -107,6 +108,7 @@ def test_predict_refuses_to_write_over_its_input(tmp_path, model_dir, input_tsv)
     assert open(input_tsv, 'rb').read() == before
 
 
+@pytest.mark.slow
 def test_file_system_errors_are_named(tmp_path, model_dir, input_tsv):
     """A missing --input, an --output or --out-dir below a file: exit 2, the path named."""
     missing = str(tmp_path / 'no-such.tsv')

@@ -13,6 +13,9 @@ import pytest
 from gluonbert.train.config import DeviceConfig, FinetuneConfig, OptimizerConfig
 from gluonbert.train.finetune import finetune
 
+#: Whole predict commands on trained runs: CI runs them; the fast tier skips them.
+pytestmark = pytest.mark.slow
+
 
 def cli(*args):
     return subprocess.run([sys.executable, '-m', 'gluonbert.cli', *args], capture_output=True,
