@@ -31,7 +31,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from benchmarks.input_checks import cpu_info, write_results  # noqa: E402
+from benchmarks.input_checks import write_results  # noqa: E402
+from benchmarks.run import cpu_info, cpu_line  # noqa: E402
 
 #: (name, batch, length, width, heads, masked predictions per sequence, vocabulary)
 SHAPES = (('minilm', 32, 64, 384, 12, 20, 30522), ('bert_base', 8, 128, 768, 12, 20, 30522))
@@ -154,8 +155,9 @@ def main(argv=None):
         args.repeat, args.warmup = 2, 1
     from gluonbert.platform import recommended_env
     os.environ.update(recommended_env(args.threads))    # before MXNet's OpenMP starts
-    from gluonbert.platform import tune_allocator
+    from gluonbert.platform import enable_amx, tune_allocator
     tune_allocator()  # before MXNet's first use, as the gluonbert command does
+    enable_amx()
     import mxnet as mx
     from gluonbert import kernels as cpu_kernels
     if not cpu_kernels.available():
@@ -172,7 +174,7 @@ def main(argv=None):
             rows.append({'shape': shape, 'case': case,
                          **_time_pair(build, inputs, heads, args.repeat, args.warmup)})
     meta['load_after'] = os.getloadavg()
-    print(f'{meta["cpu"]["model_name"]}, ISA {" ".join(meta["cpu"]["isa_flags"])}; '
+    print(f'{cpu_line(meta["cpu"])}; '
           f'load {meta["load_before"][0]:.2f} -> {meta["load_after"][0]:.2f}')
     print(f'{"shape":<10}{"case (forward + backward)":<34}{"MXNet ms":>10}{"kernel ms":>11}'
           f'{"speed-up":>10}{"CPU ms MXNet / kernel":>24}')

@@ -36,31 +36,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-#: Instruction-set flags worth recording (present ones are listed in the JSON).
-ISA_FLAGS = ('sse4_2', 'avx', 'avx2', 'fma', 'f16c', 'avx512f', 'avx512bw', 'avx512vl',
-             'avx512_vnni', 'avx512_bf16', 'amx_tile', 'amx_bf16', 'amx_int8')
-
-
-def cpu_info(path='/proc/cpuinfo'):
-    """CPU model, logical CPU count and the ISA flags of :data:`ISA_FLAGS` it has."""
-    model, flags, count = None, set(), 0
-    try:
-        with open(path, encoding='utf-8') as f:
-            for line in f:
-                key, _, value = line.partition(':')
-                key = key.strip()
-                if key == 'processor':
-                    count += 1
-                elif key == 'model name' and model is None:
-                    model = value.strip()
-                elif key == 'flags' and not flags:
-                    flags = set(value.split())
-    except OSError:
-        pass
-    return {'model_name': model or platform.processor(), 'logical_cpus': count or os.cpu_count(),
-            'isa_flags': [f for f in ISA_FLAGS if f in flags]}
-
-
 def write_results(path, meta, rows):
     """Writes ``{'meta': meta, 'rows': rows}`` as JSON to ``path`` (atomically) and says so."""
     from gluonbert.data.fileio import atomic_write
@@ -201,9 +176,12 @@ def main(argv=None):
     if args.quick:
         args.models, args.batch, args.length = 'bert_tiny_test', 4, 32
         args.repeat, args.queue, args.check_calls = 4, 2, 20
-    from gluonbert.platform import tune_allocator
+    from gluonbert.platform import enable_amx, tune_allocator
     tune_allocator()  # before MXNet's first use, as the gluonbert command does
+    enable_amx()
     import mxnet as mx
+
+    from benchmarks.run import cpu_info, cpu_line
     meta = {'cpu': cpu_info(), 'python': platform.python_version(), 'mxnet': mx.__version__,
             'omp_num_threads': os.environ.get('OMP_NUM_THREADS'),
             'load_before': os.getloadavg(), 'quick': args.quick,
@@ -211,7 +189,7 @@ def main(argv=None):
     rows = [measure(name, args.batch, args.length, args.repeat, args.queue, args.check_calls)
             for name in args.models.split(',')]
     meta['load_after'] = os.getloadavg()
-    print(f'{meta["cpu"]["model_name"]}, ISA {" ".join(meta["cpu"]["isa_flags"])}; '
+    print(f'{cpu_line(meta["cpu"])}; '
           f'load {meta["load_before"][0]:.2f} -> {meta["load_after"][0]:.2f}')
     for r in rows:
         print(f'{r["model"]}: check {r["check_us"]:.0f} us idle, '

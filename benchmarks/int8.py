@@ -62,6 +62,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from gluonbert.platform import amx_status  # noqa: E402
+
 DEFAULT_MRPC = os.path.join(ROOT, '..', 'shared', 'data', 'mrpc', 'msr_paraphrase_train.txt')
 
 
@@ -343,7 +345,7 @@ def infer_base(args):
         'calib_samples': quantized['calib_samples'], 'calib_seconds': calib_seconds,
         'int8_vs_fp32_max_prob_diff': float(np.abs(probs['int8'] -
                                                    probs['gluonbert_fp32']).max()),
-        'isa': deploy.int8_isa(), 'mxnet': mx.__version__,
+        'isa': deploy.int8_isa(), 'amx': str(amx_status()), 'mxnet': mx.__version__,
         'omp_num_threads': os.environ.get('OMP_NUM_THREADS'),
         'load_average_start': load_start, 'load_average': os.getloadavg(), 'results': results,
     }
@@ -351,7 +353,8 @@ def infer_base(args):
     with open(args.out, 'w', encoding='utf-8') as f:
         json.dump(report, f, indent=2)
     print(f'infer_base: {args.base_model}, B={batch}, T={length}, {args.base_batches} batches '
-          f'per pass; CPU {report["isa"]["cpu"]} ({", ".join(report["isa"]["flags"])}); '
+          f'per pass; CPU {report["isa"]["cpu"]} ({", ".join(report["isa"]["flags"])}; '
+          f'{report["amx"]}); '
           f'INT8 weights {report["int8_weights"]["int8"]}; '
           f'load average {load_start[0]:.2f} at the start, '
           f'{", ".join(f"{x:.2f}" for x in report["load_average"])} at the end')
@@ -404,6 +407,9 @@ def main(argv=None):
                         help='products per timed GEMM window')
     parser.add_argument('--out', default=os.path.join(ROOT, 'runs', 'benchmarks', 'int8.json'))
     args = parser.parse_args(argv)
+    from gluonbert.platform import enable_amx, tune_allocator
+    tune_allocator()      # before MXNet, as `gluonbert predict` does
+    enable_amx()          # oneDNN's AMX int8/bf16 kernels where the CPU has them
     if args.infer_base:
         return infer_base(args)
     if not os.path.isfile(args.mrpc):
@@ -490,7 +496,7 @@ def main(argv=None):
         'int8_weights': int8_weights,
         'batching': {'batch_size': padding_stats(samples, args.batch_size)},
         'profile_ms': profile, 'load_average_start': load_start,
-        'isa': deploy.int8_isa(), 'mxnet': mx.__version__,
+        'isa': deploy.int8_isa(), 'amx': str(amx_status()), 'mxnet': mx.__version__,
         'omp_num_threads': os.environ.get('OMP_NUM_THREADS'),
         'load_average': os.getloadavg(), 'results': results,
     }

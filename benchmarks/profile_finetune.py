@@ -30,8 +30,9 @@ import time
 if __package__ in (None, ''):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from gluonbert.platform import tune_allocator  # noqa: E402
+from gluonbert.platform import enable_amx, tune_allocator  # noqa: E402
 tune_allocator()  # before MXNet, as the gluonbert command does
+enable_amx()
 import mxnet as mx  # noqa: E402
 import numpy as np  # noqa: E402
 

@@ -54,34 +54,23 @@ def child_env(threads):
 
 
 #: ISA flags of /proc/cpuinfo that decide which kernels are fast (recorded with every run).
-ISA_FLAGS = ('avx2', 'fma', 'avx512f', 'avx512_vnni', 'avx_vnni', 'avx512_bf16', 'amx_tile',
-             'amx_bf16', 'amx_int8')
-
-
-def cpu_info(path='/proc/cpuinfo'):
-    """CPU model name and the ISA flags of :data:`ISA_FLAGS` (``{flag: bool}``) from
-    ``/proc/cpuinfo`` (first processor); ``model`` is None when the file cannot be read."""
-    model, flags = None, set()
-    try:
-        with open(path, encoding='utf-8', errors='replace') as f:
-            for line in f:
-                key, _, value = line.partition(':')
-                key = key.strip()
-                if key == 'model name' and model is None:
-                    model = value.strip()
-                elif key == 'flags' and not flags:
-                    flags = set(value.split())
-                if model is not None and flags:
-                    break
-    except OSError:
-        pass
-    return {'model': model, 'isa': {flag: flag in flags for flag in ISA_FLAGS}}
+def cpu_info(path=None):
+    """What every result records of this machine: the CPU model (None when unknown), the ISA
+    flags of :data:`gluonbert.platform.ISA_FLAGS` (``{flag: bool}``), the logical CPUs, and
+    whether oneDNN's AMX kernels are on in the gluonbert processes
+    (:func:`gluonbert.platform.amx_status`, what the ``gluonbert`` command reports)."""
+    from gluonbert.platform import amx_status
+    from gluonbert.platform import cpu_info as read_cpuinfo
+    info = read_cpuinfo(path)
+    return {'model': None if info.model == 'unknown' else info.model, 'isa': info.isa(),
+            'logical_cpus': os.cpu_count(), 'amx': str(amx_status())}
 
 
 def cpu_line(cpu):
     """One line for the printed table: model and the ISA flags present."""
     present = [flag for flag, on in cpu['isa'].items() if on]
-    return f'CPU: {cpu["model"] or "unknown"}; ISA: {", ".join(present) or "none of interest"}'
+    return (f'CPU: {cpu["model"] or "unknown"}; ISA: {", ".join(present) or "none of interest"}'
+            f'; {cpu.get("amx", "AMX unknown")}')
 
 
 def machine():

@@ -21,8 +21,9 @@ from benchmarks.spec import Workload  # noqa: E402
 def _run_one(workload, impl, threads, context):
     if workload.kind in ('cli_finetune', 'cli_predict'):
         if impl == 'gluonbert':   # before MXNet, as the gluonbert command does
-            from gluonbert.platform import tune_allocator
+            from gluonbert.platform import enable_amx, tune_allocator
             tune_allocator()
+            enable_amx()
         if impl.startswith('hf'):
             import torch
             torch.set_num_threads(threads)
@@ -32,8 +33,10 @@ def _run_one(workload, impl, threads, context):
         if impl in ('gluonbert', 'gluonnlp-malloc'):
             # First, before MXNet is imported, as the gluonbert command does
             # (gluonbert.platform); gluonnlp-malloc uses nothing else of gluonbert.
-            from gluonbert.platform import tune_allocator
+            from gluonbert.platform import enable_amx, tune_allocator
             tune_allocator()
+            if impl == 'gluonbert':       # oneDNN's AMX kernels where the CPU has them
+                enable_amx()
         from benchmarks import impl_mxnet
         if workload.kind == 'gemm':
             return impl_mxnet.run_gemm(workload)

@@ -72,7 +72,8 @@ def test_finetune_resumes_exactly_mid_epoch(tmp_path, paraphrase_dir, converted_
 
 def test_finetune_killed_then_resumed_equals_uninterrupted(tmp_path, paraphrase_dir,
                                                            converted_dir):
-    common = ['--epochs', '30', '--cpus', '1', '--checkpoint-interval', '3', '--log-interval',
+    # 6 epochs of 10 updates: killed at its first checkpoint (update 3), 57 before its end
+    common = ['--epochs', '6', '--cpus', '1', '--checkpoint-interval', '3', '--log-interval',
               '50']
     straight, killed = str(tmp_path / 'straight'), str(tmp_path / 'killed')
     code, log = _run(_finetune_args(converted_dir, paraphrase_dir, straight, *common))
