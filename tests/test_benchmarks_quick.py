@@ -194,3 +194,47 @@ def test_profile_finetune_quick(tmp_path):
                                     'static_alloc+static_shape, all padded to max_len'}
     assert all(m['sequences_per_s'] > 0 for m in result['modes'].values())
     assert 'static_alloc' in proc.stdout
+
+
+def test_finetune_seeds_sweeps_and_resumes(tmp_path, converted_dir):
+    """``benchmarks/finetune_seeds.py``: every (optimizer, seed) run is the ``finetune`` command,
+    the table and JSON summarise them, and a second call reads the finished runs instead of
+    running them again."""
+    from .train.synthetic import write_paraphrase_tsv
+    data = tmp_path / 'data'
+    data.mkdir()
+    # the layout of the real MRPC file: the sweep's seeded --dev-fraction split applies
+    write_paraphrase_tsv(data / 'msr_paraphrase_train.txt', 96, seed=1)
+    out = tmp_path / 'sweep'
+    command = [sys.executable, os.path.join(ROOT, 'benchmarks', 'finetune_seeds.py'),
+               '--data-dir', str(data), '--from-converted', converted_dir,
+               '--seeds', '0,1', '--optimizers', 'bertadam,adamw', '--cpus', '1', '--out',
+               str(out), '--', '--epochs', '2', '--max-seq-length', '32', '--batch-size', '16',
+               '--lr', '1e-3']
+    first = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    result = json.loads((out / 'results.json').read_text())
+    runs = {(r['optimizer'], r['seed']): r for r in result['runs']}
+    assert set(runs) == {('bertadam', 0), ('bertadam', 1), ('adamw', 0), ('adamw', 1)}
+    for (optimizer, seed), run in runs.items():
+        metrics = json.loads((out / f'{optimizer}-seed{seed}' / 'metrics.json').read_text())
+        assert run['dev_accuracy'] == metrics['best']['dev_accuracy'] and run['epochs'] == 2
+        assert run['degenerate'] == (metrics['epochs'][-1]['train_accuracy']
+                                     <= metrics['train_majority'] + 0.02)
+        log = (out / f'{optimizer}-seed{seed}' / 'train.log').read_text()
+        assert f'--optimizer {optimizer}' in ' '.join(json.loads(
+            (out / 'sweep.json').read_text())[f'{optimizer}-seed{seed}']['command'])
+        assert 'updates 0..' in log
+    # the two optimisers and the two seeds are different runs
+    assert runs['bertadam', 0]['dev_accuracy'] != runs['adamw', 0]['dev_accuracy'] or \
+        runs['bertadam', 0]['train_accuracy'] != runs['adamw', 0]['train_accuracy']
+    summary = result['summary']
+    for optimizer in ('bertadam', 'adamw'):
+        mine = [r['dev_accuracy'] for r in result['runs'] if r['optimizer'] == optimizer]
+        assert summary[optimizer]['mean_dev_accuracy'] == pytest.approx(sum(mine) / 2)
+        assert summary[optimizer]['worst_dev_accuracy'] == min(mine)
+    assert '| bertadam |' in first.stdout and '| adamw |' in first.stdout
+    second = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert 'gluonbert.cli finetune' not in second.stdout          # nothing ran again
+    assert json.loads((out / 'results.json').read_text())['runs'] == result['runs']
