@@ -316,7 +316,15 @@ def _run_worker(inputs, vocab, lower, output_dir, config, worker, num_workers, r
 
 
 def _worker_main(queue, *args):
-    """Entry point of a worker process: sends progress, then ('done', stats) or ('error', ...)."""
+    """Entry point of a worker process: sends progress, then ('done', stats) or ('error', ...).
+
+    The parent alone decides when workers stop: a worker ignores SIGINT (Ctrl-C reaches the
+    whole process group; the parent then terminates its workers) and dies at once on SIGTERM,
+    whatever handlers the parent had installed (``raise_on_signals`` would make it report an
+    error instead and wait at exit for a queue nobody reads any more)."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     worker = args[5]
     handler = logging.FileHandler(os.path.join(args[3], LOG_NAME))
     handler.setFormatter(logging.Formatter(f'%(asctime)s %(levelname)s [worker {worker}] '
@@ -476,6 +484,10 @@ def _warn_no_partner(results):
     warnings.warn(message, stacklevel=3)
 
 
+#: Seconds a worker is given to end after its result was received or it was terminated.
+_WORKER_GRACE_S = 5.0
+
+
 def _run_processes(args, num_workers, bar):
     import multiprocessing
     # fork starts workers at once (the parent has MXNet and GluonNLP imported already; the
@@ -510,10 +522,18 @@ def _run_processes(args, num_workers, bar):
             else:
                 raise RuntimeError(f'pretraining worker {worker} failed:\n{payload[0]}')
     finally:
+        # On an error or an interrupt the workers still running are terminated. A worker
+        # terminated while it wrote to the queue leaves the queue's lock taken, and a sibling
+        # then waits for it forever at its exit: whatever outlives the grace is killed.
+        if len(results) < num_workers:
+            for proc in procs:
+                if proc.is_alive():
+                    proc.terminate()
         for proc in procs:
-            if proc.is_alive() and len(results) < num_workers:
-                proc.terminate()
-            proc.join()
+            proc.join(timeout=_WORKER_GRACE_S)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
     return [results[w] for w in range(num_workers)]
 
 

@@ -293,3 +293,41 @@ def test_worker_data_error_reaches_the_caller(vocab_txt, tmp_path):
                                                        max_predictions_per_seq=2),
                                  num_workers=2, progress=False)
     assert err.value.path == str(bad) and err.value.line == 5
+
+
+def test_workers_leave_stopping_to_the_parent(vocab_txt, tmp_path):
+    """A worker of a parallel preparation ignores SIGINT and dies on SIGTERM even when the
+    parent installed the CLI's handlers (``raise_on_signals``). Inheriting them, a terminated
+    worker reported an error instead and then waited at its exit for a queue the parent no
+    longer read: ``prepare_pretraining_data`` hung in its final ``join``."""
+    import multiprocessing
+    import signal
+    import time
+
+    from gluonbert.data.pretraining import _worker_main
+    from gluonbert.platform import raise_on_signals
+    corpus = numbered_corpus(tmp_path / 'corpus.txt', num_docs=4000, sentences=(20, 40))
+    out = tmp_path / 'out'
+    out.mkdir()
+    config = PretrainingDataConfig(max_seq_length=16, max_predictions_per_seq=2)
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    raise_on_signals()
+    try:
+        ctx = multiprocessing.get_context('fork')
+        queue = ctx.Queue()
+        proc = ctx.Process(target=_worker_main,
+                           args=(queue, [str(corpus)], vocab_txt, True, str(out), config, 0, 1))
+        proc.start()
+        assert queue.get(timeout=60)[0] == 'progress'         # working
+        os.kill(proc.pid, signal.SIGINT)
+        time.sleep(0.5)
+        assert proc.is_alive(), 'SIGINT stopped the worker'
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.join(timeout=10)
+        assert proc.exitcode == -signal.SIGTERM
+        queue.cancel_join_thread()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if proc.is_alive():
+            proc.kill()
