@@ -240,7 +240,8 @@ def test_finetuning_equals_one_process_accumulating_both_ranks_batches(horovod, 
     reference = finetune(FinetuneConfig(
         data_dir=str(data), from_converted=converted, out_dir=str(tmp_path / 'one'),
         progress=False, devices=DeviceConfig(cpus=1),
-        optimizer=OptimizerConfig(lr=1e-3, warmup_ratio=0.1, accumulate=2), **common))
+        optimizer=OptimizerConfig(name='adamw', lr=1e-3, warmup_ratio=0.1, accumulate=2),
+        **common))                                  # adamw: the command's fine-tuning default
     expected = _params(pathlib.Path(tmp_path / 'one' / 'model.params'))
     for path in ('model.params', 'model.rank1.params'):
         got = _params(pathlib.Path(out, path))
