@@ -3,7 +3,7 @@
 # extras, so the HuggingFace comparisons run instead of skipping, and Horovod built against
 # MXNet, so the --comm-backend horovod tests run: with GLUONBERT_HOROVOD=1, the default, they
 # fail rather than skip when Horovod is missing), then runs pytest.
-#   bash scripts/test.sh                 every test (what CI runs; ~10 minutes on 2 cores)
+#   bash scripts/test.sh                 every test (what CI runs; ~20 minutes on 2 cores)
 #   bash scripts/test.sh --fast          the fast tier for editing (-m "not slow", < 2 minutes)
 # Other arguments go to pytest, e.g. `bash scripts/test.sh tests/train`.
 set -euo pipefail
