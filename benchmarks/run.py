@@ -85,9 +85,6 @@ def machine():
                     'Socket(s)', 'L2 cache', 'L3 cache', 'Hypervisor vendor'):
             if key in fields:
                 info[key] = fields[key]
-        flags = fields.get('Flags', '').split()
-        info['simd'] = [f for f in ('avx2', 'fma', 'avx512f', 'avx512_bf16', 'amx_tile')
-                        if f in flags]
     except (OSError, subprocess.CalledProcessError):
         pass
     try:

@@ -19,24 +19,21 @@ from benchmarks.spec import Workload  # noqa: E402
 
 
 def _run_one(workload, impl, threads, context):
-    if workload.kind in ('cli_finetune', 'cli_predict'):
-        if impl == 'gluonbert':   # before MXNet, as the gluonbert command does
-            from gluonbert.platform import enable_amx, tune_allocator
-            tune_allocator()
+    # First, before MXNet is imported, what the gluonbert command does to its process
+    # (gluonbert.platform): glibc's allocator settings and oneDNN's AMX kernels where the CPU
+    # has them. gluonnlp-malloc takes the allocator settings and nothing else of gluonbert.
+    if impl in ('gluonbert', 'gluonnlp-malloc'):
+        from gluonbert.platform import enable_amx, tune_allocator
+        tune_allocator()
+        if impl == 'gluonbert':
             enable_amx()
+    if workload.kind in ('cli_finetune', 'cli_predict'):
         if impl.startswith('hf'):
             import torch
             torch.set_num_threads(threads)
         from benchmarks import cli_workloads
         return cli_workloads.run(workload, impl, context)
     if impl in ('gluonbert', 'gluonnlp', 'gluonnlp-malloc', 'mxnet'):
-        if impl in ('gluonbert', 'gluonnlp-malloc'):
-            # First, before MXNet is imported, as the gluonbert command does
-            # (gluonbert.platform); gluonnlp-malloc uses nothing else of gluonbert.
-            from gluonbert.platform import enable_amx, tune_allocator
-            tune_allocator()
-            if impl == 'gluonbert':       # oneDNN's AMX kernels where the CPU has them
-                enable_amx()
         from benchmarks import impl_mxnet
         if workload.kind == 'gemm':
             return impl_mxnet.run_gemm(workload)
